@@ -1,0 +1,152 @@
+"""One exception tree for the whole tool; the CLI turns it into exit codes in one place.
+
+    ReconcilerError                  exit 1 unless stated; `str(err)` is the one-paragraph message
+    ├── ConfigError                  bad input in an environment file or a flag
+    │   └── ValidationFailed         every problem found in one run (`.problems`)
+    ├── PlanFileError                unreadable, edited, foreign or stale plan file
+    ├── NewStoreError                a NewStore API call failed (setting, method, path, status,
+    │   │                            request_id, message)
+    │   ├── TransportError           no HTTP answer: connection refused, reset, timeout
+    │   ├── AuthError                the token endpoint refused us, or 401/403 persisted
+    │   ├── IPBlockedError           403 with a non-JSON body: NewStore's per-IP rate-limit block
+    │   ├── RetryBudgetExhausted     transient failures outlasted the retry budget
+    │   ├── ConflictError            409 kept coming back after re-read and retry
+    │   └── RejectedError            any other 4xx/5xx answer (validation, server error)
+    ├── ApplyError                   apply stopped; carries the safe-state report
+    │   └── ChangedUnderneath        live state moved away from what was planned
+    └── BlockedError                 exit 3: a gate or safety rule stops a needed change
+
+No message ever contains a header, token, api_key or client secret: messages are built from
+the request method, path, status and NewStore's own `message`/`request_id` fields only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ReconcilerError(Exception):
+    """Base of every error the tool raises on purpose."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input file, located as precisely as we can."""
+
+    file: str
+    line: int  # 1-based; 0 when unknown
+    column: int  # 1-based; 0 when unknown
+    path: str  # key path inside the document, e.g. "availability_webhook.timeout"; "" for root
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}:{self.column}"
+        key = f" {self.path}:" if self.path else ""
+        return f"{where}:{key} {self.message}"
+
+
+class ConfigError(ReconcilerError):
+    """Bad input in an environment file or on the command line."""
+
+
+class ValidationFailed(ConfigError):
+    """Every problem found while loading environments, reported together."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.message))
+        count = len(self.problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} found:\n{lines}")
+
+
+class PlanFileError(ReconcilerError):
+    """A plan file that cannot be applied: unreadable, edited, foreign, or stale."""
+
+
+@dataclass
+class NewStoreError(ReconcilerError):
+    """A call to NewStore failed. Carries everything needed to ask NewStore support about it."""
+
+    message: str
+    setting: str = ""
+    method: str = ""
+    path: str = ""
+    status: int | None = None
+    request_id: str | None = None
+    detail: str = ""  # NewStore's own message(s), never request or response headers
+    environment: str = ""
+    hint: str = ""
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.environment:
+            parts.append(f"[{self.environment}]")
+        if self.setting:
+            parts.append(f"{self.setting}:")
+        parts.append(self.message)
+        where = " ".join(x for x in (self.method, self.path) if x)
+        if where:
+            parts.append(f"({where}")
+            parts[-1] += f" → {self.status})" if self.status is not None else ")"
+        if self.detail:
+            parts.append(f"NewStore said: {self.detail}.")
+        if self.request_id:
+            parts.append(f"Request id: {self.request_id}.")
+        if self.hint:
+            parts.append(self.hint)
+        return " ".join(parts)
+
+
+class TransportError(NewStoreError):
+    """No HTTP answer at all: connection refused or reset, DNS failure, timeout."""
+
+
+class AuthError(NewStoreError):
+    """The token endpoint refused the credentials, or the API kept answering 401/403."""
+
+
+class IPBlockedError(NewStoreError):
+    """403 with a non-JSON body: NewStore blocked this source IP for exceeding its rate limit."""
+
+
+class RetryBudgetExhausted(NewStoreError):
+    """Transient failures (429, 502-504, connection errors) outlasted the retry budget."""
+
+
+class ConflictError(NewStoreError):
+    """409 concurrent_update_on_tenant_setting persisted after re-reading and retrying."""
+
+
+class RejectedError(NewStoreError):
+    """NewStore answered with an error status that retrying will not fix."""
+
+
+@dataclass
+class ApplyError(ReconcilerError):
+    """Apply stopped part-way. `report` is the human-readable safe-state report."""
+
+    message: str
+    report: str = ""
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.report}" if self.report else self.message
+
+
+class ChangedUnderneath(ApplyError):
+    """The live state moved since it was planned (another run, or a hand edit)."""
+
+
+class BlockedError(ReconcilerError):
+    """A change is needed but a gate or a safety rule stops it."""
+
+    exit_code = 3

@@ -1,0 +1,105 @@
+"""The values every layer passes around: environments, setting values, sentinels.
+
+A setting's value is either a small flat dict of normalised fields (e.g. ``{"enabled": True}``)
+or ``ABSENT`` (the configuration does not exist / must not exist). A setting the environment
+file omits is *unmanaged* and simply has no key in ``Environment.desired``: omitted and
+``ABSENT`` are different things, so neither is spelled ``None``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+
+class _Absent(enum.Enum):
+    ABSENT = "absent"
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+class _Unknown(enum.Enum):
+    UNKNOWN = "unknown"
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+ABSENT: Final = _Absent.ABSENT
+"""The setting's configuration does not exist (live) or must not exist (desired)."""
+
+UNKNOWN: Final = _Unknown.UNKNOWN
+"""A field NewStore returned masked (e.g. a webhook api_key): we cannot tell its value.
+It never counts as a difference; the plan says it could not be verified."""
+
+Fields: TypeAlias = dict[str, Any]
+Value: TypeAlias = Fields | _Absent
+"""A normalised setting value: its managed fields, or ABSENT."""
+
+SENSITIVE: Final = "(sensitive)"
+SENSITIVE_CHANGED: Final = "(sensitive, changed)"
+
+
+@dataclass(frozen=True)
+class Connection:
+    base_url: str
+    token_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    timeout: float = 10.0  # seconds per HTTP request
+    ca_bundle: str | None = None  # CA bundle path; None = system store / SSL_CERT_FILE etc.
+    retry_attempts: int = 5  # total attempts per request, first one included
+    retry_max_seconds: float = 60.0  # give up retrying once this much time has passed
+
+
+@dataclass(frozen=True)
+class WebhookProbe:
+    """`gates.webhook_probe`: the sample availability request sent before external ATP goes on."""
+
+    products: tuple[str, ...]
+    fulfillment_locations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Gates:
+    webhook_probe: WebhookProbe | None = None
+    newstore_stock_confirmed: bool = False
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a key came from, for error messages that name file:line:column."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One tenant's desired state, fully resolved (extends merged, ${VAR}s substituted)."""
+
+    name: str
+    file: str
+    tenant: str
+    connection: Connection
+    desired: Mapping[str, Value]  # only managed settings, keyed by setting key, in registry order
+    gates: Gates = Gates()
+    # key path ("availability_webhook.url") -> where it was written; for messages.
+    locations: Mapping[str, Location] = field(default_factory=dict, repr=False, compare=False)
+
+    def where(self, path: str) -> str:
+        """`file:line:column` of a key path, falling back to its parents, then to the file."""
+        parts = path.split(".")
+        while parts:
+            loc = self.locations.get(".".join(parts))
+            if loc is not None:
+                return str(loc)
+            parts.pop()
+        return self.file

@@ -1,0 +1,90 @@
+"""The safety rules, as data. They drive validation of desired states, the planner's ordering,
+and the checks tests run on every intermediate state in the sandbox's write history.
+
+Every rule is an implication between two settings: ``if_setting`` satisfies ``if_holds`` ⇒
+``then_setting`` satisfies ``then_holds``. A state is a mapping of setting key → Value; a setting
+missing from the mapping is unknown (unmanaged), which makes any rule touching it unknown too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from reconciler.model import ABSENT, Value
+
+
+def _exists(value: Value) -> bool:
+    return value is not ABSENT
+
+
+def _enabled(value: Value) -> bool:
+    return value is not ABSENT and bool(value.get("enabled"))
+
+
+def _new_om_ui(value: Value) -> bool:
+    return value is not ABSENT and bool(value.get("use_new_om_ui"))
+
+
+@dataclass(frozen=True)
+class Rule:
+    number: int
+    id: str
+    text: str
+    if_setting: str
+    if_holds: Callable[[Value], bool]
+    then_setting: str
+    then_holds: Callable[[Value], bool]
+    consequence: str  # what goes wrong for the retailer when the rule is broken
+
+    def holds(self, state: Mapping[str, Value]) -> bool | None:
+        """True/False, or None when a setting it needs is not in `state` (unmanaged)."""
+        if self.if_setting in state and not self.if_holds(state[self.if_setting]):
+            return True
+        if self.then_setting in state and self.then_holds(state[self.then_setting]):
+            return True
+        if self.if_setting in state and self.then_setting in state:
+            return False
+        return None
+
+    def __str__(self) -> str:
+        return f"rule {self.number} ({self.text})"
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        1,
+        "atp-needs-webhook",
+        "external ATP on ⇒ the availability webhook config exists",
+        "external_atp",
+        _enabled,
+        "availability_webhook",
+        _exists,
+        "NewStore treats every item as unavailable and the retailer stops selling",
+    ),
+    Rule(
+        2,
+        "atp-needs-external-oms",
+        "external ATP on ⇒ the external OMS flag is on",
+        "external_atp",
+        _enabled,
+        "external_oms",
+        _enabled,
+        "NewStore takes ATP from an external OMS it does not route orders to",
+    ),
+    Rule(
+        3,
+        "new-om-ui-needs-external-oms",
+        "use_new_om_ui true ⇒ the external OMS flag is on",
+        "associate_app",
+        _new_om_ui,
+        "external_oms",
+        _enabled,
+        "the Associate App shows order history from an OMS that holds no orders",
+    ),
+)
+
+
+def violations(state: Mapping[str, Value]) -> list[Rule]:
+    """The rules that are definitely broken in `state` (unknown counts as not broken)."""
+    return [rule for rule in RULES if rule.holds(state) is False]

@@ -1,0 +1,54 @@
+"""What every managed NewStore setting module provides.
+
+A setting module subclasses `Setting`, declares its API path, its secret and server-managed
+fields, and implements `read`/`write` (and `delete` where the API has one). The planner, the
+renderers, drift and dump only ever use this interface, so a fifth setting is one new module
+plus one line in `reconciler.settings.REGISTRY`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from reconciler.model import ABSENT, Fields, Value
+
+if TYPE_CHECKING:
+    from reconciler.client import NewStoreClient
+
+
+class Setting(ABC):
+    key: ClassVar[str]  # the environment file's key, e.g. "availability_webhook"
+    title: ClassVar[str]  # for people, e.g. "Availability webhook config"
+    path: ClassVar[str]  # API path under the tenant's base_url
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+    server_managed_fields: ClassVar[frozenset[str]] = frozenset({"updated_at"})
+    deletable: ClassVar[bool] = False
+    # The value a tenant has before anyone configured it (what `read` returns then).
+    default: ClassVar[Value] = ABSENT
+
+    @abstractmethod
+    def read(self, client: NewStoreClient) -> Value:
+        """GET the live value, normalised to the managed fields, or ABSENT."""
+
+    @abstractmethod
+    def write(self, client: NewStoreClient, value: Fields) -> str | None:
+        """Set the live value to `value`. Returns NewStore's request id when it gave one."""
+
+    def delete(self, client: NewStoreClient) -> str | None:
+        """Remove the configuration. Only settings with `deletable = True` implement it."""
+        raise NotImplementedError(f"{self.key} cannot be deleted")
+
+    def normalize(self, value: Value) -> Value:
+        """Canonical form used for diffs and fingerprints (override for representation quirks)."""
+        if value is ABSENT:
+            return ABSENT
+        return {k: v for k, v in sorted(value.items()) if k not in self.server_managed_fields}
+
+    def mask(self, value: Value) -> Value | Any:
+        """The value with secret fields replaced by "(sensitive)", safe to print or store."""
+        from reconciler.model import SENSITIVE
+
+        if value is ABSENT:
+            return ABSENT
+        return {k: (SENSITIVE if k in self.secret_fields else v) for k, v in value.items()}
