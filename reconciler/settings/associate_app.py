@@ -1,14 +1,27 @@
-"""Associate App use_new_om_ui. (Declarations only: read/write land with the client issue.)"""
+"""Associate App `ui_configurations.use_new_om_ui`, inside `/api/v1/associate-app/config`.
+
+The document is large and strictly validated, and only PUT of the whole document has
+documented semantics (PATCH's merge rules are not). So a write is: GET the document right
+before writing (there is no ETag to guard with), change that one field, PUT everything back
+with every other key exactly as read, in the same order. The reconciler never creates the
+document: it has required sections the reconciler knows nothing about.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from reconciler.errors import RejectedError
 from reconciler.model import Fields, Value
 from reconciler.settings.base import Setting
 
 if TYPE_CHECKING:
+    import httpx
+
     from reconciler.client import NewStoreClient
+
+SECTION = "ui_configurations"
+FIELD = "use_new_om_ui"
 
 
 class AssociateApp(Setting):
@@ -19,7 +32,55 @@ class AssociateApp(Setting):
     default: ClassVar[Value] = {"use_new_om_ui": False}
 
     def read(self, client: NewStoreClient) -> Value:
-        raise NotImplementedError
+        response = client.request(self.key, "GET", self.path, ok=(200, 404))
+        if response.status_code == 404:
+            # No document: the app runs on its defaults, which means the NewStore order UI.
+            return {FIELD: False}
+        ui = self._document(client, response).get(SECTION)
+        enabled = ui.get(FIELD) if isinstance(ui, dict) else None
+        if enabled is not None and not isinstance(enabled, bool):
+            raise client.error(
+                RejectedError,
+                self.key,
+                "GET",
+                self.path,
+                f"unexpected answer: {SECTION}.{FIELD} is not true/false",
+                response=response,
+            )
+        return {FIELD: bool(enabled)}
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
-        raise NotImplementedError
+        from reconciler.client import request_id_of
+
+        response = client.request(self.key, "GET", self.path, ok=(200, 404))
+        if response.status_code == 404:
+            raise client.error(
+                RejectedError,
+                self.key,
+                "GET",
+                self.path,
+                "the tenant has no Associate App configuration document to change",
+                response=response,
+                hint="Create it in NewStore first (it has required sections the reconciler "
+                f"does not manage); the reconciler only sets {SECTION}.{FIELD}.",
+            )
+        document = self._document(client, response)
+        ui = document.get(SECTION)
+        if not isinstance(ui, dict):
+            ui = document[SECTION] = {}
+        ui[FIELD] = bool(value[FIELD])
+        response = client.request(self.key, "PUT", self.path, json=document, ok=(200, 201, 204))
+        return request_id_of(response)
+
+    def _document(self, client: NewStoreClient, response: httpx.Response) -> dict[str, Any]:
+        document = client.body(self.key, response)
+        if not isinstance(document, dict):
+            raise client.error(
+                RejectedError,
+                self.key,
+                "GET",
+                self.path,
+                "unexpected answer: the configuration document is not a JSON object",
+                response=response,
+            )
+        return document

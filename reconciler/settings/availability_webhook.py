@@ -1,14 +1,35 @@
-"""Availability webhook config. (Declarations only: read/write land with the client issue.)"""
+"""Availability (ATP) webhook config: `/v0/config/availability/webhook`.
+
+GET answers 200 with the config or 204 when none exists (ABSENT). The value is normalised to the
+four managed fields; anything else NewStore adds is server-managed. NewStore may return the
+api_key masked: then it reads as UNKNOWN, which never counts as a change, instead of as a
+difference that every run would "fix". PUT replaces the whole config; DELETE removes it and
+tolerates "already gone".
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from reconciler.model import ABSENT, Fields, Value
+from reconciler.errors import RejectedError
+from reconciler.model import ABSENT, UNKNOWN, Fields, Value
 from reconciler.settings.base import Setting
 
 if TYPE_CHECKING:
     from reconciler.client import NewStoreClient
+
+FIELDS = ("url", "api_key", "external_identifier", "timeout")
+MIN_API_KEY_LENGTH = 20  # NewStore's own minimum: anything shorter cannot be the real key
+
+
+def is_masked(api_key: Any) -> bool:
+    """Whether NewStore hid the api_key (it returns "****", "ab••••", or a short stub)."""
+    return (
+        not isinstance(api_key, str)
+        or "*" in api_key
+        or "•" in api_key
+        or len(api_key) < MIN_API_KEY_LENGTH
+    )
 
 
 class AvailabilityWebhook(Setting):
@@ -20,7 +41,43 @@ class AvailabilityWebhook(Setting):
     default: ClassVar[Value] = ABSENT
 
     def read(self, client: NewStoreClient) -> Value:
-        raise NotImplementedError
+        response = client.request(self.key, "GET", self.path, ok=(200, 204))
+        if response.status_code == 204:
+            return ABSENT
+        body = client.body(self.key, response)
+        if body is None:
+            return ABSENT
+        if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+            raise client.error(
+                RejectedError,
+                self.key,
+                "GET",
+                self.path,
+                "unexpected answer: expected the webhook config object",
+                response=response,
+            )
+        value: Fields = {name: body.get(name) for name in FIELDS}
+        if is_masked(value["api_key"]):
+            value["api_key"] = UNKNOWN
+        return value
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
-        raise NotImplementedError
+        from reconciler.client import request_id_of
+
+        if value.get("api_key") is UNKNOWN:
+            raise ValueError("cannot write a webhook config whose api_key is unknown")
+        response = client.request(
+            self.key,
+            "PUT",
+            self.path,
+            json={name: value[name] for name in FIELDS},
+            ok=(200, 201, 204),
+        )
+        return request_id_of(response)
+
+    def delete(self, client: NewStoreClient) -> str | None:
+        from reconciler.client import request_id_of
+
+        # NewStore does not say what DELETE answers when nothing is configured; "gone" is gone.
+        response = client.request(self.key, "DELETE", self.path, ok=(200, 204, 404))
+        return request_id_of(response)

@@ -1,14 +1,23 @@
-"""External OMS flag. (Declarations only: read/write land with the client issue.)"""
+"""External OMS flag: `POST /v0/config/sales_order/external_oms`.
+
+NewStore answers in a wrapped shape (`{"value": {"enabled": ..}, "updated_at": ..}`); an older
+spec version answered flat (`{"enabled": ..}`); both are read. Never set (missing or null)
+reads as off. There is no DELETE: "off" is `enabled: false`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from reconciler.errors import ConflictError, RejectedError
 from reconciler.model import Fields, Value
 from reconciler.settings.base import Setting
 
 if TYPE_CHECKING:
     from reconciler.client import NewStoreClient
+
+CONFLICT_ATTEMPTS = 3
 
 
 class ExternalOMS(Setting):
@@ -19,7 +28,48 @@ class ExternalOMS(Setting):
     default: ClassVar[Value] = {"enabled": False}
 
     def read(self, client: NewStoreClient) -> Value:
-        raise NotImplementedError
+        response = client.request(self.key, "GET", self.path, ok=(200, 204))
+        body = client.body(self.key, response)
+        # Wrapped shape first; the legacy flat shape has `enabled` at the top.
+        inner: Any = body.get("value") if isinstance(body, dict) and "value" in body else body
+        if inner is None:
+            return {"enabled": False}
+        enabled = inner.get("enabled") if isinstance(inner, dict) else "?"
+        if enabled is None:
+            return {"enabled": False}
+        if not isinstance(enabled, bool):
+            raise client.error(
+                RejectedError,
+                self.key,
+                "GET",
+                self.path,
+                'unexpected answer: expected {"value": {"enabled": true|false}}',
+                response=response,
+            )
+        return {"enabled": enabled}
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
-        raise NotImplementedError
+        from reconciler.client import request_id_of
+
+        desired = {"enabled": bool(value["enabled"])}
+        attempt = 1
+        while True:
+            try:
+                response = client.request(
+                    self.key, "POST", self.path, json={"value": desired}, ok=(200, 201, 204)
+                )
+                return request_id_of(response)
+            except ConflictError as err:
+                # 409 concurrent_update_on_tenant_setting: someone else wrote at the same time.
+                # Re-read: if they set what we want, we are done; otherwise try again.
+                if self.read(client) == desired:
+                    return None
+                if attempt >= CONFLICT_ATTEMPTS:
+                    raise replace(
+                        err,
+                        message=f"kept losing a concurrent update (409), {attempt} attempts "
+                        "with a re-read before each retry",
+                        hint="Someone else is changing this setting right now; run again "
+                        "once they are done.",
+                    ) from None
+                attempt += 1
