@@ -1,16 +1,34 @@
 """The plan is a value: what each environment needs, in a safe order, and why.
 
-(Data model fixed here first so that planner, renderers, apply and drift can be built side by
-side; the planning functions land with the plan issue.)
+The data model comes first (planner, renderers, apply and drift all share it), then the pure
+planner (`build_plan`, `order_steps`, fingerprints), then the two functions that read NewStore
+(`read_live`, `plan_environments`).
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import itertools
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from reconciler.model import Value
+from reconciler.model import (
+    ABSENT,
+    SENSITIVE,
+    SENSITIVE_CHANGED,
+    UNKNOWN,
+    Environment,
+    Fields,
+    Value,
+)
+from reconciler.rules import RULES, Rule, violations
+from reconciler.settings import BY_KEY, REGISTRY, Setting
+
+_REGISTRY_KEYS: Final = tuple(s.key for s in REGISTRY)
 
 
 class Action(enum.StrEnum):
@@ -49,8 +67,9 @@ class Gate:
 class Step:
     setting: str  # setting key
     action: Action
-    before: Value  # live value (unmasked; never serialised as-is)
-    after: Value  # desired value (unmasked; never serialised as-is)
+    # Unmasked, for apply to write: kept out of repr so a logged or printed plan holds no secret.
+    before: Value = field(repr=False)  # live value
+    after: Value = field(repr=False)  # desired value
     changes: tuple[FieldChange, ...]
     why: str  # the rule or gate that placed it here, in words
     gates: tuple[Gate, ...] = ()
@@ -73,3 +92,386 @@ class EnvPlan:
 @dataclass
 class RunPlan:
     environments: list[EnvPlan]
+
+
+# --- planning --------------------------------------------------------------------------------
+#
+# Everything below `build_plan` is pure: an Environment and a live state in, an EnvPlan out.
+# `read_live` and `plan_environments` are the only functions that talk to NewStore.
+
+_MISSING: Final[Any] = object()  # a field one side of a diff does not have (create/delete)
+_UNKNOWN_SHOWN: Final = "(unknown)"
+
+
+def _fields(value: Value) -> Fields:
+    return {} if value is ABSENT else value
+
+
+def _same_field(live: Any, desired: Any) -> bool:
+    # A masked live field cannot be compared; treating it as different would make every run
+    # re-send the secret and report a change that may not exist.
+    return live is UNKNOWN or live == desired
+
+
+def _differs(setting: Setting, live: Value, desired: Value) -> bool:
+    live_n, desired_n = setting.normalize(live), setting.normalize(desired)
+    if live_n is ABSENT or desired_n is ABSENT:
+        return live_n is not desired_n
+    names = live_n.keys() | desired_n.keys()
+    return not all(
+        _same_field(live_n.get(name, _MISSING), desired_n.get(name, _MISSING)) for name in names
+    )
+
+
+def _action(live: Value, desired: Value) -> Action:
+    if live is ABSENT:
+        return Action.CREATE
+    if desired is ABSENT:
+        return Action.DELETE
+    return Action.UPDATE
+
+
+def _shown(setting: Setting, name: str, value: Any, *, changed_secret: bool = False) -> Any:
+    if value is _MISSING:
+        return None
+    if name in setting.secret_fields:
+        return SENSITIVE_CHANGED if changed_secret else SENSITIVE
+    if value is UNKNOWN:
+        return _UNKNOWN_SHOWN
+    return value
+
+
+def _field_changes(setting: Setting, live: Value, desired: Value) -> tuple[FieldChange, ...]:
+    """The masked field-level diff of one step. A masked live field is listed only when the
+    step rewrites the object anyway (a PUT sends every field, so it is written regardless)."""
+    before, after = _fields(setting.normalize(live)), _fields(setting.normalize(desired))
+    names = list(after) + [name for name in before if name not in after]
+    changes = []
+    for name in names:
+        old, new = before.get(name, _MISSING), after.get(name, _MISSING)
+        if old is UNKNOWN and new is not _MISSING:
+            changes.append(
+                FieldChange(f"{setting.key}.{name}", _shown(setting, name, old), SENSITIVE)
+            )
+        elif old != new:
+            both = old is not _MISSING and new is not _MISSING
+            changes.append(
+                FieldChange(
+                    f"{setting.key}.{name}",
+                    _shown(setting, name, old),
+                    _shown(setting, name, new, changed_secret=both),
+                )
+            )
+    return tuple(changes)
+
+
+def _mixed_breaks(rule: Rule, live: Mapping[str, Value], changed: Mapping[str, Value]) -> bool:
+    """Does `rule` break in `live` overlaid with `changed`, when it holds (or is unknown) in
+    `live` itself? That is what "this write adds a violation" means."""
+    if rule.holds(live) is False:
+        return False
+    return rule.holds({**live, **changed}) is False
+
+
+def _why(
+    key: str,
+    done: Sequence[str],
+    later: Sequence[str],
+    live: Mapping[str, Value],
+    desired: Mapping[str, Value],
+) -> str:
+    after: dict[str, list[Rule]] = {}
+    before: dict[str, list[Rule]] = {}
+    for rule in RULES:
+        pair = {rule.if_setting, rule.then_setting}
+        if key not in pair:
+            continue
+        (other,) = pair - {key}
+        # Rules are pairwise, so only the two settings' own order can break one.
+        if other in done and _mixed_breaks(rule, live, {key: desired[key]}):
+            after.setdefault(other, []).append(rule)
+        if other in later and _mixed_breaks(rule, live, {other: desired[other]}):
+            before.setdefault(other, []).append(rule)
+    state_before = {**live, **{k: desired[k] for k in done}}
+    state_after = {**state_before, key: desired[key]}
+    repaired = [r for r in violations(state_before) if r not in violations(state_after)]
+
+    parts = []
+    if after:
+        names = " and ".join(k for k in _REGISTRY_KEYS if k in after)
+        parts.append(f"after {names}: {_rule_list(after)}")
+    if before:
+        names = " and ".join(
+            f"{k} {_action(live[k], desired[k])}" for k in _REGISTRY_KEYS if k in before
+        )
+        parts.append(f"before {names}: {_rule_list(before)}")
+    if repaired:
+        rules = ", ".join(str(r) for r in repaired)
+        parts.append(f"repairs {rules}, which the live state breaks, as early as possible")
+    return "; ".join(parts) or "no rule constrains this step"
+
+
+def _rule_list(by_setting: Mapping[str, list[Rule]]) -> str:
+    rules = {rule.number: rule for found in by_setting.values() for rule in found}
+    return ", ".join(str(rules[n]) for n in sorted(rules))
+
+
+def _order_cost(
+    live: Mapping[str, Value], desired: Mapping[str, Value], order: Sequence[str]
+) -> int | None:
+    """Sum of violations over the states after each prefix, or None if a step adds one."""
+    state = dict(live)
+    previous = set(violations(state))
+    cost = 0
+    for key in order:
+        state[key] = desired[key]
+        now = set(violations(state))
+        if now - previous:
+            return None
+        cost += len(now)
+        previous = now
+    return cost
+
+
+def order_steps(
+    live: Mapping[str, Value], desired: Mapping[str, Value]
+) -> list[tuple[str, str]] | None:
+    """The differing settings of `desired` in a safe apply order, each with why it sits there;
+    None when every order adds a rule violation on some intermediate state.
+
+    Every permutation is tried (at most 4! = 24). An order is safe when no step adds a violation
+    that the state before it did not have; among safe orders the one whose prefixes carry the
+    fewest violations in total wins (it repairs a broken live state earliest), then the first
+    in REGISTRY order, which is the order NewStore's documentation prescribes.
+    """
+    pending = [
+        s.key for s in REGISTRY if s.key in desired and _differs(s, live[s.key], desired[s.key])
+    ]
+    best: tuple[str, ...] | None = None
+    best_cost = 0
+    # permutations() of a sorted list yields lexicographic order, so keeping only strictly
+    # cheaper orders keeps the REGISTRY-first one among equals.
+    for order in itertools.permutations(pending):
+        cost = _order_cost(live, desired, order)
+        if cost is not None and (best is None or cost < best_cost):
+            best, best_cost = order, cost
+    if best is None:
+        return None
+    return [(key, _why(key, best[:i], best[i + 1 :], live, desired)) for i, key in enumerate(best)]
+
+
+# --- fingerprints ----------------------------------------------------------------------------
+
+
+def _canonical(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _value_doc(setting: Setting, value: Value, key: bytes) -> Any:
+    normal = setting.normalize(value)
+    if normal is ABSENT:
+        return None
+    doc: dict[str, Any] = {}
+    for name, field_value in normal.items():
+        if field_value is UNKNOWN:
+            doc[name] = {"unknown": True}
+        elif name in setting.secret_fields:
+            # Keyed, so a stolen plan file cannot be brute-forced into the secret without
+            # the environment's client secret too.
+            mac = hmac.new(key, str(field_value).encode(), hashlib.sha256).hexdigest()
+            doc[name] = {"hmac": mac}
+        else:
+            doc[name] = {"value": field_value}
+    return doc
+
+
+def _sha256(doc: Any) -> str:
+    return "sha256:" + hashlib.sha256(_canonical(doc)).hexdigest()
+
+
+def fingerprint(setting: Setting, value: Value, key: bytes) -> str:
+    """ "sha256:<hex>" of the normalised value. Secret fields enter only as HMAC-SHA256(key, ·);
+    a masked (UNKNOWN) field hashes as a fixed marker, so re-reading it gives the same hash."""
+    return _sha256({"setting": setting.key, "value": _value_doc(setting, value, key)})
+
+
+def fingerprint_key(env: Environment) -> bytes:
+    """The HMAC key for an environment's secrets: its OAuth client secret (plan and apply both
+    hold it; a plan file reader without it cannot test guesses)."""
+    return env.connection.client_secret.encode()
+
+
+def desired_fingerprint(env: Environment) -> str:
+    """Fingerprint of the tenant, every managed setting's desired value and the gates."""
+    key = fingerprint_key(env)
+    probe = env.gates.webhook_probe
+    return _sha256(
+        {
+            "tenant": env.tenant,
+            "settings": {
+                s.key: _value_doc(s, env.desired[s.key], key)
+                for s in REGISTRY
+                if s.key in env.desired
+            },
+            "gates": {
+                "webhook_probe": None
+                if probe is None
+                else {
+                    "products": list(probe.products),
+                    "fulfillment_locations": list(probe.fulfillment_locations),
+                },
+                "newstore_stock_confirmed": env.gates.newstore_stock_confirmed,
+            },
+        }
+    )
+
+
+# --- gates -----------------------------------------------------------------------------------
+
+_ATP = "external_atp"
+_WEBHOOK = "availability_webhook"
+WEBHOOK_PROBE = "webhook_probe"
+STOCK_CONFIRMED = "newstore_stock_confirmed"
+
+
+def _atp_on(value: Value) -> bool:
+    return value is not ABSENT and bool(value.get("enabled"))
+
+
+def _probe_target(env: Environment) -> Fields | None:
+    webhook = env.desired.get(_WEBHOOK, ABSENT)
+    return None if webhook is ABSENT else webhook
+
+
+def _gates(env: Environment, key: str, live: Value, desired: Value) -> tuple[list[Gate], list[str]]:
+    """The gates a step needs and the reasons it is blocked (empty when it may run)."""
+    if key != _ATP or _atp_on(live) == _atp_on(desired):
+        return [], []
+    if _atp_on(desired):
+        probe, target = env.gates.webhook_probe, _probe_target(env)
+        if probe is None:
+            reason = (
+                f"turning external ATP on needs gates.webhook_probe in {env.where('gates')}: "
+                "a sample availability request (products and fulfillment_locations) sent to the "
+                "webhook first, because NewStore treats every item as unavailable when the "
+                "webhook fails"
+            )
+            return [Gate(WEBHOOK_PROBE, "not configured", False)], [reason]
+        if target is None:
+            reason = (
+                f"turning external ATP on needs availability_webhook managed in {env.file}, "
+                "so the webhook probe knows where to send its sample request"
+            )
+            return [Gate(WEBHOOK_PROBE, "no webhook url to probe", False)], [reason]
+        description = (
+            f"POST {target.get('url')} with Authorization: {SENSITIVE}, "
+            f"products {json.dumps(list(probe.products))}, "
+            f"fulfillment_locations {json.dumps(list(probe.fulfillment_locations))}; "
+            f"must answer 200 with a valid availabilities body within {target.get('timeout')}s"
+        )
+        return [Gate(WEBHOOK_PROBE, description, None)], []
+    confirmed = env.gates.newstore_stock_confirmed
+    description = (
+        "a person confirmed that NewStore holds stock for the products "
+        "(NewStore computes availability from its own stock once external ATP is off)"
+    )
+    blocked = []
+    if not confirmed:
+        blocked.append(
+            "turning external ATP off makes NewStore compute availability from its own stock; "
+            "confirm that NewStore holds stock for the products (no API can prove it), then set "
+            f"gates.newstore_stock_confirmed: true in "
+            f"{env.where('gates.newstore_stock_confirmed')}"
+        )
+    return [Gate(STOCK_CONFIRMED, description, confirmed)], blocked
+
+
+# --- the plan of one environment -------------------------------------------------------------
+
+
+def _unknown_notes(setting: Setting, live: Value, desired: Value, rewritten: bool) -> list[str]:
+    live_n, desired_n = setting.normalize(live), setting.normalize(desired)
+    if live_n is ABSENT or desired_n is ABSENT:
+        return []
+    notes = []
+    for name, value in live_n.items():
+        if value is not UNKNOWN or name not in desired_n:
+            continue
+        if rewritten:
+            notes.append(
+                f"{setting.key}.{name}: NewStore returns it masked; the update sends the whole "
+                "desired object, so it is written even if it is unchanged"
+            )
+        else:
+            notes.append(
+                f"{setting.key}.{name}: NewStore returns it masked; cannot verify it "
+                "(not treated as a change)"
+            )
+    return notes
+
+
+def _unchecked_rule_notes(env: Environment, changing: set[str]) -> list[str]:
+    notes = []
+    for rule in RULES:
+        pair = (rule.if_setting, rule.then_setting)
+        unmanaged = [k for k in pair if k not in env.desired]
+        if len(unmanaged) == 1 and set(pair) & changing:
+            notes.append(
+                f"{rule} involves {unmanaged[0]}, which {env.file} does not manage: "
+                "the plan cannot check it"
+            )
+    return notes
+
+
+def build_plan(env: Environment, live: Mapping[str, Value]) -> EnvPlan:
+    """The plan that takes `live` (exactly the managed settings) to `env.desired`."""
+    key = fingerprint_key(env)
+    managed = [s for s in REGISTRY if s.key in env.desired]
+    desired = {s.key: env.desired[s.key] for s in managed}
+    plan = EnvPlan(
+        name=env.name,
+        tenant=env.tenant,
+        status=Status.CONVERGED,
+        fingerprints={s.key: fingerprint(s, live[s.key], key) for s in managed},
+        desired_fingerprint=desired_fingerprint(env),
+    )
+    plan.live_violations = [f"{rule}: {rule.consequence}" for rule in violations(live)]
+    for rule in violations(desired):
+        plan.blocked_by.append(
+            f"the desired state breaks {rule}: {rule.consequence}; fix it in "
+            f"{env.where(rule.if_setting)}"
+        )
+
+    differing = {s.key for s in managed if _differs(s, live[s.key], desired[s.key])}
+    for s in managed:
+        plan.notes += _unknown_notes(s, live[s.key], desired[s.key], s.key in differing)
+    plan.notes += _unchecked_rule_notes(env, differing)
+
+    order = order_steps(live, desired)
+    if order is None:
+        plan.blocked_by.append(
+            "no order of the steps keeps every safety rule on every intermediate state"
+        )
+        order = [(k, "not ordered: no safe order exists") for k in _REGISTRY_KEYS if k in differing]
+    for setting_key, why in order:
+        setting = BY_KEY[setting_key]
+        before, after = live[setting_key], desired[setting_key]
+        gates, blocked = _gates(env, setting_key, before, after)
+        plan.blocked_by += blocked
+        gate_words = " and ".join(f"gate {g.name}" for g in gates)
+        plan.steps.append(
+            Step(
+                setting=setting_key,
+                action=_action(before, after),
+                before=before,
+                after=after,
+                changes=_field_changes(setting, before, after),
+                why=f"{why}; {gate_words}" if gate_words else why,
+                gates=tuple(gates),
+            )
+        )
+    if plan.blocked_by:
+        plan.status = Status.BLOCKED
+    elif plan.steps:
+        plan.status = Status.CHANGES
+    return plan
