@@ -12,10 +12,13 @@ import hashlib
 import hmac
 import itertools
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final
 
+from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.model import (
     ABSENT,
     SENSITIVE,
@@ -27,6 +30,9 @@ from reconciler.model import (
 )
 from reconciler.rules import RULES, Rule, violations
 from reconciler.settings import BY_KEY, REGISTRY, Setting
+
+if TYPE_CHECKING:
+    from reconciler.client import NewStoreClient
 
 _REGISTRY_KEYS: Final = tuple(s.key for s in REGISTRY)
 
@@ -475,3 +481,85 @@ def build_plan(env: Environment, live: Mapping[str, Value]) -> EnvPlan:
     elif plan.steps:
         plan.status = Status.CHANGES
     return plan
+
+
+# --- reading NewStore ------------------------------------------------------------------------
+
+
+def read_live(env: Environment, client: NewStoreClient) -> dict[str, Value]:
+    """The live value of every setting the environment manages (unmanaged ones are never read)."""
+    return {s.key: s.read(client) for s in REGISTRY if s.key in env.desired}
+
+
+def _run_probes(env: Environment, plan: EnvPlan) -> None:
+    """Run the webhook probe of every step whose gate waits for it; a failure blocks the plan."""
+    from reconciler.client import probe_webhook
+
+    target, probe = _probe_target(env), env.gates.webhook_probe
+    if target is None or probe is None:
+        return  # already blocked by _gates, which says why
+    for index, step in enumerate(plan.steps):
+        gates = []
+        for gate in step.gates:
+            if gate.name == WEBHOOK_PROBE and gate.satisfied is None:
+                try:
+                    summary = probe_webhook(
+                        str(target["url"]),
+                        str(target["api_key"]),
+                        probe,
+                        float(target["timeout"]),
+                        ca_bundle=env.connection.ca_bundle,
+                    )
+                except ReconcilerError as exc:
+                    plan.blocked_by.append(str(exc))
+                    gate = replace(
+                        gate, description=f"{gate.description}; failed: {exc}", satisfied=False
+                    )
+                else:
+                    gate = replace(
+                        gate, description=f"{gate.description}; passed: {summary}", satisfied=True
+                    )
+            gates.append(gate)
+        plan.steps[index] = replace(step, gates=tuple(gates))
+    if plan.blocked_by:
+        plan.status = Status.BLOCKED
+
+
+def _default_client(env: Environment) -> AbstractContextManager[NewStoreClient]:
+    from reconciler.client import NewStoreClient
+
+    # The client picks its host's shared limiter, so a 429 slows every environment on it.
+    return NewStoreClient(env)
+
+
+def plan_environments(
+    envs: Sequence[Environment],
+    *,
+    parallelism: int = 8,
+    client_factory: Callable[[Environment], AbstractContextManager[NewStoreClient]] | None = None,
+    probe: bool = False,
+) -> RunPlan:
+    """Read and plan every environment, `parallelism` at a time, in the order given.
+
+    An environment whose read fails becomes an ERROR plan carrying the one-paragraph message;
+    the others are planned regardless. With `probe`, webhook-probe gates run now (they
+    otherwise run at apply) and a failing probe blocks its environment.
+    """
+    if parallelism < 1:
+        raise ConfigError(f"--parallelism must be at least 1, got {parallelism}.")
+    factory = client_factory or _default_client
+
+    def plan_one(env: Environment) -> EnvPlan:
+        try:
+            with factory(env) as client:
+                plan = build_plan(env, read_live(env, client))
+        except ReconcilerError as exc:
+            return EnvPlan(name=env.name, tenant=env.tenant, status=Status.ERROR, error=str(exc))
+        if probe:
+            _run_probes(env, plan)
+        return plan
+
+    if not envs:
+        return RunPlan([])
+    with ThreadPoolExecutor(max_workers=min(parallelism, len(envs))) as pool:
+        return RunPlan(list(pool.map(plan_one, envs)))
