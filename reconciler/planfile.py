@@ -1,0 +1,155 @@
+"""The plan file: a RunPlan as JSON (`plan --out`, `plan --format json`), checksummed.
+
+The file holds no secret: field changes are already masked in the plan, and fingerprints carry
+secrets only as HMACs keyed with the environment's client secret. The checksum covers every other
+key of the document, so an edit between review and `apply --plan` is refused rather than applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from reconciler import __version__
+from reconciler.errors import PlanFileError
+from reconciler.plan import EnvPlan, RunPlan, Step
+
+FORMAT_VERSION: Final = 1
+
+
+def _step_dict(step: Step) -> dict[str, Any]:
+    return {
+        "setting": step.setting,
+        "action": str(step.action),
+        "changes": [{"path": c.path, "from": c.before, "to": c.after} for c in step.changes],
+        "why": step.why,
+        "gates": [
+            {"name": g.name, "description": g.description, "satisfied": g.satisfied}
+            for g in step.gates
+        ],
+    }
+
+
+def _env_dict(env: EnvPlan) -> dict[str, Any]:
+    return {
+        "name": env.name,
+        "tenant": env.tenant,
+        "status": str(env.status),
+        "steps": [_step_dict(step) for step in env.steps],
+        "fingerprints": dict(env.fingerprints),
+        "desired_fingerprint": env.desired_fingerprint,
+        "blocked_by": list(env.blocked_by),
+        "live_violations": list(env.live_violations),
+        "notes": list(env.notes),
+        "error": env.error,
+    }
+
+
+def checksum(doc: dict[str, Any]) -> str:
+    """ "sha256:<hex>" over the canonical JSON of every key but "checksum"."""
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def plan_to_dict(run: RunPlan, *, generated_at: datetime | None = None) -> dict[str, Any]:
+    """The plan file document. `generated_at` defaults to now (UTC); tests pin it."""
+    when = generated_at or datetime.now(UTC)
+    doc: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "generated_at": when.isoformat(timespec="seconds"),
+        "tool_version": __version__,
+        "environments": [_env_dict(env) for env in run.environments],
+    }
+    doc["checksum"] = checksum(doc)
+    return doc
+
+
+def plan_to_json(run: RunPlan, *, generated_at: datetime | None = None) -> str:
+    """The JSON rendering: exactly the plan file's text."""
+    doc = plan_to_dict(run, generated_at=generated_at)
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_plan_file(
+    run: RunPlan, path: str | os.PathLike[str], *, generated_at: datetime | None = None
+) -> None:
+    """Write atomically: a reader (or a crash) never sees half a plan."""
+    target = Path(path)
+    text = plan_to_json(run, generated_at=generated_at)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise PlanFileError(f"cannot write plan file {target}: {exc.strerror}.") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise PlanFileError(f"cannot write plan file {target}: {exc.strerror}.") from None
+
+
+def _schema_errors(doc: dict[str, Any]) -> list[str]:
+    from jsonschema import Draft202012Validator
+
+    from reconciler.resources import schema_path
+
+    schema = json.loads(schema_path("plan.schema.json").read_text(encoding="utf-8"))
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    return [f"{e.json_path}: {e.message}" for e in errors]
+
+
+def validate_plan_dict(doc: Any, source: str = "the plan") -> dict[str, Any]:
+    """Check a parsed plan document: format version, checksum, then schema."""
+    if not isinstance(doc, dict):
+        raise PlanFileError(f"{source} is not a plan file: its JSON is not an object.")
+    version = doc.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise PlanFileError(
+            f"{source} has format_version {version}, newer than this reconciler "
+            f"({__version__}) reads (up to {FORMAT_VERSION}): upgrade newstore-reconciler "
+            "or re-run plan with this version."
+        )
+    stored = doc.get("checksum")
+    if not isinstance(stored, str):
+        raise PlanFileError(f"{source} has no checksum: it was not written by `reconciler plan`.")
+    if stored != checksum(doc):
+        raise PlanFileError(
+            f"{source} does not match its checksum: the plan file was edited after it was "
+            "written. Re-run plan and review the new plan instead of editing it."
+        )
+    problems = _schema_errors(doc)
+    if problems:
+        listed = "; ".join(problems)
+        raise PlanFileError(f"{source} does not match schemas/plan.schema.json: {listed}.")
+    return doc
+
+
+def load_plan_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and verify a plan file; every defect is a PlanFileError naming the file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlanFileError(f"cannot read plan file {source}: {exc.strerror}.") from None
+    except UnicodeDecodeError:
+        raise PlanFileError(f"{source} is not a plan file: it is not UTF-8 text.") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanFileError(
+            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            "it may be truncated. Re-run plan to write it again."
+        ) from None
+    return validate_plan_dict(doc, source)
