@@ -1,0 +1,51 @@
+"""Formatting shared by the renderers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.model import SENSITIVE, SENSITIVE_CHANGED
+from reconciler.plan import EnvPlan, Gate, RunPlan, Status
+
+_MARKERS = frozenset({SENSITIVE, SENSITIVE_CHANGED, "(unknown)"})
+
+
+def show_value(value: Any) -> str:
+    """One field value for people: absent, a marker as-is, anything else as JSON (strings are
+    quoted so that a trailing slash or space stays visible)."""
+    if value is None:
+        return "absent"
+    if isinstance(value, str) and value in _MARKERS:
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def gate_state(gate: Gate) -> str:
+    if gate.satisfied is None:
+        return "checked at apply"
+    return "satisfied" if gate.satisfied else "NOT satisfied"
+
+
+def env_summary(env: EnvPlan) -> str:
+    if env.status is Status.ERROR:
+        return "error"
+    if env.status is Status.CONVERGED:
+        return "no changes"
+    changes = f"{len(env.steps)} to change"
+    return f"{changes}, blocked" if env.status is Status.BLOCKED else changes
+
+
+def run_summary(run: RunPlan) -> str:
+    envs = run.environments
+    changes = sum(len(e.steps) for e in envs if e.status is not Status.ERROR)
+    blocked = sum(e.status is Status.BLOCKED for e in envs)
+    errors = sum(e.status is Status.ERROR for e in envs)
+    return (
+        f"Plan: {plural(len(envs), 'environment')}, {plural(changes, 'change')}, "
+        f"{blocked} blocked, {plural(errors, 'error')}"
+    )

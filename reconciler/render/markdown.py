@@ -1,0 +1,88 @@
+"""The plan as a pull-request comment: what needs a person first, then each environment's
+ordered steps, with field-level detail folded away in <details>."""
+
+from __future__ import annotations
+
+from reconciler.plan import EnvPlan, RunPlan, Status
+from reconciler.render._format import env_summary, gate_state, run_summary, show_value
+
+_BADGE = {
+    Status.CONVERGED: "✅ converged",
+    Status.CHANGES: "📝 changes",
+    Status.BLOCKED: "⛔ blocked",
+    Status.ERROR: "❌ error",
+}
+
+
+def _cell(text: str) -> str:
+    """Table-cell safe: a pipe or newline would end the cell or the row (GFM honours the
+    escaped pipe even inside a code span)."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    fence = "``" if "`" in text else "`"
+    pad = " " if fence == "``" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _env_section(env: EnvPlan) -> list[str]:
+    lines = [f"### {env.name} (`{env.tenant}`): {env_summary(env)}", ""]
+    if env.status is Status.ERROR:
+        return [*lines, f"❌ {env.error}", ""]
+    if env.live_violations:
+        lines.append("> [!WARNING]")
+        lines.append("> The live state already breaks safety rules; the steps repair them first:")
+        lines += [f"> - {v}" for v in env.live_violations]
+        lines.append("")
+    if env.status is Status.BLOCKED:
+        lines += ["⛔ **Blocked** (reasons above): apply refuses this environment.", ""]
+    if env.status is Status.CONVERGED:
+        return [*lines, "No changes: the live state matches the desired state.", ""]
+    for number, step in enumerate(env.steps, 1):
+        lines.append(f"{number}. **{step.setting}**: {step.action}")
+    lines.append("")
+    for number, step in enumerate(env.steps, 1):
+        lines.append(f"<details><summary>{number}. {step.setting}: {step.action}</summary>")
+        lines.append("")
+        if step.changes:
+            lines += ["| field | before | after |", "|---|---|---|"]
+            lines += [
+                f"| {_cell(_code(c.path))} | {_cell(_code(show_value(c.before)))} "
+                f"| {_cell(_code(show_value(c.after)))} |"
+                for c in step.changes
+            ]
+            lines.append("")
+        lines.append(f"**Why:** {step.why}")
+        for gate in step.gates:
+            lines.append("")
+            lines.append(f"**Gate `{gate.name}`** ({gate_state(gate)}): {gate.description}")
+        lines += ["", "</details>", ""]
+    if env.notes:
+        lines += [f"- ℹ️ {note}" for note in env.notes]
+        lines.append("")
+    return lines
+
+
+def render_markdown(run: RunPlan) -> str:
+    lines = ["## NewStore reconciler plan", "", run_summary(run), ""]
+    lines += ["| environment | status | changes |", "|---|---|---|"]
+    lines += [
+        f"| {_cell(env.name)} | {_BADGE[env.status]} | "
+        f"{'–' if env.status is Status.ERROR else len(env.steps)} |"
+        for env in run.environments
+    ]
+    lines.append("")
+    blocked = [env for env in run.environments if env.status is Status.BLOCKED]
+    errors = [env for env in run.environments if env.status is Status.ERROR]
+    if blocked:
+        lines += ["### ⛔ Blocked: apply will refuse these until resolved", ""]
+        lines += [f"- **{env.name}**: {reason}" for env in blocked for reason in env.blocked_by]
+        lines.append("")
+    if errors:
+        lines += ["### ❌ Errors: these environments could not be planned", ""]
+        lines += [f"- **{env.name}**: {env.error}" for env in errors]
+        lines.append("")
+    for env in run.environments:
+        lines += _env_section(env)
+    return "\n".join(lines).rstrip("\n") + "\n"
