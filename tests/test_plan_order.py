@@ -14,7 +14,7 @@ from plan_helpers import (
     make_env,
 )
 
-from reconciler.model import ABSENT, SENSITIVE, SENSITIVE_CHANGED
+from reconciler.model import ABSENT, SENSITIVE, SENSITIVE_CHANGED, Value
 from reconciler.plan import Action, FieldChange, Status, build_plan, order_steps
 from reconciler.rules import RULES
 
@@ -75,7 +75,7 @@ def test_a_free_step_says_no_rule_constrains_it() -> None:
 def test_live_violations_are_listed_and_repaired_as_early_as_possible() -> None:
     # Someone turned external ATP on by hand with no webhook and the OMS flag off: all three
     # rules are broken. Turning the OMS flag on first repairs two of them at once.
-    live = {
+    live: dict[str, Value] = {
         "external_oms": {"enabled": False},
         "availability_webhook": ABSENT,
         "external_atp": {"enabled": True},

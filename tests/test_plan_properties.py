@@ -30,8 +30,8 @@ from reconciler.rules import RULES
 OMS = [{"enabled": True}, {"enabled": False}]
 ATP = [{"enabled": True}, {"enabled": False}]
 UI = [{"use_new_om_ui": True}, {"use_new_om_ui": False}]
-LIVE_WEBHOOKS = [ABSENT, WEBHOOK_A, WEBHOOK_B, WEBHOOK_A_MASKED]
-DESIRED_WEBHOOKS = [ABSENT, WEBHOOK_A, WEBHOOK_B]
+LIVE_WEBHOOKS: list[Value] = [ABSENT, WEBHOOK_A, WEBHOOK_B, WEBHOOK_A_MASKED]
+DESIRED_WEBHOOKS: list[Value] = [ABSENT, WEBHOOK_A, WEBHOOK_B]
 KEYS = ("external_oms", "availability_webhook", "external_atp", "associate_app")
 
 
