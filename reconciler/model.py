@@ -89,7 +89,9 @@ class Environment:
     file: str
     tenant: str
     connection: Connection
-    desired: Mapping[str, Value]  # only managed settings, keyed by setting key, in registry order
+    # Only managed settings, keyed by setting key, in registry order. Out of repr: it holds the
+    # webhook api_key in clear.
+    desired: Mapping[str, Value] = field(repr=False)
     gates: Gates = Gates()
     # key path ("availability_webhook.url") -> where it was written; for messages.
     locations: Mapping[str, Location] = field(default_factory=dict, repr=False, compare=False)

@@ -1,1 +1,138 @@
-"""config"""
+"""Environment files: find them, load them safely, resolve `extends` and `${NAME}`, validate.
+
+    discover(directory, names)           which files are environments
+    load_environments(directory, names)  every environment, or ValidationFailed listing every
+                                         problem of every file
+    load_environment(path)               one file
+
+Loading one environment: `yamlsafe` parses each file of its `extends` chain (bounded against
+hostile input, keeping file:line:column of every key), `resolve` merges the chain and replaces
+`${NAME}`s, `schema` checks the result against schemas/environment.schema.json, and `build`
+checks the rest (required-after-merge keys, URLs, the safety rules) and builds the Environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from reconciler.config.build import build_environment
+from reconciler.config.resolve import Resolver, substitute
+from reconciler.config.schema import check_schema, closest
+from reconciler.errors import ConfigError, Problem, ValidationFailed
+from reconciler.model import Environment
+
+SUFFIXES = (".yaml", ".yml")
+
+__all__ = ["discover", "load_environment", "load_environments"]
+
+
+def discover(directory: Path, names: Sequence[str] = ()) -> list[Path]:
+    """The environment files in `directory` (all, or exactly `names`, in that order).
+
+    An environment is a *.yaml / *.yml file whose name does not start with `_` (a base) or
+    `.` (editor and tool droppings); its name is the file stem.
+    """
+    if not directory.is_dir():
+        raise ConfigError(f"environments directory {directory} does not exist")
+    found: dict[str, Path] = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix not in SUFFIXES or path.name.startswith(("_", ".")) or not path.is_file():
+            continue
+        if path.stem in found:
+            raise ConfigError(
+                f"{found[path.stem]} and {path} both define environment `{path.stem}`; "
+                "remove one of them"
+            )
+        found[path.stem] = path
+    if not names:
+        if not found:
+            raise ConfigError(
+                f"no environment files in {directory} (looking for *.yaml and *.yml files "
+                "whose name does not start with `_`)"
+            )
+        return list(found.values())
+
+    chosen: list[Path] = []
+    for name in dict.fromkeys(names):
+        stem = name[: -len(suffix)] if (suffix := Path(name).suffix) in SUFFIXES else name
+        if stem in found:
+            chosen.append(found[stem])
+            continue
+        available = ", ".join(found) or "none"
+        if stem.startswith("_"):
+            raise ConfigError(
+                f"`{name}` is a base file, not an environment; available: {available}"
+            )
+        match = closest(stem, found)
+        hint = f" (did you mean `{match}`?)" if match else ""
+        raise ConfigError(
+            f"unknown environment `{name}` in {directory}{hint}; available: {available}"
+        )
+    return chosen
+
+
+def _load(
+    path: Path,
+    resolver: Resolver,
+    environ: Mapping[str, str],
+    allow_missing_secrets: bool,
+) -> tuple[Environment | None, list[Problem]]:
+    merged, problems = resolver.resolve(path, str(path))
+    if merged is None:
+        return None, problems
+    substitution_problems, bad = substitute(
+        merged, environ, allow_missing_secrets=allow_missing_secrets
+    )
+    problems += substitution_problems
+    bad |= {p.path for p in problems}
+    schema_problems = check_schema(merged, bad)
+    problems += schema_problems
+    bad |= {p.path for p in schema_problems}
+    environment, build_problems = build_environment(path.stem, merged, bad)
+    return environment, problems + build_problems
+
+
+def _load_all(
+    paths: Sequence[Path], environ: Mapping[str, str] | None, allow_missing_secrets: bool
+) -> list[Environment]:
+    resolver = Resolver()
+    environ = os.environ if environ is None else environ
+    environments: list[Environment] = []
+    # dict keys: a base shared by several environments is reported once, in order
+    problems: dict[Problem, None] = {}
+    for path in paths:
+        environment, found = _load(path, resolver, environ, allow_missing_secrets)
+        problems.update(dict.fromkeys(found))
+        if environment is not None:
+            environments.append(environment)
+    if problems:
+        raise ValidationFailed(list(problems))
+    return sorted(environments, key=lambda e: e.name)
+
+
+def load_environments(
+    directory: Path,
+    names: Sequence[str] = (),
+    *,
+    environ: Mapping[str, str] | None = None,
+    allow_missing_secrets: bool = False,
+) -> list[Environment]:
+    """Load and validate the environments in `directory` (all, or `names`), sorted by name.
+
+    Raises ValidationFailed with every problem of every file; `environ` defaults to os.environ.
+    With `allow_missing_secrets`, a secret whose variable is unset gets a placeholder (for
+    offline checks on machines without the secrets); other missing variables stay errors.
+    """
+    return _load_all(discover(directory, names), environ, allow_missing_secrets)
+
+
+def load_environment(
+    path: Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    allow_missing_secrets: bool = False,
+) -> Environment:
+    """Load and validate one environment file (see `load_environments`)."""
+    return _load_all([path], environ, allow_missing_secrets)[0]

@@ -1,0 +1,242 @@
+"""From a merged, substituted, schema-checked document to an `Environment`.
+
+Holds the checks a schema cannot express: what is required only after `extends` merging,
+https-or-loopback URLs, files that must exist, and the safety rules on the desired state.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from reconciler.config.resolve import Merged
+from reconciler.config.yamlsafe import child_path
+from reconciler.errors import Problem
+from reconciler.model import ABSENT, Connection, Environment, Gates, Value, WebhookProbe
+from reconciler.rules import RULES
+from reconciler.settings import REGISTRY
+
+# Fields a setting may leave out of the file, and the value they then have.
+_FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "availability_webhook": {"external_identifier": "product_id"},
+}
+# Canonical field order of each normalised value (the order NewStore documents them in).
+_FIELD_ORDER: dict[str, tuple[str, ...]] = {
+    "availability_webhook": ("url", "api_key", "external_identifier", "timeout"),
+}
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problem(url: str, *, allow_query: bool) -> str | None:
+    """Why `url` is unacceptable, or None. Never quotes the URL (it could hold a password)."""
+    if not url or any(c.isspace() for c in url):
+        return "must be an absolute URL without spaces"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
+    except ValueError:
+        return "is not a valid URL (check the host and port)"
+    if parts.scheme not in ("http", "https") or not host:
+        return "must be an absolute URL such as `https://host/path`"
+    if "@" in parts.netloc:
+        return "must not embed credentials (user:password@); secrets only come from ${...}"
+    if not allow_query and parts.query:
+        return "must not have a query string (?...)"
+    if not allow_query and parts.fragment:
+        return "must not have a fragment (#...)"
+    if parts.scheme == "http" and not is_loopback(host):
+        return "must use https (plain http is only allowed for 127.0.0.0/8, ::1 and localhost)"
+    return None
+
+
+class _Builder:
+    def __init__(self, merged: Merged, bad: set[str]) -> None:
+        self.merged = merged
+        self.data = merged.data
+        self.bad = bad
+        self.problems: list[Problem] = []
+
+    def report(self, path: str, message: str) -> None:
+        if not self.reported(path):
+            self.problems.append(self.merged.problem(path, message))
+        self.bad.add(path)
+
+    def reported(self, path: str) -> bool:
+        """Something was already said about `path` or one of its parents."""
+        return any(path == b or path.startswith((f"{b}.", f"{b}[")) for b in self.bad)
+
+    def ok(self, path: str) -> bool:
+        """Nothing was reported about `path`, its parents, or anything inside it."""
+        return not self.reported(path) and not any(
+            b.startswith((f"{path}.", f"{path}[")) for b in self.bad
+        )
+
+    def section(self, key: str) -> dict[str, Any]:
+        value = self.data.get(key)
+        return value if isinstance(value, dict) and self.ok(key) else {}
+
+    def connection(self, tenant: str) -> Connection | None:
+        conn = self.data.get("connection", {})
+        if not isinstance(conn, dict) or self.reported("connection"):
+            return None
+        hints = {"client_id": "NEWSTORE_CLIENT_ID", "client_secret": "NEWSTORE_CLIENT_SECRET"}
+        for key, variable in hints.items():
+            if key not in conn:
+                self.report(
+                    child_path("connection", key),
+                    f"`{key}` is required (usually `{key}: ${{{variable}}}` in a base file)",
+                )
+        urls = {
+            "base_url": f"https://{tenant}.p.newstore.net",
+            "token_url": (
+                f"https://id.p.newstore.net/auth/realms/{tenant}/protocol/openid-connect/token"
+            ),
+        }
+        for key in urls:
+            path = child_path("connection", key)
+            if isinstance(conn.get(key), str) and self.ok(path):
+                why = url_problem(conn[key], allow_query=False)
+                if why:
+                    self.report(path, why)
+                else:
+                    urls[key] = conn[key]
+        ca_bundle = None
+        path = "connection.ca_bundle"
+        if isinstance(conn.get("ca_bundle"), str) and self.ok(path):
+            written_in = Path(self.merged.locate(path).file).parent
+            ca_bundle = os.path.abspath(written_in / conn["ca_bundle"])
+            if not os.path.isfile(ca_bundle):
+                self.report(path, f"CA bundle {ca_bundle} does not exist")
+        retry = conn.get("retry")
+        retry = retry if isinstance(retry, dict) else {}
+        if self.problems or not tenant or not self.ok("connection"):
+            return None
+        return Connection(
+            base_url=urls["base_url"].rstrip("/"),
+            token_url=urls["token_url"],
+            client_id=conn["client_id"],
+            client_secret=conn["client_secret"],
+            timeout=float(conn.get("timeout", 10)),
+            ca_bundle=ca_bundle,
+            retry_attempts=int(retry.get("attempts", 5)),
+            retry_max_seconds=float(retry.get("max_seconds", 60)),
+        )
+
+    def desired(self) -> tuple[dict[str, Value], set[str]]:
+        """The managed settings' normalised values, and the managed keys that are invalid."""
+        desired: dict[str, Value] = {}
+        invalid: set[str] = set()
+        for setting in REGISTRY:
+            key = setting.key
+            if key not in self.data:
+                continue
+            value = self.data[key]
+            if not self.ok(key):
+                invalid.add(key)
+            elif value == "absent":
+                desired[key] = ABSENT
+            elif isinstance(value, dict):
+                fields = {**_FIELD_DEFAULTS.get(key, {}), **value}
+                if key == "availability_webhook":
+                    fields["timeout"] = int(fields["timeout"])
+                order = _FIELD_ORDER.get(key, tuple(fields))
+                desired[key] = {name: fields[name] for name in order}
+            else:
+                invalid.add(key)
+        return {k: v for k, v in desired.items() if k not in invalid}, invalid
+
+    def webhook_url(self) -> None:
+        webhook = self.data.get("availability_webhook")
+        path = "availability_webhook.url"
+        if isinstance(webhook, dict) and isinstance(webhook.get("url"), str) and self.ok(path):
+            why = url_problem(webhook["url"], allow_query=True)
+            if why:
+                self.report(path, why)
+
+    def rules(self, desired: dict[str, Value], invalid: set[str]) -> None:
+        def where(key: str) -> str:
+            value = desired.get(key)
+            # Point at the one field a flag-like setting has, e.g. external_atp.enabled.
+            if isinstance(value, dict) and len(value) == 1:
+                return child_path(key, next(iter(value)))
+            return key
+
+        for rule in RULES:
+            cause, effect = rule.if_setting, rule.then_setting
+            if cause in invalid or effect in invalid:
+                continue
+            if cause in desired and rule.if_holds(desired[cause]):
+                if effect not in desired:
+                    self.report(
+                        where(cause),
+                        f"{rule} cannot be checked: {effect} is not managed in this "
+                        f"environment; add it (if the rule broke, {rule.consequence})",
+                    )
+                elif not rule.then_holds(desired[effect]):
+                    self.report(where(cause), f"breaks {rule}: {rule.consequence}")
+            elif (
+                effect in desired and not rule.then_holds(desired[effect]) and cause not in desired
+            ):
+                self.report(
+                    where(effect),
+                    f"{rule} cannot be checked: {cause} is not managed in this "
+                    f"environment; add it, switched off (if the rule broke, "
+                    f"{rule.consequence})",
+                )
+
+    def gates(self) -> Gates:
+        gates = self.section("gates")
+        probe = gates.get("webhook_probe")
+        return Gates(
+            webhook_probe=(
+                WebhookProbe(tuple(probe["products"]), tuple(probe["fulfillment_locations"]))
+                if isinstance(probe, dict)
+                else None
+            ),
+            newstore_stock_confirmed=bool(gates.get("newstore_stock_confirmed", False)),
+        )
+
+
+def build_environment(
+    name: str, merged: Merged, bad: set[str]
+) -> tuple[Environment | None, list[Problem]]:
+    """Check what the schema cannot and build the Environment; None if anything is wrong.
+
+    `bad` holds the key paths already reported (by substitution or the schema); nothing more
+    is said about them or anything inside them.
+    """
+    builder = _Builder(merged, set(bad))
+    tenant = merged.data.get("tenant")
+    if "tenant" not in merged.data:
+        builder.report("tenant", "`tenant` is required (the NewStore tenant id, e.g. acme-staging)")
+    tenant = tenant if isinstance(tenant, str) and builder.ok("tenant") else ""
+    connection = builder.connection(tenant)
+    builder.webhook_url()
+    desired, invalid = builder.desired()
+    builder.rules(desired, invalid)
+    if builder.problems or bad or connection is None:
+        return None, builder.problems
+    return (
+        Environment(
+            name=name,
+            file=merged.file,
+            tenant=tenant,
+            connection=connection,
+            desired=desired,
+            gates=builder.gates(),
+            locations=merged.locations,
+        ),
+        [],
+    )

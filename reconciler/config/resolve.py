@@ -1,0 +1,208 @@
+"""`extends:` chains and `${NAME}` references: from files on disk to one merged document.
+
+Substitution runs after merging, so a base's `${VAR}` that an environment overrides is never
+needed, and every string keeps the file:line it was written at (in `Merged.locations`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.config.yamlsafe import Document, child_path, load_file
+from reconciler.errors import Problem
+from reconciler.model import Location
+
+# Fields whose value may only come from the environment, never from a file in git.
+SECRET_PATHS = frozenset({"availability_webhook.api_key", "connection.client_secret"})
+SECRET_MIN_LENGTH = 20
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_REFERENCE = re.compile(rf"\$\$\{{|\$\{{(?P<name>{_NAME})\}}|\$\{{")
+_WHOLE_REFERENCE = re.compile(rf"\$\{{(?P<name>{_NAME})\}}")
+
+
+@dataclass
+class Merged:
+    """An environment's document after `extends` merging (and later, substitution)."""
+
+    file: str
+    data: dict[str, Any]
+    locations: dict[str, Location]
+
+    def locate(self, path: str) -> Location:
+        """Where `path` was written, else its closest written parent, else the file's start."""
+        parts = path
+        while True:
+            loc = self.locations.get(parts)
+            if loc is not None:
+                return loc
+            if not parts:
+                return Location(self.file, 1, 1)
+            cut = max(parts.rfind("."), parts.rfind("["))
+            parts = parts[:cut] if cut > 0 else ""
+
+    def problem(self, path: str, message: str) -> Problem:
+        loc = self.locate(path)
+        return Problem(loc.file, loc.line, loc.column, path, message)
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith((f"{prefix}.", f"{prefix}["))
+
+
+class Resolver:
+    """Loads environments for one run; each file is read and parsed at most once."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[Path, tuple[Document | None, list[Problem]]] = {}
+
+    def _parse(self, path: Path, file: str) -> tuple[Document | None, list[Problem]]:
+        key = path.resolve()
+        if key not in self._parsed:
+            self._parsed[key] = load_file(path, file)
+        return self._parsed[key]
+
+    def resolve(self, path: Path, file: str) -> tuple[Merged | None, list[Problem]]:
+        """The file merged over its `extends` chain; None when the chain cannot be read."""
+        return self._resolve(path, file, [])
+
+    def _resolve(
+        self, path: Path, file: str, chain: list[tuple[Path, str]]
+    ) -> tuple[Merged | None, list[Problem]]:
+        document, parse_problems = self._parse(path, file)
+        problems = list(parse_problems)
+        if document is None:
+            return None, problems
+        # Copied because a base is shared by every environment that extends it.
+        merged = Merged(file, copy.deepcopy(document.data), dict(document.locations))
+        if "extends" not in merged.data:
+            return merged, problems
+
+        target = merged.data.pop("extends")
+        if not isinstance(target, str) or not target.strip():
+            message = "must name a file relative to this one, e.g. `extends: _base.yaml`"
+            return None, [*problems, merged.problem("extends", message)]
+        base_path = path.parent / target
+        base_file = os.path.normpath(os.path.join(os.path.dirname(file), target))
+        here = [*chain, (path.resolve(), file)]
+        if any(seen == base_path.resolve() for seen, _ in here):
+            cycle = " → ".join([name for _, name in here] + [base_file])
+            return None, [*problems, merged.problem("extends", f"extends cycle: {cycle}")]
+        if not base_path.is_file():
+            message = f"base file {base_file} does not exist"
+            return None, [*problems, merged.problem("extends", message)]
+        extends_location = merged.locations.pop("extends")
+
+        base, base_problems = self._resolve(base_path, base_file, here)
+        problems += base_problems
+        if base is None:
+            return None, problems
+        data, locations = _merge(base.data, base.locations, merged.data, merged.locations)
+        # `extends` is gone from the data; keep its line for messages about the chain.
+        locations["extends"] = extends_location
+        return Merged(file, data, locations), problems
+
+
+def _merge(
+    base: dict[str, Any],
+    base_locations: dict[str, Location],
+    child: dict[str, Any],
+    child_locations: dict[str, Location],
+) -> tuple[dict[str, Any], dict[str, Location]]:
+    """Mappings merge deeply; anything else in the child (scalar, list, `absent`, null) replaces
+    the base's value, and the base's locations under it go with it."""
+    locations = dict(base_locations)
+
+    def merge(into: dict[str, Any], over: dict[str, Any], prefix: str) -> dict[str, Any]:
+        result = dict(into)
+        for key, value in over.items():
+            path = child_path(prefix, key)
+            if isinstance(value, dict) and isinstance(result.get(key), dict):
+                result[key] = merge(result[key], value, path)
+            else:
+                for stale in [p for p in locations if _under(p, path)]:
+                    del locations[stale]
+                result[key] = value
+        return result
+
+    data = merge(base, child, "")
+    locations.update(child_locations)
+    return data, locations
+
+
+def _placeholder(name: str) -> str:
+    # Long enough for every length rule, and obviously not a real secret in any output.
+    return f"<missing:{name}>".ljust(SECRET_MIN_LENGTH, "-")
+
+
+def substitute(
+    merged: Merged, environ: Mapping[str, str], *, allow_missing_secrets: bool
+) -> tuple[list[Problem], set[str]]:
+    """Replace `${NAME}` in every string of `merged.data`, in place.
+
+    Returns the problems and the key paths they concern, so later checks stay quiet about a
+    value we already complained about.
+    """
+    problems: list[Problem] = []
+    bad: set[str] = set()
+
+    def report(path: str, message: str) -> None:
+        problems.append(merged.problem(path, message))
+        bad.add(path)
+
+    def secret(path: str, value: Any) -> Any:
+        match = _WHOLE_REFERENCE.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            field = path.rsplit(".", 1)[-1]
+            report(
+                path,
+                f"literal secret: {field} may only come from an environment variable, "
+                f"written as the whole value, e.g. `{field}: ${{MY_SECRET_VARIABLE}}`",
+            )
+            return value
+        name = match["name"]
+        if name in environ:
+            return environ[name]
+        if allow_missing_secrets:
+            return _placeholder(name)
+        report(path, f"environment variable {name} is not set")
+        return value
+
+    def text(path: str, value: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if match[0] == "$${":
+                return "${"
+            name = match["name"]
+            if name is None:
+                report(
+                    path,
+                    "`${` must start a reference like `${NAME}` "
+                    "(letters, digits, underscores); write `$${` for a literal `${`",
+                )
+                return match[0]
+            if name not in environ:
+                report(path, f"environment variable {name} is not set")
+                return match[0]
+            return environ[name]
+
+        return _REFERENCE.sub(replace, value)
+
+    def walk(path: str, value: Any) -> Any:
+        if path in SECRET_PATHS and value is not None and not isinstance(value, dict | list):
+            return secret(path, value)
+        if isinstance(value, str):
+            return text(path, value)
+        if isinstance(value, dict):
+            return {k: walk(child_path(path, k), v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(child_path(path, i), v) for i, v in enumerate(value)]
+        return value
+
+    merged.data = walk("", merged.data)
+    return problems, bad
