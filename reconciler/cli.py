@@ -84,5 +84,101 @@ def cli(ctx: click.Context, environments_dir: Path, no_color: bool, verbose: int
         )
 
 
+@cli.command()
+@click.argument("envs", nargs=-1, metavar="[ENV]...")
+@click.option(
+    "--allow-missing-secrets",
+    is_flag=True,
+    help="Accept unset variables behind secret fields (api_key, client_secret).",
+)
+@click.pass_obj
+def validate(g: Globals, envs: tuple[str, ...], allow_missing_secrets: bool) -> None:
+    """Check environment files offline: schema, references, safety of the desired state."""
+    from reconciler.config import load_environments
+
+    environments = load_environments(
+        g.environments_dir, envs, allow_missing_secrets=allow_missing_secrets
+    )
+    count = len(environments)
+    names = ", ".join(e.name for e in environments)
+    click.echo(f"{count} environment{'s' if count != 1 else ''} valid: {names}")
+
+
+@cli.command()
+@click.argument("envs", nargs=-1, metavar="[ENV]...")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="json is the plan file itself; markdown suits a pull-request comment.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write the plan file, for `apply --plan`.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 2 when changes are pending (0: converged, 3: blocked, 1: error).",
+)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Environments read at the same time.",
+)
+@click.option("--probe", is_flag=True, help="Run webhook probes now rather than at apply.")
+@click.pass_obj
+def plan(
+    g: Globals,
+    envs: tuple[str, ...],
+    fmt: str,
+    out: Path | None,
+    detailed_exitcode: bool,
+    parallelism: int,
+    probe: bool,
+) -> int:
+    """Show what apply would change, in a safe order, and why."""
+    from datetime import UTC, datetime
+
+    from reconciler.config import load_environments
+    from reconciler.plan import Status, plan_environments
+    from reconciler.planfile import plan_to_json, write_plan_file
+
+    run = plan_environments(
+        load_environments(g.environments_dir, envs), parallelism=parallelism, probe=probe
+    )
+    # One timestamp, so that `--format json` and `--out` print the very same document.
+    generated_at = datetime.now(UTC)
+    if fmt == "json":
+        click.echo(plan_to_json(run, generated_at=generated_at), nl=False)
+    elif fmt == "markdown":
+        from reconciler.render.markdown import render_markdown
+
+        click.echo(render_markdown(run), nl=False)
+    else:
+        from reconciler.render.text import render_text
+
+        click.echo(render_text(run, color=g.color), nl=False)
+    if out is not None:
+        write_plan_file(run, out, generated_at=generated_at)
+
+    statuses = {env.status for env in run.environments}
+    for env in run.environments:
+        if env.status is Status.ERROR:
+            click.echo(f"Error: {env.error}", err=True)
+    if Status.ERROR in statuses:
+        return EXIT_ERROR
+    if Status.BLOCKED in statuses:
+        return EXIT_BLOCKED
+    if Status.CHANGES in statuses and detailed_exitcode:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
 def main() -> None:
     cli(prog_name="reconciler")
