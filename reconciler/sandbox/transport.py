@@ -1,0 +1,28 @@
+"""The in-process httpx transport: the sandbox app without a socket."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+
+from reconciler.sandbox.app import ConnectionDropped
+
+if TYPE_CHECKING:
+    from reconciler.sandbox.app import SandboxApp
+
+
+class InProcessTransport(httpx.WSGITransport):
+    """Calls the app directly; a dropped connection surfaces as httpx.RemoteProtocolError,
+    raised after the app committed the write, exactly as over a real socket."""
+
+    def __init__(self, app: SandboxApp) -> None:
+        super().__init__(app=app)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().handle_request(request)
+        except ConnectionDropped as exc:
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            ) from exc
