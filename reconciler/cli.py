@@ -87,6 +87,26 @@ def cli(ctx: click.Context, environments_dir: Path, no_color: bool, verbose: int
 @cli.command()
 @click.argument("envs", nargs=-1, metavar="[ENV]...")
 @click.option(
+    "--allow-missing-secrets",
+    is_flag=True,
+    help="Accept unset variables behind secret fields (api_key, client_secret).",
+)
+@click.pass_obj
+def validate(g: Globals, envs: tuple[str, ...], allow_missing_secrets: bool) -> None:
+    """Check environment files offline: schema, references, safety of the desired state."""
+    from reconciler.config import load_environments
+
+    environments = load_environments(
+        g.environments_dir, envs, allow_missing_secrets=allow_missing_secrets
+    )
+    count = len(environments)
+    names = ", ".join(e.name for e in environments)
+    click.echo(f"{count} environment{'s' if count != 1 else ''} valid: {names}")
+
+
+@cli.command()
+@click.argument("envs", nargs=-1, metavar="[ENV]...")
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["text", "json", "markdown"]),
