@@ -102,8 +102,8 @@ class RunPlan:
 
 # --- planning --------------------------------------------------------------------------------
 #
-# Everything below `build_plan` is pure: an Environment and a live state in, an EnvPlan out.
-# `read_live` and `plan_environments` are the only functions that talk to NewStore.
+# Everything up to `build_plan` is pure: an Environment and a live state in, an EnvPlan out.
+# `read_live` and `plan_environments`, at the end, are the only functions that talk to NewStore.
 
 _MISSING: Final[Any] = object()  # a field one side of a diff does not have (create/delete)
 _UNKNOWN_SHOWN: Final = "(unknown)"
@@ -157,7 +157,9 @@ def _field_changes(setting: Setting, live: Value, desired: Value) -> tuple[Field
         old, new = before.get(name, _MISSING), after.get(name, _MISSING)
         if old is UNKNOWN and new is not _MISSING:
             changes.append(
-                FieldChange(f"{setting.key}.{name}", _shown(setting, name, old), SENSITIVE)
+                FieldChange(
+                    f"{setting.key}.{name}", _shown(setting, name, old), _shown(setting, name, new)
+                )
             )
         elif old != new:
             both = old is not _MISSING and new is not _MISSING
@@ -296,7 +298,7 @@ def _sha256(doc: Any) -> str:
 
 
 def fingerprint(setting: Setting, value: Value, key: bytes) -> str:
-    """ "sha256:<hex>" of the normalised value. Secret fields enter only as HMAC-SHA256(key, ·);
+    """The normalised value as "sha256:<hex>". Secret fields enter only as HMAC-SHA256(key, ·);
     a masked (UNKNOWN) field hashes as a fixed marker, so re-reading it gives the same hash."""
     return _sha256({"setting": setting.key, "value": _value_doc(setting, value, key)})
 

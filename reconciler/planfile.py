@@ -52,7 +52,7 @@ def _env_dict(env: EnvPlan) -> dict[str, Any]:
 
 
 def checksum(doc: dict[str, Any]) -> str:
-    """ "sha256:<hex>" over the canonical JSON of every key but "checksum"."""
+    """The document's "sha256:<hex>" over the canonical JSON of every key but "checksum"."""
     body = {k: v for k, v in doc.items() if k != "checksum"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
