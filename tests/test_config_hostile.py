@@ -120,3 +120,14 @@ def test_cli_exits_1_without_a_traceback(tmp_path: Path, write: Callable[[Path],
     assert result.stdout == ""
     assert result.stderr.startswith("Error: 1 problem found:\n")
     assert "Traceback" not in result.stderr
+
+
+def test_a_long_extends_chain_is_cut_short(tmp_path: Path) -> None:
+    (tmp_path / "env.yaml").write_text("extends: _0.yaml\ntenant: t1\n")
+    for i in range(2000):
+        (tmp_path / f"_{i}.yaml").write_text(f"extends: _{i + 1}.yaml\n")
+    with pytest.raises(ConfigError) as info:
+        load_environments(tmp_path, environ={})
+    assert f"{tmp_path / '_14.yaml'}:1:1: extends: extends chain is longer than 16 files" in str(
+        info.value
+    )

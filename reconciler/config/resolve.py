@@ -21,6 +21,8 @@ from reconciler.model import Location
 # Fields whose value may only come from the environment, never from a file in git.
 SECRET_PATHS = frozenset({"availability_webhook.api_key", "connection.client_secret"})
 SECRET_MIN_LENGTH = 20
+# Real chains are one or two bases deep; the cap keeps a generated chain from recursing forever.
+MAX_EXTENDS_DEPTH = 16
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _REFERENCE = re.compile(rf"\$\$\{{|\$\{{(?P<name>{_NAME})\}}|\$\{{")
@@ -94,6 +96,9 @@ class Resolver:
         if any(seen == base_path.resolve() for seen, _ in here):
             cycle = " → ".join([name for _, name in here] + [base_file])
             return None, [*problems, merged.problem("extends", f"extends cycle: {cycle}")]
+        if len(here) >= MAX_EXTENDS_DEPTH:
+            message = f"extends chain is longer than {MAX_EXTENDS_DEPTH} files"
+            return None, [*problems, merged.problem("extends", message)]
         if not base_path.is_file():
             message = f"base file {base_file} does not exist"
             return None, [*problems, merged.problem("extends", message)]
