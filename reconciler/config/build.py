@@ -155,7 +155,7 @@ class _Builder:
                 desired[key] = {name: fields[name] for name in order}
             else:
                 invalid.add(key)
-        return {k: v for k, v in desired.items() if k not in invalid}, invalid
+        return desired, invalid
 
     def webhook_url(self) -> None:
         webhook = self.data.get("availability_webhook")
