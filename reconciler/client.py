@@ -106,6 +106,8 @@ def _problem_detail(response: httpx.Response) -> str:
     messages = body.get("messages")
     if isinstance(messages, list):
         parts.extend(str(m) for m in messages if m)
+    # The error message adds its own full stop after NewStore's words.
+    parts = [p.rstrip(". ") for p in parts]
     code = body.get("error_code")
     if isinstance(code, str) and code:
         parts = [f"{p} ({code})" for p in parts] if parts else [code]
@@ -278,6 +280,7 @@ class _ClientCredentials(httpx.Auth):
 
     def __init__(self, env: Environment, api_origin: tuple[str, str, int | None]) -> None:
         self._conn = env.connection
+        self._env_name = env.name
         self._api_origin = api_origin
         self._token: str | None = None
         self._expires_at = 0.0
@@ -345,15 +348,19 @@ class _ClientCredentials(httpx.Auth):
             # not ours to print.
             code = body.get("error") if isinstance(body, dict) else None
             detail = code if isinstance(code, str) and re.fullmatch(r"[a-z_]{1,64}", code) else ""
+            message = f"the token endpoint {url.host} refused client id {self._conn.client_id!r}"
             if response.status_code == 200:
                 detail = "the answer held no access_token"
+            elif response.status_code == 404:
+                message = f"there is no token endpoint at {url.host}{url.path}"
             raise AuthError(
-                f"the token endpoint {url.host} refused client id {self._conn.client_id!r}",
+                message,
                 method="POST",
                 path=url.path,
                 status=response.status_code,
                 request_id=request_id,
                 detail=detail,
+                environment=self._env_name,
                 hint="Check connection.client_id, connection.client_secret and "
                 "connection.token_url.",
             )
@@ -526,12 +533,15 @@ class NewStoreClient:
         def attempt() -> httpx.Response:
             return self._attempt(setting, method, path, json, ok, remaining)
 
+        # Jitter, so environments that failed together do not retry in lockstep.
+        backoff = tenacity.wait_exponential(
+            multiplier=self._backoff, max=MAX_BACKOFF_SECONDS
+        ) + tenacity.wait_random(0, self._backoff)
+
         def wait(state: tenacity.RetryCallState) -> float:
             outcome = state.outcome
             exc = outcome.exception() if outcome is not None else None
-            delay = tenacity.wait_exponential_jitter(
-                initial=self._backoff, max=MAX_BACKOFF_SECONDS, jitter=self._backoff
-            )(state)
+            delay = backoff(state)
             if isinstance(exc, _Transient) and exc.retry_after is not None:
                 delay = exc.retry_after
             return min(delay, remaining())

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 SECTION = "ui_configurations"
 FIELD = "use_new_om_ui"
+# The spec answers 422 "Configuration file is not readable" when there is no document; 404 is
+# what a plain missing resource would give.
+NO_DOCUMENT = (404, 422)
 
 
 class AssociateApp(Setting):
@@ -32,9 +35,9 @@ class AssociateApp(Setting):
     default: ClassVar[Value] = {"use_new_om_ui": False}
 
     def read(self, client: NewStoreClient) -> Value:
-        response = client.request(self.key, "GET", self.path, ok=(200, 404))
-        if response.status_code == 404:
-            # No document: the app runs on its defaults, which means the NewStore order UI.
+        response = client.request(self.key, "GET", self.path, ok=(200, *NO_DOCUMENT))
+        if response.status_code in NO_DOCUMENT:
+            # No readable document: the app runs on its defaults, i.e. the NewStore order UI.
             return {FIELD: False}
         ui = self._document(client, response).get(SECTION)
         enabled = ui.get(FIELD) if isinstance(ui, dict) else None
@@ -52,14 +55,14 @@ class AssociateApp(Setting):
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
         from reconciler.client import request_id_of
 
-        response = client.request(self.key, "GET", self.path, ok=(200, 404))
-        if response.status_code == 404:
+        response = client.request(self.key, "GET", self.path, ok=(200, *NO_DOCUMENT))
+        if response.status_code in NO_DOCUMENT:
             raise client.error(
                 RejectedError,
                 self.key,
                 "GET",
                 self.path,
-                "the tenant has no Associate App configuration document to change",
+                "the tenant has no readable Associate App configuration document to change",
                 response=response,
                 hint="Create it in NewStore first (it has required sections the reconciler "
                 f"does not manage); the reconciler only sets {SECTION}.{FIELD}.",

@@ -1,0 +1,66 @@
+"""The client over a real socket: the sandbox served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest
+from client_helpers import TENANT, WEBHOOK, api_requests, live_client, make_app, token_requests
+
+from reconciler.errors import IPBlockedError
+from reconciler.model import ABSENT
+from reconciler.sandbox.app import SandboxApp
+from reconciler.settings import BY_KEY, REGISTRY
+
+ON = {
+    "external_oms": {"enabled": True},
+    "availability_webhook": WEBHOOK,
+    "external_atp": {"enabled": True},
+    "associate_app": {"use_new_om_ui": True},
+}
+
+
+@pytest.fixture
+def app() -> SandboxApp:
+    return make_app()
+
+
+def test_every_setting_round_trips(app: SandboxApp) -> None:
+    with live_client(app) as client:
+        for setting in REGISTRY:
+            assert setting.read(client) == setting.default
+        for setting in REGISTRY:
+            assert setting.write(client, dict(ON[setting.key]))
+        assert {s.key: s.read(client) for s in REGISTRY} == ON
+        assert BY_KEY["availability_webhook"].delete(client)
+        assert BY_KEY["availability_webhook"].read(client) is ABSENT
+        assert client.token_requests == 1
+    assert token_requests(app) == 1
+
+
+def test_a_dropped_connection_after_a_committed_write(app: SandboxApp) -> None:
+    path = f"/{TENANT}/v0/config/availability/webhook"
+    app.set_faults([{"method": "PUT", "path": path, "drop_connection": True}])
+    with live_client(app) as client:
+        assert BY_KEY["availability_webhook"].write(client, dict(WEBHOOK))
+    assert [h["method"] for h in app.history(TENANT)] == ["PUT", "PUT"]
+    assert app.state(TENANT)["availability_webhook"] == WEBHOOK
+
+
+def test_rate_limits_and_refused_tokens(app: SandboxApp) -> None:
+    path = f"/{TENANT}/v0/config/routing/uses_external_atp"
+    app.set_faults(
+        [
+            {"method": "GET", "path": path, "status": 429, "retry_after": 0, "times": 1},
+            {"method": "GET", "path": path, "status": 403, "times": 1},
+        ]
+    )
+    with live_client(app) as client:
+        assert BY_KEY["external_atp"].read(client) == {"enabled": False}
+        assert client.token_requests == 2
+    assert [s for _, _, s in api_requests(app)] == [429, 403, 200]
+
+
+def test_the_ip_block(app: SandboxApp) -> None:
+    app.set_faults([{"path": f"/{TENANT}/*", "status": 403, "body": "html", "times": None}])
+    with live_client(app) as client, pytest.raises(IPBlockedError):
+        BY_KEY["external_oms"].read(client)
+    assert len(api_requests(app)) == 1

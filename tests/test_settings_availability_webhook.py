@@ -1,0 +1,89 @@
+"""Availability webhook config: 204 is ABSENT, masked keys are UNKNOWN, PUT and DELETE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from client_helpers import TENANT, WEBHOOK, api_requests, make_app, make_client
+
+from reconciler.model import ABSENT, SENSITIVE, UNKNOWN
+from reconciler.sandbox.app import SandboxApp
+from reconciler.settings import BY_KEY
+from reconciler.settings.availability_webhook import is_masked
+
+HOOK = BY_KEY["availability_webhook"]
+PATH = f"/{TENANT}/v0/config/availability/webhook"
+
+
+@pytest.fixture
+def app() -> SandboxApp:
+    return make_app()
+
+
+def test_none_configured_reads_as_absent(app: SandboxApp) -> None:
+    with make_client(app) as client:
+        assert HOOK.read(client) is ABSENT
+    assert api_requests(app) == [("GET", PATH, 204)]
+
+
+def test_read_returns_the_four_fields(app: SandboxApp) -> None:
+    app.seed(TENANT, {"availability_webhook": WEBHOOK})
+    with make_client(app) as client:
+        assert HOOK.read(client) == WEBHOOK
+
+
+def test_a_masked_api_key_reads_as_unknown(app: SandboxApp) -> None:
+    app.seed(TENANT, {"availability_webhook": WEBHOOK, "options": {"mask_webhook_api_key": True}})
+    with make_client(app) as client:
+        value = HOOK.read(client)
+    assert value == {**WEBHOOK, "api_key": UNKNOWN}
+
+
+@pytest.mark.parametrize(
+    ("api_key", "masked"),
+    [
+        ("****************aaaa", True),
+        ("ab••••••••••••••••••••", True),
+        ("short-key", True),
+        (None, True),
+        ("atp-key-aaaaaaaaaaaaaaaaaaaaaaaa", False),
+    ],
+)
+def test_is_masked(api_key: Any, masked: bool) -> None:
+    assert is_masked(api_key) is masked
+
+
+@pytest.mark.parametrize("masking", [False, True])
+def test_write_puts_the_whole_config(app: SandboxApp, masking: bool) -> None:
+    app.seed(TENANT, {"options": {"mask_webhook_api_key": masking}})
+    with make_client(app) as client:
+        assert HOOK.write(client, dict(WEBHOOK))
+    assert app.state(TENANT)["availability_webhook"] == WEBHOOK
+    assert [(h["method"], h["status"]) for h in app.history(TENANT)] == [("PUT", 200)]
+
+
+def test_write_refuses_an_unknown_api_key(app: SandboxApp) -> None:
+    with make_client(app) as client, pytest.raises(ValueError, match="unknown"):
+        HOOK.write(client, {**WEBHOOK, "api_key": UNKNOWN})
+    assert api_requests(app) == []
+
+
+def test_delete_removes_the_config(app: SandboxApp) -> None:
+    app.seed(TENANT, {"availability_webhook": WEBHOOK})
+    with make_client(app) as client:
+        assert HOOK.delete(client)
+        assert HOOK.read(client) is ABSENT
+    assert app.state(TENANT)["availability_webhook"] is None
+
+
+@pytest.mark.parametrize("status", [200, 204, 404])
+def test_deleting_what_is_already_gone_is_fine(app: SandboxApp, status: int) -> None:
+    app.seed(TENANT, {"options": {"webhook_delete_absent_status": status}})
+    with make_client(app) as client:
+        HOOK.delete(client)
+    assert api_requests(app) == [("DELETE", PATH, status)]
+
+
+def test_the_api_key_is_the_secret_field() -> None:
+    assert HOOK.mask(dict(WEBHOOK)) == {**WEBHOOK, "api_key": SENSITIVE}
