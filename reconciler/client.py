@@ -285,11 +285,11 @@ class _ClientCredentials(httpx.Auth):
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = threading.Lock()
-        self.fetched = 0
+        self.issued: list[str] = []  # every token fetched, so an echo of an old one is scrubbed
 
     @property
-    def token(self) -> str | None:
-        return self._token
+    def fetched(self) -> int:
+        return len(self.issued)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if (request.url.scheme, request.url.host, request.url.port) != self._api_origin:
@@ -364,7 +364,7 @@ class _ClientCredentials(httpx.Auth):
                 hint="Check connection.client_id, connection.client_secret and "
                 "connection.token_url.",
             )
-        self.fetched += 1
+        self.issued.append(token)
         expires_in = body.get("expires_in") if isinstance(body, dict) else None
         lifetime = float(expires_in) if isinstance(expires_in, int | float) else 300.0
         # Renew a little early so a token never expires between being attached and arriving.
@@ -429,6 +429,8 @@ class NewStoreClient:
             headers={"Accept": "application/json"},
         )
         self.last_request_id: str | None = None
+        # Secret values this client sent (a webhook api_key): NewStore may echo them back.
+        self._sent_secrets: set[str] = set()
 
     def __enter__(self) -> NewStoreClient:
         return self
@@ -495,11 +497,8 @@ class NewStoreClient:
                 response=response,
             ) from None
 
-    def _known_secrets(self, body: Any = None) -> list[str]:
-        secrets = [self.env.connection.client_secret, *_secret_values(body)]
-        if self._auth.token:
-            secrets.append(self._auth.token)
-        return secrets
+    def _known_secrets(self) -> list[str]:
+        return [self.env.connection.client_secret, *self._auth.issued, *self._sent_secrets]
 
     # ----------------------------------------------------------------------------------------
 
@@ -522,6 +521,7 @@ class NewStoreClient:
         """
         if not path.startswith("/"):
             raise ValueError(f"path must be relative to base_url and start with '/': {path!r}")
+        self._sent_secrets.update(_secret_values(json))
         started = time.monotonic()
         budget = self.env.connection.retry_max_seconds
         attempts = max(1, self.env.connection.retry_attempts)
@@ -584,7 +584,7 @@ class NewStoreClient:
                 path=shown,
                 status=last.status,
                 request_id=last.request_id,
-                detail=_scrub(last.detail, self._known_secrets(json)),
+                detail=_scrub(last.detail, self._known_secrets()),
                 environment=self.env.name,
                 hint="NewStore or the network is struggling; run again later "
                 "(or raise connection.retry_attempts / retry_max_seconds).",
@@ -628,7 +628,6 @@ class NewStoreClient:
         )
         if status in ok:
             return response
-        secrets = self._known_secrets(body)
         if status in RETRYABLE_STATUSES:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             if status == 429 and retry_after:
@@ -637,7 +636,7 @@ class NewStoreClient:
                 f"NewStore answered {status}",
                 status=status,
                 request_id=request_id,
-                detail=_scrub(_problem_detail(response), secrets),
+                detail=_scrub(_problem_detail(response), self._known_secrets()),
                 retry_after=retry_after,
             )
         raise self._classify(setting, method, path, response)
