@@ -180,5 +180,103 @@ def plan(
     return EXIT_OK
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--state",
+    "state_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep tenants in this JSON file across restarts (default: in memory).",
+)
+@click.option(
+    "--latency-ms",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Delay every API, token and webhook answer.",
+)
+@click.option(
+    "--fault-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Answer this fraction of API and token requests with a transient 429 or 503.",
+)
+@click.option("--seed", type=int, help="Seed for --fault-rate, for reproducible runs.")
+@click.option(
+    "--token-ttl",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3600.0,
+    show_default=True,
+    help="Seconds an access token stays valid.",
+)
+@click.option(
+    "--webhook-api-key",
+    envvar="SANDBOX_WEBHOOK_API_KEY",
+    help="Key the sample webhook expects in Authorization (at least 20 characters; "
+    "default: the built-in demo key).",
+)
+@click.option(
+    "--mask-webhook-api-key", is_flag=True, help="Answer the webhook config's api_key masked."
+)
+def sandbox(
+    host: str,
+    port: int,
+    state_file: Path | None,
+    latency_ms: int,
+    fault_rate: float,
+    seed: int | None,
+    token_ttl: float,
+    webhook_api_key: str | None,
+    mask_webhook_api_key: bool,
+) -> None:
+    """Run a local NewStore for demos and tests, until Ctrl-C."""
+    from reconciler.sandbox import SandboxApp, SandboxConfig, serve
+    from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY
+
+    config = SandboxConfig(
+        token_ttl=token_ttl,
+        latency_ms=latency_ms,
+        fault_rate=fault_rate,
+        seed=seed,
+        webhook_api_key=DEFAULT_WEBHOOK_API_KEY if webhook_api_key is None else webhook_api_key,
+        mask_webhook_api_key=mask_webhook_api_key,
+        state_file=state_file,
+    )
+
+    def announce(url: str) -> None:
+        tenant = "acme-staging"
+        click.echo(
+            f"NewStore sandbox listening on {url}\n"
+            f"  client id:      {config.client_id}\n"
+            f"  client secret:  {config.client_secret}   (the sandbox's public demo secret)\n"
+            f"  sample webhook: {url}/_sandbox/webhook/availabilities"
+            " (api key: the --webhook-api-key value)\n"
+            f"  admin:          {url}/_sandbox/tenants/<tenant>/state, .../history\n"
+            f"  state kept:     {state_file if state_file else 'in memory'}\n"
+            "\n"
+            "Point an environment at it (any tenant name works):\n"
+            f"  tenant: {tenant}\n"
+            "  connection:\n"
+            f"    base_url: {url}/{tenant}\n"
+            f"    token_url: {url}/auth/realms/{tenant}/protocol/openid-connect/token\n"
+            f"    client_id: {config.client_id}\n"
+            "    client_secret: ${NEWSTORE_CLIENT_SECRET}"
+            f"   # export NEWSTORE_CLIENT_SECRET={config.client_secret}\n"
+            "\n"
+            "Press Ctrl-C to stop."
+        )
+
+    serve(SandboxApp(config), host, port, on_ready=announce)
+    click.echo("Sandbox stopped.")
+
+
 def main() -> None:
     cli(prog_name="reconciler")

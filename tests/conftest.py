@@ -33,8 +33,11 @@ WEBHOOK_API_KEY_VAR = "SANDBOX_WEBHOOK_API_KEY"
 
 
 @pytest.fixture
-def sandbox_config() -> SandboxConfig:
-    return SandboxConfig()
+def sandbox_config(request: pytest.FixtureRequest) -> SandboxConfig:
+    """`@pytest.mark.parametrize("sandbox_config", [SandboxConfig(...)], indirect=True)`
+    configures the sandbox for one test."""
+    config: SandboxConfig = getattr(request, "param", None) or SandboxConfig()
+    return config
 
 
 @pytest.fixture

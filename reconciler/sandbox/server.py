@@ -8,6 +8,8 @@ would print to stderr and `sys.exit(1)` on a busy port, and we want a one-line `
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +20,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from reconciler.sandbox.app import SandboxApp
 
 _BACKLOG = 256
@@ -45,7 +49,7 @@ def bind(
     try:
         listener = socket.create_server((host, port), family=family, backlog=_BACKLOG)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
         hint = " Is another sandbox running? Choose another --port." if port else ""
         raise ConfigError(f"cannot listen on {base_url(host, port)}: {reason}.{hint}") from exc
     try:
@@ -69,16 +73,35 @@ def serve(
     port: int = 8765,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until Ctrl-C, then return normally. `on_ready(url)` runs once the port is bound."""
+    """Serve until Ctrl-C (or SIGTERM), then return normally. `on_ready(url)` runs once the port
+    is bound. Call it from the main thread: it installs its own signal handlers meanwhile."""
     server = bind(app, host, port, quiet=False)
+    with _stop_on_signals():
+        try:
+            if on_ready is not None:
+                on_ready(base_url(host, server.port))
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and Python then never raises KeyboardInterrupt: install the handler explicitly.
+    handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _interrupt}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     try:
-        if on_ready is not None:
-            on_ready(base_url(host, server.port))
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        yield
     finally:
-        server.server_close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -178,7 +178,7 @@ def parse_seed(body: Any) -> TenantState:
     refuse to create (that is what hand-edited live states look like).
     """
     if not isinstance(body, dict):
-        raise ConfigError("the state must be a JSON object")
+        raise ConfigError("invalid sandbox state: it must be a JSON object")
     problems: list[str] = []
     unknown = sorted(set(body) - {*STATE_KEYS, "options"})
     if unknown:
