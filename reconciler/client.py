@@ -54,6 +54,8 @@ BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 SECRET_KEYS = frozenset({"api_key", "client_secret", "access_token"})
+IP_BLOCKED = "NewStore blocked this IP for exceeding 30,000 requests per 5 minutes"
+IP_BLOCKED_HINT = "Wait 5 minutes before trying again; retrying sooner makes it worse."
 
 E = TypeVar("E", bound=NewStoreError)
 
@@ -308,13 +310,15 @@ class _ClientCredentials(httpx.Auth):
 
     def _current_token(self, stale: str | None) -> Generator[httpx.Request, httpx.Response, str]:
         with self._lock:
-            fresh = self._token is not None and time.monotonic() < self._expires_at
-            if fresh and self._token != stale:
-                assert self._token is not None
-                return self._token
+            token = self._token
+            if token is not None and token != stale and time.monotonic() < self._expires_at:
+                return token
+            started = time.monotonic()
             response = yield self._token_request()
-            self._token, self._expires_at = self._parse_token(response)
-            return self._token
+            millis = int((time.monotonic() - started) * 1000)
+            token, self._expires_at = self._parse_token(response, millis)
+            self._token = token
+            return token
 
     def _token_request(self) -> httpx.Request:
         return httpx.Request(
@@ -328,12 +332,10 @@ class _ClientCredentials(httpx.Auth):
             headers={"Accept": "application/json"},
         )
 
-    def _parse_token(self, response: httpx.Response) -> tuple[str, float]:
+    def _parse_token(self, response: httpx.Response, millis: int) -> tuple[str, float]:
         url = httpx.URL(self._conn.token_url)
-        where = f"POST {url.path}"
         request_id = response.headers.get("x-request-id")
-        elapsed = int(response.elapsed.total_seconds() * 1000) if _has_elapsed(response) else 0
-        log.debug("token: %s → %d in %d ms", where, response.status_code, elapsed)
+        log.debug("token: POST %s → %d in %d ms", url.path, response.status_code, millis)
         if response.status_code in RETRYABLE_STATUSES:
             raise _Transient(
                 f"the token endpoint {url.host} answered {response.status_code}",
@@ -342,6 +344,16 @@ class _ClientCredentials(httpx.Auth):
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         body = _json_body(response)
+        if response.status_code == 403 and not isinstance(body, dict):
+            raise IPBlockedError(
+                IP_BLOCKED,
+                method="POST",
+                path=url.path,
+                status=403,
+                request_id=request_id,
+                environment=self._env_name,
+                hint=IP_BLOCKED_HINT,
+            )
         token = body.get("access_token") if isinstance(body, dict) else None
         if response.status_code != 200 or not isinstance(token, str) or not token:
             # Only the OAuth `error` code is passed on: the rest of a token endpoint's body is
@@ -370,14 +382,6 @@ class _ClientCredentials(httpx.Auth):
         # Renew a little early so a token never expires between being attached and arriving.
         margin = min(30.0, lifetime * 0.1)
         return token, time.monotonic() + lifetime - margin
-
-
-def _has_elapsed(response: httpx.Response) -> bool:
-    try:
-        response.elapsed  # noqa: B018 - only set once the response was fully read
-    except RuntimeError:
-        return False
-    return True
 
 
 def _is_token_refusal(response: httpx.Response) -> bool:
@@ -610,9 +614,7 @@ class NewStoreClient:
                 reason = _describe_transport_error(exc)
                 log.info("%s %s → %s", method, shown, reason)
                 if isinstance(exc, httpx.UnsupportedProtocol) or "TLS" in reason:
-                    raise self.error(
-                        TransportError, setting, method, path, reason, detail=""
-                    ) from None
+                    raise self.error(TransportError, setting, method, path, reason) from None
                 raise _Transient(reason) from None
         millis = int((time.monotonic() - started) * 1000)
         request_id = request_id_of(response)
@@ -651,10 +653,9 @@ class NewStoreClient:
                 setting,
                 method,
                 path,
-                "NewStore blocked this IP for exceeding 30,000 requests per 5 minutes",
+                IP_BLOCKED,
                 response=response,
-                detail="",
-                hint="Wait 5 minutes before trying again; retrying sooner makes it worse.",
+                hint=IP_BLOCKED_HINT,
             )
         if status in (401, 403):
             return self.error(

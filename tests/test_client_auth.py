@@ -128,3 +128,12 @@ def test_the_token_never_leaves_the_api_host(app: SandboxApp) -> None:
     assert hosts == {"127.0.0.1"}
     # The token request itself carries no bearer token; every API request does.
     assert recording.authorized == [False, True, True, True, True]
+
+
+def test_a_non_json_403_from_the_token_endpoint_is_the_ip_block(app: SandboxApp) -> None:
+    app.set_faults([{"path": TOKEN_PATH, "status": 403, "body": "html", "times": None}])
+    with make_client(app) as client, pytest.raises(IPBlockedError) as caught:
+        REGISTRY[2].read(client)
+    assert "Wait 5 minutes" in str(caught.value)
+    assert token_requests(app) == 1
+    assert api_requests(app) == []
