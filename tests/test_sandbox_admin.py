@@ -224,3 +224,20 @@ def test_concurrent_writers_leave_a_consistent_history(
         k: v for k, v in sandbox.state(TENANT).items() if k != "options"
     }
     assert len(sandbox.requests(TENANT)) == 201
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "status"),
+    [
+        ("GET", "/nowhere", b"", 404),
+        ("PATCH", f"/{TENANT}/api/v1/associate-app/config", b"{}", 405),
+        ("PUT", STATE, b"x" * (2 * 1024 * 1024), 413),
+    ],
+)
+def test_every_error_is_problem_json_with_a_request_id(
+    sandbox_http: httpx.Client, method: str, path: str, content: bytes, status: int
+) -> None:
+    response = sandbox_http.request(method, path, content=content)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["request_id"] == response.headers["X-Request-ID"]

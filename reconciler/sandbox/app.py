@@ -245,7 +245,11 @@ class SandboxApp:
         request = Request(environ)
         request.max_content_length = _MAX_BODY
         request_id = uuid.uuid4().hex
-        response = self._respond(request, request_id)
+        try:
+            response = self._respond(request, request_id)
+        except HTTPException as exc:  # e.g. 413 from a body over _MAX_BODY
+            status = exc.code or 400
+            response = _problem(status, request_id, message=f"{exc.name}: {exc.description}")
         response.headers["X-Request-ID"] = request_id
         return response(environ, start_response)
 
