@@ -89,7 +89,7 @@ def cli(ctx: click.Context, environments_dir: Path, no_color: bool, verbose: int
 @click.option(
     "--allow-missing-secrets",
     is_flag=True,
-    help="Accept unset variables behind secret fields (api_key, client_secret).",
+    help="Accept unset variables behind credentials (api_key, client_secret, client_id).",
 )
 @click.pass_obj
 def validate(g: Globals, envs: tuple[str, ...], allow_missing_secrets: bool) -> None:

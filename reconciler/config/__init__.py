@@ -122,8 +122,9 @@ def load_environments(
     """Load and validate the environments in `directory` (all, or `names`), sorted by name.
 
     Raises ValidationFailed with every problem of every file; `environ` defaults to os.environ.
-    With `allow_missing_secrets`, a secret whose variable is unset gets a placeholder (for
-    offline checks on machines without the secrets); other missing variables stay errors.
+    With `allow_missing_secrets`, a secret (or the client id, a whole `${NAME}`) whose variable
+    is unset gets a placeholder, for offline checks on machines without the CI secret store,
+    such as a pre-commit hook; other missing variables stay errors.
     """
     return _load_all(discover(directory, names), environ, allow_missing_secrets)
 

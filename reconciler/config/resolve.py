@@ -21,6 +21,9 @@ from reconciler.model import Location
 # Fields whose value may only come from the environment, never from a file in git.
 SECRET_PATHS = frozenset({"availability_webhook.api_key", "connection.client_secret"})
 SECRET_MIN_LENGTH = 20
+# The client id is no secret (a file may spell it out), but it comes from the same CI secret
+# store as the client secret: an offline check that may skip one may skip the other.
+CREDENTIAL_PATHS = frozenset({"connection.client_id"})
 # Real chains are one or two bases deep; the cap keeps a generated chain from recursing forever.
 MAX_EXTENDS_DEPTH = 16
 
@@ -201,6 +204,10 @@ def substitute(
     def walk(path: str, value: Any) -> Any:
         if path in SECRET_PATHS and value is not None and not isinstance(value, dict | list):
             return secret(path, value)
+        if path in CREDENTIAL_PATHS and allow_missing_secrets and isinstance(value, str):
+            match = _WHOLE_REFERENCE.fullmatch(value)
+            if match is not None and match["name"] not in environ:
+                return _placeholder(match["name"])
         if isinstance(value, str):
             return text(path, value)
         if isinstance(value, dict):
