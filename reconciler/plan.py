@@ -91,6 +91,8 @@ class EnvPlan:
     live_violations: list[str] = field(default_factory=list)  # rules live already breaks
     notes: list[str] = field(default_factory=list)  # e.g. "api_key masked by NewStore: unverified"
     fingerprints: dict[str, str] = field(default_factory=dict)  # setting key → live fingerprint
+    # setting key → live value as read, masked (shown_value): what `apply --plan` compares with
+    live: dict[str, Any] = field(default_factory=dict)
     desired_fingerprint: str = ""
     error: str = ""  # Status.ERROR only: the one-paragraph failure message
 
@@ -119,7 +121,8 @@ def _same_field(live: Any, desired: Any) -> bool:
     return live is UNKNOWN or live == desired
 
 
-def _differs(setting: Setting, live: Value, desired: Value) -> bool:
+def differs(setting: Setting, live: Value, desired: Value) -> bool:
+    """Whether `live` must change to become `desired` (a masked live field never counts)."""
     live_n, desired_n = setting.normalize(live), setting.normalize(desired)
     if live_n is ABSENT or desired_n is ABSENT:
         return live_n is not desired_n
@@ -145,6 +148,15 @@ def _shown(setting: Setting, name: str, value: Any, *, changed_secret: bool = Fa
     if value is UNKNOWN:
         return _UNKNOWN_SHOWN
     return value
+
+
+def shown_value(setting: Setting, value: Value) -> Any:
+    """A whole value, masked for people and files: None when absent, secret fields
+    "(sensitive)", masked live fields "(unknown)"."""
+    normal = setting.normalize(value)
+    if normal is ABSENT:
+        return None
+    return {name: _shown(setting, name, field_value) for name, field_value in normal.items()}
 
 
 def _field_changes(setting: Setting, live: Value, desired: Value) -> tuple[FieldChange, ...]:
@@ -253,7 +265,7 @@ def order_steps(
     in REGISTRY order, which is the order NewStore's documentation prescribes.
     """
     pending = [
-        s.key for s in REGISTRY if s.key in desired and _differs(s, live[s.key], desired[s.key])
+        s.key for s in REGISTRY if s.key in desired and differs(s, live[s.key], desired[s.key])
     ]
     best: tuple[str, ...] | None = None
     best_cost = 0
@@ -441,6 +453,7 @@ def build_plan(env: Environment, live: Mapping[str, Value]) -> EnvPlan:
         tenant=env.tenant,
         status=Status.CONVERGED,
         fingerprints={s.key: fingerprint(s, live[s.key], key) for s in managed},
+        live={s.key: shown_value(s, live[s.key]) for s in managed},
         desired_fingerprint=desired_fingerprint(env),
     )
     plan.live_violations = [f"{rule}: {rule.consequence}" for rule in violations(live)]
@@ -450,7 +463,7 @@ def build_plan(env: Environment, live: Mapping[str, Value]) -> EnvPlan:
             f"{env.where(rule.if_setting)}"
         )
 
-    differing = {s.key for s in managed if _differs(s, live[s.key], desired[s.key])}
+    differing = {s.key for s in managed if differs(s, live[s.key], desired[s.key])}
     for s in managed:
         plan.notes += _unknown_notes(s, live[s.key], desired[s.key], s.key in differing)
     plan.notes += _unchecked_rule_notes(env, differing)
@@ -489,8 +502,18 @@ def build_plan(env: Environment, live: Mapping[str, Value]) -> EnvPlan:
 
 
 def read_live(env: Environment, client: NewStoreClient) -> dict[str, Value]:
-    """The live value of every setting the environment manages (unmanaged ones are never read)."""
-    return {s.key: s.read(client) for s in REGISTRY if s.key in env.desired}
+    """The live value of every setting the environment manages (unmanaged ones are never read).
+
+    The GETs run side by side: the first to start fetches the token while the others wait for
+    it, so an environment costs two round trips instead of five; over hundreds of environments
+    that is most of a run. The first failure in registry order is raised.
+    """
+    settings = [s for s in REGISTRY if s.key in env.desired]
+    if len(settings) < 2:
+        return {s.key: s.read(client) for s in settings}
+    with ThreadPoolExecutor(max_workers=len(settings)) as pool:
+        values = list(pool.map(lambda s: s.read(client), settings))
+    return {s.key: value for s, value in zip(settings, values, strict=True)}
 
 
 def _run_probes(env: Environment, plan: EnvPlan) -> None:

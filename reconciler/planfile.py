@@ -1,8 +1,9 @@
 """The plan file: a RunPlan as JSON (`plan --out`, `plan --format json`), checksummed.
 
-The file holds no secret: field changes are already masked in the plan, and fingerprints carry
-secrets only as HMACs keyed with the environment's client secret. The checksum covers every other
-key of the document, so an edit between review and `apply --plan` is refused rather than applied.
+The file holds no secret: field changes and live values are already masked in the plan, and
+fingerprints carry secrets only as HMACs keyed with the environment's client secret. The
+checksum covers every other key of the document, so an edit between review and `apply --plan`
+is refused rather than applied.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def _env_dict(env: EnvPlan) -> dict[str, Any]:
         "status": str(env.status),
         "steps": [_step_dict(step) for step in env.steps],
         "fingerprints": dict(env.fingerprints),
+        "live": dict(env.live),
         "desired_fingerprint": env.desired_fingerprint,
         "blocked_by": list(env.blocked_by),
         "live_violations": list(env.live_violations),

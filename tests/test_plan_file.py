@@ -160,3 +160,13 @@ def test_a_missing_file_is_refused(tmp_path: Path) -> None:
 def test_an_unwritable_target_is_a_plan_file_error(tmp_path: Path) -> None:
     with pytest.raises(PlanFileError, match="cannot write plan file"):
         write_plan_file(_run(), tmp_path / "missing-dir" / "plan.json")
+
+
+def test_live_values_are_recorded_masked() -> None:
+    doc = plan_to_dict(_run())
+    forward, prod = doc["environments"][0], doc["environments"][1]
+    assert forward["live"]["availability_webhook"] is None  # absent
+    assert forward["live"]["external_oms"] == {"enabled": False}
+    assert prod["live"]["availability_webhook"]["api_key"] == "(sensitive)"
+    assert prod["live"]["availability_webhook"]["url"] == WEBHOOK_B["url"].rstrip("/")
+    assert doc["environments"][3]["live"] == {}  # errored: nothing was read
