@@ -28,6 +28,7 @@ from reconciler.model import (
     Fields,
     Value,
 )
+from reconciler.parallelism import DEFAULT_PARALLELISM
 from reconciler.rules import RULES, Rule, violations
 from reconciler.settings import BY_KEY, REGISTRY, Setting
 
@@ -560,15 +561,17 @@ def _default_client(env: Environment) -> AbstractContextManager[NewStoreClient]:
 def plan_environments(
     envs: Sequence[Environment],
     *,
-    parallelism: int = 8,
+    parallelism: int = DEFAULT_PARALLELISM,
     client_factory: Callable[[Environment], AbstractContextManager[NewStoreClient]] | None = None,
     probe: bool = False,
+    on_done: Callable[[EnvPlan], None] | None = None,
 ) -> RunPlan:
     """Read and plan every environment, `parallelism` at a time, in the order given.
 
     An environment whose read fails becomes an ERROR plan carrying the one-paragraph message;
     the others are planned regardless. With `probe`, webhook-probe gates run now (they
-    otherwise run at apply) and a failing probe blocks its environment.
+    otherwise run at apply) and a failing probe blocks its environment. `on_done(plan)` is
+    called from the worker threads as each environment finishes (for progress reports).
     """
     if parallelism < 1:
         raise ConfigError(f"--parallelism must be at least 1, got {parallelism}.")
@@ -584,7 +587,13 @@ def plan_environments(
             _run_probes(env, plan)
         return plan
 
+    def plan_and_report(env: Environment) -> EnvPlan:
+        plan = plan_one(env)
+        if on_done is not None:
+            on_done(plan)
+        return plan
+
     if not envs:
         return RunPlan([])
     with ThreadPoolExecutor(max_workers=min(parallelism, len(envs))) as pool:
-        return RunPlan(list(pool.map(plan_one, envs)))
+        return RunPlan(list(pool.map(plan_and_report, envs)))
