@@ -181,6 +181,113 @@ def plan(
 
 
 @cli.command()
+@click.argument("envs", nargs=-1, metavar="[ENV]...")
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Apply exactly this reviewed plan file (from `plan --out`); refused if anything "
+    "moved since it was written.",
+)
+@click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
+@click.option(
+    "--skip-probe",
+    is_flag=True,
+    help="Do not probe the webhook before external ATP goes on (recorded in the journal).",
+)
+@click.option(
+    "--journal",
+    "journal_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Record every write here, as JSON lines "
+    "[default: .reconciler/journal/apply-<UTC time>-<pid>.jsonl].",
+)
+@click.option("--keep-going", is_flag=True, help="After an environment fails, apply the rest.")
+@click.option(
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Environments read at the same time while planning.",
+)
+@click.pass_obj
+def apply(
+    g: Globals,
+    envs: tuple[str, ...],
+    plan_file: Path | None,
+    auto_approve: bool,
+    skip_probe: bool,
+    journal_file: Path | None,
+    keep_going: bool,
+    parallelism: int,
+) -> int:
+    """Make the live state match the environment files, one checked step at a time."""
+    from reconciler.apply import apply_run, check_plan_file, plan_file_environments
+    from reconciler.config import load_environments
+    from reconciler.errors import ApplyError, BlockedError, ConfigError
+    from reconciler.journal import Journal, default_path
+    from reconciler.plan import Status, plan_environments
+    from reconciler.render.steps import render_event
+    from reconciler.render.text import render_text
+
+    if plan_file is not None:
+        from reconciler.planfile import load_plan_file
+
+        doc = load_plan_file(plan_file)
+        names = plan_file_environments(doc, envs)
+        environments = load_environments(g.environments_dir, names) if names else []
+        run = check_plan_file(doc, str(plan_file), environments, parallelism=parallelism)
+    else:
+        environments = load_environments(g.environments_dir, envs)
+        run = plan_environments(environments, parallelism=parallelism)
+    click.echo(render_text(run, color=g.color), nl=False)
+
+    errors = [env for env in run.environments if env.status is Status.ERROR]
+    for env in errors:
+        click.echo(f"Error: {env.error}", err=True)
+    if errors:
+        return EXIT_ERROR
+    pending = [env for env in run.environments if env.status is Status.CHANGES]
+    if not pending:
+        blocked = [env.name for env in run.environments if env.status is Status.BLOCKED]
+        if blocked:
+            raise BlockedError(
+                f"nothing applied: {', '.join(blocked)} blocked (see the plan above for why)."
+            )
+        click.echo("Nothing to do: the live state already matches.")
+        return EXIT_OK
+    if plan_file is None and not auto_approve:
+        if not sys.stdin.isatty():
+            raise ConfigError(
+                "refusing to apply without confirmation: there is no terminal to ask on. "
+                "Review the changes with `reconciler plan`, then run apply with --auto-approve "
+                "(or save them with `plan --out FILE` and run `apply --plan FILE`)."
+            )
+        steps = sum(len(env.steps) for env in pending)
+        targets = ", ".join(env.name for env in pending)
+        if not click.confirm(f"Apply these {steps} changes to {targets}?", default=False):
+            raise ApplyError("apply cancelled: nothing was written.")
+
+    with Journal(journal_file or default_path()) as journal:
+        click.echo(f"Journal: {journal.path}")
+        results = apply_run(
+            environments,
+            run,
+            journal,
+            keep_going=keep_going,
+            skip_probe=skip_probe,
+            on_event=lambda event: click.echo(render_event(event), nl=False),
+        )
+    applied = [r for r in results if r.status == "applied"]
+    total = sum(r.steps for r in applied)
+    click.echo(
+        f"Apply complete: {total} step{'s' if total != 1 else ''} in "
+        f"{len(applied)} environment{'s' if len(applied) != 1 else ''}, all converged."
+    )
+    return EXIT_OK
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",

@@ -14,7 +14,8 @@
     │   └── RejectedError            any other 4xx/5xx answer (validation, server error)
     ├── ApplyError                   apply stopped; carries the safe-state report
     │   └── ChangedUnderneath        live state moved away from what was planned
-    └── BlockedError                 exit 3: a gate or safety rule stops a needed change
+    └── BlockedError                 exit 3: a gate or safety rule stops a needed change;
+                                     carries the safe-state report when apply stopped
 
 No message ever contains a header, token, api_key or client secret: messages are built from
 the request method, path, status and NewStore's own `message`/`request_id` fields only.
@@ -146,7 +147,17 @@ class ChangedUnderneath(ApplyError):
     """The live state moved since it was planned (another run, or a hand edit)."""
 
 
+@dataclass
 class BlockedError(ReconcilerError):
-    """A change is needed but a gate or a safety rule stops it."""
+    """A change is needed but a gate or a safety rule stops it. When apply stops on a failed
+    gate, `report` is the same safe-state report an ApplyError carries."""
 
+    message: str
+    report: str = ""
     exit_code = 3
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.report}" if self.report else self.message

@@ -1,0 +1,723 @@
+"""Apply: carry out a plan one checked step at a time, and stop safely on any failure.
+
+    apply_run(envs, run, journal, ...)   every environment of a RunPlan, one after another
+    apply_environment(env, plan, ...)    one environment's steps, then the convergence check
+    check_plan_file(doc, source, envs)   `apply --plan`: refuse unless the file still describes
+                                         the world, then return the same plan re-made from it
+
+Every step, in plan order: its gates (the webhook probe; the stock confirmation from the YAML),
+a re-read of the setting (already at the target: skip; moved away from the planned `before`:
+ChangedUnderneath), the safety rules checked against the latest values read, the write with a
+journal intent before and result after, and a read-back that must equal the target. After the
+last step the environment is planned again and must need nothing.
+
+Any failure stops at once and raises ApplyError / ChangedUnderneath / BlockedError whose
+`report` lists the steps applied, the one that failed (with NewStore's request id), those not
+attempted, and what a fresh read of the live state says about every safety rule. Nothing here
+needs local state to be correct: running apply again continues from the live state.
+
+The core is silent: progress goes to an `on_event` callback, which the CLI renders.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
+
+from reconciler.errors import (
+    ApplyError,
+    BlockedError,
+    ChangedUnderneath,
+    NewStoreError,
+    PlanFileError,
+    ReconcilerError,
+)
+from reconciler.model import ABSENT, Environment, Value
+from reconciler.plan import (
+    STOCK_CONFIRMED,
+    WEBHOOK_PROBE,
+    Action,
+    EnvPlan,
+    RunPlan,
+    Status,
+    Step,
+    build_plan,
+    desired_fingerprint,
+    differs,
+    fingerprint,
+    fingerprint_key,
+    read_live,
+    shown_value,
+)
+from reconciler.rules import RULES, Rule, violations
+from reconciler.settings import BY_KEY, Setting
+
+if TYPE_CHECKING:
+    import httpx
+
+    from reconciler.client import NewStoreClient
+    from reconciler.journal import Journal
+
+ClientFactory: TypeAlias = Callable[[Environment], AbstractContextManager["NewStoreClient"]]
+
+
+# --- what happens, as it happens --------------------------------------------------------------
+
+
+class Outcome(enum.StrEnum):
+    APPLIED = "applied"
+    SKIPPED = "skipped"  # the setting already had its target value
+    FAILED = "failed"
+    BLOCKED = "blocked"  # a gate stopped it
+
+
+@dataclass(frozen=True)
+class GateChecked:
+    environment: str
+    number: int
+    total: int
+    setting: str
+    gate: str
+    result: str  # "passed" | "failed" | "skipped"
+    detail: str
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    environment: str
+    number: int
+    total: int
+    setting: str
+    action: Action
+    outcome: Outcome
+    request_id: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class EnvironmentConverged:
+    environment: str
+    steps: int
+
+
+Event: TypeAlias = GateChecked | StepFinished | EnvironmentConverged
+OnEvent: TypeAlias = Callable[[Event], None]
+
+
+def _ignore(event: Event) -> None:
+    pass
+
+
+def _default_client(env: Environment) -> AbstractContextManager[NewStoreClient]:
+    from reconciler.client import NewStoreClient
+
+    return NewStoreClient(env)
+
+
+def _show(setting: Setting, value: Value) -> str:
+    shown = shown_value(setting, value)
+    return "absent" if shown is None else json.dumps(shown, ensure_ascii=False, sort_keys=True)
+
+
+def _rules(rules: Sequence[Rule]) -> str:
+    return "; ".join(f"{rule}: {rule.consequence}" for rule in rules)
+
+
+# --- one environment ----------------------------------------------------------------------------
+
+
+class _EnvironmentApply:
+    """The state of applying one environment: the latest value read of every managed setting
+    and what each step came to, for the safety checks and the report."""
+
+    def __init__(
+        self,
+        env: Environment,
+        plan: EnvPlan,
+        client: NewStoreClient,
+        journal: Journal,
+        *,
+        skip_probe: bool,
+        on_event: OnEvent,
+        probe_transport: httpx.BaseTransport | None,
+    ) -> None:
+        self.env, self.plan, self.client, self.journal = env, plan, client, journal
+        self.skip_probe = skip_probe
+        self.on_event = on_event
+        self.probe_transport = probe_transport
+        self.total = len(plan.steps)
+        # As planned: a setting with no step already had its desired value (a masked field
+        # aside, which no rule looks at).
+        self.latest: dict[str, Value] = {
+            **env.desired,
+            **{step.setting: step.before for step in plan.steps},
+        }
+        self.broken_at_start = violations(self.latest)
+        self.finished: list[StepFinished] = []
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    def run(self) -> list[StepFinished]:
+        for number, step in enumerate(self.plan.steps, 1):
+            try:
+                self._gates(number, step)
+                self._step(number, step)
+            except ReconcilerError as exc:
+                raise self._stopped(exc, number) from None
+        try:
+            self._check_converged()
+        except ReconcilerError as exc:
+            raise self._stopped(exc, None) from None
+        return self.finished
+
+    def _finish(
+        self, number: int, step: Step, outcome: Outcome, request_id: str | None, detail: str = ""
+    ) -> None:
+        event = StepFinished(
+            self.env.name,
+            number,
+            self.total,
+            step.setting,
+            step.action,
+            outcome,
+            request_id,
+            detail,
+        )
+        self.finished.append(event)
+        self.on_event(event)
+
+    def _record(self, phase: str, step: Step, **fields: Any) -> None:
+        self.journal.record(
+            phase,
+            environment=self.env.name,
+            tenant=self.env.tenant,
+            setting=step.setting,
+            action=str(step.action),
+            **fields,
+        )
+
+    # -- (1) gates -------------------------------------------------------------------------------
+
+    def _gates(self, number: int, step: Step) -> None:
+        for gate in step.gates:
+            if gate.name == WEBHOOK_PROBE:
+                self._probe(number, step)
+            elif gate.name == STOCK_CONFIRMED and not self.env.gates.newstore_stock_confirmed:
+                self._blocked(
+                    number,
+                    step,
+                    gate.name,
+                    "turning external ATP off needs gates.newstore_stock_confirmed: true in "
+                    f"{self.env.where('gates.newstore_stock_confirmed')}",
+                )
+
+    def _probe(self, number: int, step: Step) -> None:
+        from reconciler.client import probe_webhook
+
+        def checked(result: str, detail: str) -> None:
+            self._record("gate", step, gate=WEBHOOK_PROBE, result=result, detail=detail)
+            self.on_event(
+                GateChecked(
+                    self.env.name, number, self.total, step.setting, WEBHOOK_PROBE, result, detail
+                )
+            )
+
+        if self.skip_probe:
+            checked("skipped", "not run: --skip-probe was given, the webhook is unchecked")
+            return
+        webhook = self.env.desired.get("availability_webhook", ABSENT)
+        probe = self.env.gates.webhook_probe
+        if webhook is ABSENT or probe is None:
+            self._blocked(
+                number,
+                step,
+                WEBHOOK_PROBE,
+                f"turning external ATP on needs gates.webhook_probe and a managed "
+                f"availability_webhook in {self.env.file}",
+            )
+        try:
+            summary = probe_webhook(
+                str(webhook["url"]),
+                str(webhook["api_key"]),
+                probe,
+                float(webhook["timeout"]),
+                transport=self.probe_transport,
+                ca_bundle=self.env.connection.ca_bundle,
+            )
+        except BlockedError as exc:
+            checked("failed", exc.message)
+            self._blocked(number, step, WEBHOOK_PROBE, exc.message)
+        checked("passed", summary)
+
+    def _blocked(self, number: int, step: Step, gate: str, reason: str) -> NoReturn:
+        self._record("result", step, result=str(Outcome.BLOCKED), request_id=None, error=reason)
+        self._finish(number, step, Outcome.BLOCKED, None, f"gate {gate}: {reason}")
+        raise BlockedError(
+            f"[{self.env.name}] step {number}/{self.total} {step.setting}: gate {gate} failed: "
+            f"{reason}. Nothing from this step on was written."
+        )
+
+    # -- (2)-(5) re-read, check, write, read back --------------------------------------------
+
+    def _step(self, number: int, step: Step) -> None:
+        setting = BY_KEY[step.setting]
+        request_id: str | None = None
+        try:
+            current = setting.read(self.client)
+            self.latest[step.setting] = current
+            if not differs(setting, current, step.after):
+                self._record("result", step, result=str(Outcome.SKIPPED), request_id=None)
+                self._finish(number, step, Outcome.SKIPPED, None, "already done")
+                return
+            key = fingerprint_key(self.env)
+            if fingerprint(setting, current, key) != fingerprint(setting, step.before, key):
+                raise self._changed_underneath(setting, step, current)
+            self._check_rules(step)
+
+            self._record(
+                "intent",
+                step,
+                before=shown_value(setting, current),
+                after=shown_value(setting, step.after),
+            )
+            try:
+                if step.action is Action.DELETE:
+                    request_id = setting.delete(self.client)
+                else:
+                    assert step.after is not ABSENT
+                    request_id = setting.write(self.client, step.after)
+            except NewStoreError as exc:
+                request_id = exc.request_id
+                self._record(
+                    "result",
+                    step,
+                    result=str(Outcome.FAILED),
+                    request_id=request_id,
+                    error=str(exc),
+                )
+                raise
+            self._record("result", step, result=str(Outcome.APPLIED), request_id=request_id)
+
+            settled = setting.read(self.client)
+            self.latest[step.setting] = settled
+            if differs(setting, settled, step.after):
+                message = (
+                    f"[{self.env.name}] {step.setting} did not settle: wrote "
+                    f"{_show(setting, step.after)}, read back {_show(setting, settled)}"
+                )
+                self._record("verify", step, result=str(Outcome.FAILED), error=message)
+                raise ApplyError(message)
+        except ReconcilerError as exc:
+            if isinstance(exc, NewStoreError) and exc.request_id:
+                request_id = exc.request_id
+            self._finish(number, step, Outcome.FAILED, request_id)
+            raise
+        self._finish(number, step, Outcome.APPLIED, request_id)
+
+    def _changed_underneath(self, setting: Setting, step: Step, now: Value) -> ChangedUnderneath:
+        planned, current = _show(setting, step.before), _show(setting, now)
+        if planned == current:
+            secret = " and ".join(sorted(setting.secret_fields))
+            current += f" (its {secret} changed)"
+        message = (
+            f"[{self.env.name}] {step.setting} changed underneath: planned from {planned}, now "
+            f"{current}. Another apply or a hand edit changed it since it was read; nothing "
+            "more was written. Review a fresh plan."
+        )
+        self._record("result", step, result=str(Outcome.FAILED), request_id=None, error=message)
+        return ChangedUnderneath(message)
+
+    def _check_rules(self, step: Step) -> None:
+        # Defence in depth: the planner's order never adds a violation, but the other settings
+        # may have moved since they were read (a hand edit, a concurrent run), so the ones
+        # sharing a rule with this step are read again right before the write. A change in the
+        # moment between that read and the write cannot be seen: NewStore offers no ETags.
+        for rule in RULES:
+            pair = (rule.if_setting, rule.then_setting)
+            for key in pair:
+                if step.setting in pair and key != step.setting and key in self.env.desired:
+                    self.latest[key] = BY_KEY[key].read(self.client)
+        before = violations(self.latest)
+        added = [
+            r for r in violations({**self.latest, step.setting: step.after}) if r not in before
+        ]
+        if added:
+            message = (
+                f"[{self.env.name}] writing {step.setting} now would break {_rules(added)}; "
+                "stopped before writing it"
+            )
+            self._record("result", step, result=str(Outcome.FAILED), request_id=None, error=message)
+            raise ApplyError(message)
+
+    def _check_converged(self) -> None:
+        again = build_plan(self.env, read_live(self.env, self.client))
+        if again.steps:
+            fields = [c.path for s in again.steps for c in s.changes] or [
+                s.setting for s in again.steps
+            ]
+            raise ApplyError(
+                f"[{self.env.name}] did not converge: after every step succeeded, a fresh plan "
+                f"still changes {', '.join(fields)}"
+            )
+        self.journal.record(
+            "converged", environment=self.env.name, tenant=self.env.tenant, steps=self.total
+        )
+        self.on_event(EnvironmentConverged(self.env.name, self.total))
+
+    # -- the safe-state report ---------------------------------------------------------------
+
+    def _stopped(self, exc: ReconcilerError, number: int | None) -> ApplyError | BlockedError:
+        report = self.report(number)
+        message = exc.message if isinstance(exc, ApplyError | BlockedError) else str(exc)
+        if isinstance(exc, BlockedError):
+            return BlockedError(message, report)
+        if isinstance(exc, ChangedUnderneath):
+            return ChangedUnderneath(message, report)
+        return ApplyError(message, report)
+
+    def report(self, failed_at: int | None) -> str:
+        where = (
+            f"stopped at step {failed_at} of {self.total}"
+            if failed_at is not None
+            else f"all {self.total} steps ran, then the convergence check failed"
+        )
+        lines = [f"{self.env.name} (tenant {self.env.tenant}): {where}."]
+        label = {
+            Outcome.APPLIED: "applied",
+            Outcome.SKIPPED: "skipped",
+            Outcome.FAILED: "FAILED",
+            Outcome.BLOCKED: "BLOCKED",
+        }
+        for event in self.finished:
+            extra = [f"request id {event.request_id}"] if event.request_id else []
+            if event.outcome is Outcome.SKIPPED:
+                extra.append("already done")
+            elif event.outcome is Outcome.BLOCKED:
+                extra.append(event.detail)
+            shown = f" ({'; '.join(extra)})" if extra else ""
+            lines.append(
+                f"  {label[event.outcome]:<14}{event.number}/{self.total} {event.setting}: "
+                f"{event.action}{shown}"
+            )
+        for number, step in enumerate(self.plan.steps, 1):
+            if number > len(self.finished):
+                lines.append(
+                    f"  {'not attempted':<14}{number}/{self.total} {step.setting}: {step.action}"
+                )
+        lines.append(self._safety_statement())
+        lines.append(
+            "Running apply again continues from the live state (no local state is needed); "
+            "`reconciler plan` shows what is left."
+        )
+        return "\n".join(lines)
+
+    def _safety_statement(self) -> str:
+        try:
+            live = read_live(self.env, self.client)
+        except ReconcilerError as exc:
+            return (
+                "WARNING: could not re-read the live state to check the safety rules "
+                f"({exc}). Check it with `reconciler plan` before anything else."
+            )
+        broken = violations(live)
+        if not broken:
+            return "The live state, re-read just now, satisfies every safety rule."
+        before = [r for r in broken if r in self.broken_at_start]
+        new = [r for r in broken if r not in self.broken_at_start]
+        parts = [f"WARNING: THE LIVE STATE, RE-READ JUST NOW, BREAKS {_rules(broken)}."]
+        if before:
+            parts.append(
+                "It already broke "
+                + ", ".join(str(r) for r in before)
+                + " before this apply; the repair did not finish: run apply again."
+            )
+        if new:
+            parts.append(
+                "This apply did not write that state: someone else is changing the tenant. "
+                "Fix it now."
+            )
+        return " ".join(parts)
+
+
+def apply_environment(
+    env: Environment,
+    plan: EnvPlan,
+    client: NewStoreClient,
+    journal: Journal,
+    *,
+    skip_probe: bool = False,
+    on_event: OnEvent = _ignore,
+    probe_transport: httpx.BaseTransport | None = None,
+) -> list[StepFinished]:
+    """Apply one environment's planned steps, then check it converged; returns what each step
+    came to. Raises ApplyError / ChangedUnderneath / BlockedError (with the safe-state report)."""
+    return _EnvironmentApply(
+        env,
+        plan,
+        client,
+        journal,
+        skip_probe=skip_probe,
+        on_event=on_event,
+        probe_transport=probe_transport,
+    ).run()
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvResult:
+    name: str
+    status: str  # "applied" | "converged" | "blocked" | "failed" | "not attempted"
+    steps: int = 0
+    error: ApplyError | BlockedError | None = None
+
+
+def apply_run(
+    envs: Sequence[Environment],
+    run: RunPlan,
+    journal: Journal,
+    *,
+    keep_going: bool = False,
+    skip_probe: bool = False,
+    client_factory: ClientFactory | None = None,
+    on_event: OnEvent = _ignore,
+    probe_transport: httpx.BaseTransport | None = None,
+) -> list[EnvResult]:
+    """Apply every environment of `run` with changes, one after another, in order.
+
+    Converged environments need nothing; blocked ones are not applied (BlockedError at the
+    end). One failing stops the rest (reported "not attempted") unless `keep_going`. Refuses
+    before writing anything if any environment could not be planned.
+    """
+    by_name = {env.name: env for env in envs}
+    errored = [p.name for p in run.environments if p.status is Status.ERROR]
+    if errored:
+        raise ApplyError(
+            f"nothing applied: {', '.join(errored)} could not be planned; fix that first."
+        )
+    factory = client_factory or _default_client
+    journal.record(
+        "start",
+        environments=[p.name for p in run.environments],
+        skip_probe=skip_probe,
+        keep_going=keep_going,
+    )
+    results: list[EnvResult] = []
+    stopped = False
+    for plan in run.environments:
+        if plan.status is Status.CONVERGED:
+            results.append(EnvResult(plan.name, "converged"))
+        elif plan.status is Status.BLOCKED:
+            results.append(EnvResult(plan.name, "blocked"))
+        elif stopped:
+            results.append(EnvResult(plan.name, "not attempted", len(plan.steps)))
+        else:
+            env = by_name[plan.name]
+            try:
+                with factory(env) as client:
+                    apply_environment(
+                        env,
+                        plan,
+                        client,
+                        journal,
+                        skip_probe=skip_probe,
+                        on_event=on_event,
+                        probe_transport=probe_transport,
+                    )
+            except (ApplyError, BlockedError) as exc:
+                results.append(EnvResult(plan.name, "failed", len(plan.steps), exc))
+                stopped = not keep_going
+            except ReconcilerError as exc:  # e.g. the client could not be built
+                error = ApplyError(str(exc), f"{plan.name}: nothing was written.")
+                results.append(EnvResult(plan.name, "failed", len(plan.steps), error))
+                stopped = not keep_going
+            else:
+                results.append(EnvResult(plan.name, "applied", len(plan.steps)))
+    failed = [r for r in results if r.error is not None]
+    blocked = [r.name for r in results if r.status == "blocked"]
+    journal.record(
+        "end",
+        result="failed" if failed else "blocked" if blocked else "ok",
+        environments={r.name: r.status for r in results},
+    )
+    if failed:
+        raise _combined(failed, results, keep_going)
+    if blocked:
+        raise BlockedError(
+            f"not applied: {', '.join(blocked)} {'is' if len(blocked) == 1 else 'are'} blocked "
+            "(see the plan above for why); every other environment was applied."
+        )
+    return results
+
+
+def _combined(
+    failed: list[EnvResult], results: list[EnvResult], keep_going: bool
+) -> ApplyError | BlockedError:
+    others = []
+    for result in results:
+        if result.error is not None:
+            continue
+        if result.status == "not attempted":
+            why = "an earlier environment failed; --keep-going applies the others anyway"
+            others.append(f"  {result.name}: not attempted ({why})")
+        elif result.status == "blocked":
+            others.append(f"  {result.name}: not applied, blocked (see the plan above)")
+        elif result.status == "applied":
+            others.append(f"  {result.name}: applied, converged")
+        else:
+            others.append(f"  {result.name}: already converged")
+    reports = [r.error.report for r in failed if r.error is not None and r.error.report]
+    if others:
+        reports.append("Other environments:\n" + "\n".join(others))
+    report = "\n\n".join(reports)
+
+    first = failed[0].error
+    assert first is not None
+    if len(failed) == 1:
+        return replace(first, report=report)
+    names = ", ".join(r.name for r in failed)
+    messages = "\n".join(f"  {r.error.message}" for r in failed if r.error is not None)
+    message = f"apply failed in {len(failed)} environments ({names}):\n{messages}"
+    if all(isinstance(r.error, BlockedError) for r in failed):
+        return BlockedError(message, report)
+    return ApplyError(message, report)
+
+
+# --- apply --plan ---------------------------------------------------------------------------
+
+
+def plan_file_environments(doc: Mapping[str, Any], selected: Sequence[str]) -> list[str]:
+    """The environment names to apply from a plan file: all of them, or `selected` (each of
+    which must be in the file)."""
+    in_file = [str(env["name"]) for env in doc["environments"]]
+    missing = [name for name in selected if name not in in_file]
+    if missing:
+        raise PlanFileError(
+            f"the plan file has no plan for {', '.join(missing)}; it plans "
+            f"{', '.join(in_file) or 'nothing'}."
+        )
+    return [name for name in in_file if not selected or name in selected]
+
+
+def _moved(setting: Setting, planned: Any, now: Value) -> list[str]:
+    """What moved in one setting since the plan, field by field, masked."""
+    current = shown_value(setting, now)
+    if planned is None or current is None or not isinstance(planned, dict):
+        shown_planned = "absent" if planned is None else json.dumps(planned, sort_keys=True)
+        shown_now = "absent" if current is None else json.dumps(current, sort_keys=True)
+        return [f"{setting.key}: planned from {shown_planned}, now {shown_now}"]
+    lines = []
+    for name in [*planned, *(n for n in current if n not in planned)]:
+        before, after = planned.get(name), current.get(name)
+        if before != after:
+            lines.append(
+                f"{setting.key}.{name}: planned from {json.dumps(before)}, now {json.dumps(after)}"
+            )
+    if not lines:
+        # Equal once masked, different fingerprint: a secret changed.
+        lines += [
+            f"{setting.key}.{name}: planned from (sensitive), now (sensitive, changed)"
+            for name in sorted(setting.secret_fields)
+        ]
+    return lines
+
+
+def _step_summary(plan: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    return [
+        (step["setting"], step["action"], json.dumps(step["changes"], sort_keys=True))
+        for step in plan["steps"]
+    ]
+
+
+def check_plan_file(
+    doc: Mapping[str, Any],
+    source: str,
+    envs: Sequence[Environment],
+    *,
+    client_factory: ClientFactory | None = None,
+    parallelism: int = 8,
+) -> RunPlan:
+    """Check that a verified plan file (`planfile.load_plan_file`) still holds for `envs`, and
+    return its plan re-made from the live state.
+
+    Refuses (PlanFileError, listing every problem of every environment) when an environment is
+    blocked or errored in the file, belongs to another tenant, its file or secrets changed, any
+    setting's live value moved since the plan, or re-planning gives other steps.
+    """
+    from reconciler.planfile import plan_to_dict
+
+    factory = client_factory or _default_client
+    by_name = {str(p["name"]): p for p in doc["environments"]}
+    problems: list[str] = []
+    for env in envs:
+        planned = by_name[env.name]
+        if planned["status"] in (Status.BLOCKED, Status.ERROR):
+            problems.append(f"{env.name}: the plan is {planned['status']}; fix that and plan again")
+        elif planned["tenant"] != env.tenant:
+            problems.append(
+                f"{env.name}: planned for tenant {planned['tenant']}, but {env.file} now says "
+                f"tenant {env.tenant}"
+            )
+        elif planned["desired_fingerprint"] != desired_fingerprint(env):
+            problems.append(
+                f"{env.name}: the environment file or secrets changed since the plan "
+                f"({env.file}, or the ${{...}} variables it reads)"
+            )
+    if problems:
+        raise PlanFileError(_refusal(source, "does not match the environments", problems))
+
+    def recheck(env: Environment) -> tuple[EnvPlan | None, list[str]]:
+        planned = by_name[env.name]
+        try:
+            with factory(env) as client:
+                live = read_live(env, client)
+        except ReconcilerError as exc:
+            return None, [f"{env.name}: could not re-read the live state: {exc}"]
+        key = fingerprint_key(env)
+        moved = []
+        if set(live) != set(planned["fingerprints"]):
+            moved.append(f"{env.name}: the plan read other settings than the environment manages")
+        for name, value in live.items():
+            setting = BY_KEY[name]
+            if fingerprint(setting, value, key) != planned["fingerprints"].get(name):
+                moved += [
+                    f"{env.name} {line}"
+                    for line in _moved(setting, planned["live"].get(name), value)
+                ]
+        return build_plan(env, live), moved
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(envs)))) as pool:
+        rechecked = list(pool.map(recheck, envs))
+    moved = [line for _, lines in rechecked for line in lines]
+    if moved:
+        raise PlanFileError(
+            _refusal(source, "is stale: the live state changed since the plan", moved)
+        )
+
+    replanned = [plan for plan, _ in rechecked if plan is not None]
+    fresh = plan_to_dict(RunPlan(replanned))["environments"]
+    for plan, again in zip(replanned, fresh, strict=True):
+        if again["status"] != by_name[plan.name]["status"] or _step_summary(again) != _step_summary(
+            by_name[plan.name]
+        ):
+            problems.append(
+                f"{plan.name}: planning again from the same live state gives other steps than "
+                "the file (was it written by another reconciler version?)"
+            )
+    if problems:
+        raise PlanFileError(_refusal(source, "cannot be applied as written", problems))
+    return RunPlan(replanned)
+
+
+def _refusal(source: str, what: str, problems: list[str]) -> str:
+    listed = "\n".join(f"  {p}" for p in problems)
+    return (
+        f"{source} {what}; nothing was applied:\n{listed}\n"
+        "Run `reconciler plan --out` again, review the new plan, and apply that."
+    )

@@ -1,0 +1,34 @@
+"""A sandbox tenant state (`/_sandbox/tenants/<t>/state`, a history entry's `state_after`) as the
+reconciler's setting values, so that `reconciler.rules` can judge every state a run went
+through."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.model import ABSENT, Value
+from reconciler.rules import Rule, violations
+from reconciler.sandbox.state import WEBHOOK_FIELDS
+
+
+def state_to_values(state: Mapping[str, Any]) -> dict[str, Value]:
+    """Setting key → Value, read the way the settings modules read the API (null flags are off,
+    a missing Associate App document means the NewStore order UI)."""
+    oms = state.get("external_oms")
+    hook = state.get("availability_webhook")
+    document = state.get("associate_app_config")
+    ui = document.get("ui_configurations") if isinstance(document, dict) else None
+    return {
+        "external_oms": {"enabled": bool(isinstance(oms, dict) and oms.get("enabled"))},
+        "availability_webhook": ABSENT
+        if hook is None
+        else {name: hook[name] for name in WEBHOOK_FIELDS},
+        "external_atp": {"enabled": bool(state.get("uses_external_atp"))},
+        "associate_app": {"use_new_om_ui": bool(isinstance(ui, dict) and ui.get("use_new_om_ui"))},
+    }
+
+
+def broken_rules(state: Mapping[str, Any]) -> list[Rule]:
+    """The safety rules a sandbox tenant state breaks."""
+    return violations(state_to_values(state))
