@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from apply_helpers import (
+    FORWARD,
     OFF,
     ON,
     SANDBOX_SECRET,
@@ -36,12 +37,6 @@ from reconciler.sandbox import SandboxApp, SandboxConfig
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 
 TENANT = "acme-staging"
-FORWARD = [
-    ("external_oms", "POST"),
-    ("availability_webhook", "PUT"),
-    ("external_atp", "POST"),
-    ("associate_app", "PUT"),
-]
 
 
 @pytest.fixture
