@@ -18,6 +18,7 @@ import click
 
 from reconciler import __version__
 from reconciler.errors import ReconcilerError
+from reconciler.parallelism import DEFAULT_PARALLELISM
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED = 0, 1, 2, 3
 
@@ -127,7 +128,7 @@ def validate(g: Globals, envs: tuple[str, ...], allow_missing_secrets: bool) -> 
 @click.option(
     "--parallelism",
     type=click.IntRange(min=1),
-    default=8,
+    default=DEFAULT_PARALLELISM,
     show_default=True,
     help="Environments read at the same time.",
 )
@@ -148,10 +149,11 @@ def plan(
     from reconciler.config import load_environments
     from reconciler.plan import Status, plan_environments
     from reconciler.planfile import plan_to_json, write_plan_file
+    from reconciler.render.run_progress import progress
 
-    run = plan_environments(
-        load_environments(g.environments_dir, envs), parallelism=parallelism, probe=probe
-    )
+    environments = load_environments(g.environments_dir, envs)
+    with progress(len(environments), "planned") as done:
+        run = plan_environments(environments, parallelism=parallelism, probe=probe, on_done=done)
     # One timestamp, so that `--format json` and `--out` print the very same document.
     generated_at = datetime.now(UTC)
     if fmt == "json":
@@ -383,6 +385,57 @@ def sandbox(
 
     serve(SandboxApp(config), host, port, on_ready=announce)
     click.echo("Sandbox stopped.")
+
+
+@cli.command()
+@click.argument("envs", nargs=-1, metavar="[ENV]...")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="json follows schemas/drift.schema.json; markdown suits a ticket or PR comment.",
+)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=DEFAULT_PARALLELISM,
+    show_default=True,
+    help="Environments read at the same time.",
+)
+@click.pass_obj
+def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int) -> int:
+    """Report where the live state differs from the files; never writes (for a cron).
+
+    Exits 0 when everything is in sync, 2 on any drift (blocked included), 1 when an
+    environment could not be read (the others are still reported).
+    """
+    from reconciler.config import load_environments
+    from reconciler.drift import DriftStatus, check_drift
+    from reconciler.render.run_progress import progress
+
+    environments = load_environments(g.environments_dir, envs)
+    with progress(len(environments), "checked") as done:
+        report = check_drift(environments, parallelism=parallelism, on_done=done)
+    if fmt == "json":
+        from reconciler.drift import drift_to_json
+
+        click.echo(drift_to_json(report), nl=False)
+    else:
+        from reconciler.render.drift import render_drift_markdown, render_drift_text
+
+        if fmt == "markdown":
+            click.echo(render_drift_markdown(report), nl=False)
+        else:
+            click.echo(render_drift_text(report, color=g.color), nl=False)
+    for env in report.environments:
+        if env.status is DriftStatus.ERROR:
+            click.echo(f"Error: {env.error}", err=True)
+    worst = report.worst
+    if worst is DriftStatus.ERROR:
+        return EXIT_ERROR
+    return EXIT_CHANGES if worst is DriftStatus.DRIFT else EXIT_OK
 
 
 def main() -> None:
