@@ -1,0 +1,136 @@
+"""The drift report for people: terminal text, and markdown for a ticket or PR comment.
+(The JSON form is `reconciler.drift.drift_to_json`.)"""
+
+from __future__ import annotations
+
+import click
+
+from reconciler.drift import DriftReport, DriftStatus, EnvDrift
+from reconciler.render._format import plural, show_value
+
+_WORDS = {
+    DriftStatus.IN_SYNC: "in sync",
+    DriftStatus.DRIFT: "drift",
+    DriftStatus.BLOCKED: "drift, fix blocked",
+    DriftStatus.ERROR: "error",
+}
+_COLOR = {
+    DriftStatus.IN_SYNC: "green",
+    DriftStatus.DRIFT: "yellow",
+    DriftStatus.BLOCKED: "red",
+    DriftStatus.ERROR: "red",
+}
+_BADGE = {
+    DriftStatus.IN_SYNC: "✅ in sync",
+    DriftStatus.DRIFT: "⚠️ drift",
+    DriftStatus.BLOCKED: "⛔ drift, fix blocked",
+    DriftStatus.ERROR: "❌ error",
+}
+
+
+def drift_summary(report: DriftReport) -> str:
+    return (
+        f"Drift: {plural(len(report.environments), 'environment')}: "
+        f"{report.count(DriftStatus.IN_SYNC)} in sync, "
+        f"{report.count(DriftStatus.DRIFT)} drifted, "
+        f"{report.count(DriftStatus.BLOCKED)} blocked, "
+        f"{plural(report.count(DriftStatus.ERROR), 'error')}"
+    )
+
+
+def _drifted(env: EnvDrift) -> str:
+    return ", ".join(s.setting for s in env.settings)
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+
+def _env_lines(env: EnvDrift, color: bool) -> list[str]:
+    def style(text: str, **kwargs: object) -> str:
+        return click.style(text, **kwargs) if color else text  # type: ignore[arg-type]
+
+    status = style(_WORDS[env.status], fg=_COLOR[env.status], bold=True)
+    lines = [f"{style(env.name, bold=True)} (tenant {env.tenant}): {status}"]
+    if env.status is DriftStatus.ERROR:
+        return [*lines, style(f"  ❌ {env.error}", fg="red")]
+    if env.live_violations:
+        lines.append(style("  Live state breaks safety rules:", fg="yellow", bold=True))
+        lines += [style(f"    ! {v}", fg="yellow") for v in env.live_violations]
+    if env.settings:
+        lines.append("  Differs from the file (live → desired):")
+    for setting in env.settings:
+        lines.append(f"    {setting.setting} (apply would {setting.fix}):")
+        for change in setting.fields:
+            name = change.path.split(".", 1)[1]
+            lines.append(f"      {name}: {show_value(change.before)} → {show_value(change.after)}")
+    if env.blocked_by:
+        lines.append(style("  The fix is blocked:", fg="red", bold=True))
+        lines += [style(f"    ⛔ {reason}", fg="red") for reason in env.blocked_by]
+    lines += [f"  note: {note}" for note in env.notes]
+    return lines
+
+
+def render_drift_text(report: DriftReport, *, color: bool) -> str:
+    blocks = ["\n".join(_env_lines(env, color)) for env in report.environments]
+    footer = drift_summary(report)
+    blocks.append(click.style(footer, bold=True) if color else footer)
+    return "\n\n".join(blocks) + "\n"
+
+
+# --- markdown ------------------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    """Table-cell safe: a pipe or newline would end the cell or the row."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    fence = "``" if "`" in text else "`"
+    pad = " " if fence == "``" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _env_section(env: EnvDrift) -> list[str]:
+    lines = [f"### {env.name} (`{env.tenant}`): {_BADGE[env.status]}", ""]
+    if env.status is DriftStatus.ERROR:
+        return [*lines, f"Could not be read: {env.error}", ""]
+    if env.live_violations:
+        lines.append("> [!WARNING]")
+        lines.append("> The live state breaks safety rules:")
+        lines += [f"> - {v}" for v in env.live_violations]
+        lines.append("")
+    if env.settings:
+        lines += ["| setting | fix | field | live | desired |", "|---|---|---|---|---|"]
+        for setting in env.settings:
+            for change in setting.fields:
+                lines.append(
+                    f"| {setting.setting} | {setting.fix} | "
+                    f"{_cell(_code(change.path.split('.', 1)[1]))} | "
+                    f"{_cell(_code(show_value(change.before)))} | "
+                    f"{_cell(_code(show_value(change.after)))} |"
+                )
+        lines.append("")
+    if env.blocked_by:
+        lines += ["**The fix is blocked:**", ""]
+        lines += [f"- ⛔ {reason}" for reason in env.blocked_by]
+        lines.append("")
+    if env.notes:
+        lines += [f"- ℹ️ {note}" for note in env.notes]
+        lines.append("")
+    return lines
+
+
+def render_drift_markdown(report: DriftReport) -> str:
+    lines = ["## NewStore drift report", "", drift_summary(report), ""]
+    lines += ["| environment | tenant | status | drifted settings |", "|---|---|---|---|"]
+    lines += [
+        f"| {_cell(env.name)} | {_cell(_code(env.tenant))} | {_BADGE[env.status]} | "
+        f"{_cell(_drifted(env)) or '–'} |"
+        for env in report.environments
+    ]
+    lines.append("")
+    for env in report.environments:
+        if env.status is not DriftStatus.IN_SYNC or env.live_violations or env.notes:
+            lines += _env_section(env)
+    return "\n".join(lines).rstrip("\n") + "\n"
