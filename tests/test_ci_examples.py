@@ -1,0 +1,615 @@
+"""The CI recipes in examples/ci: valid pipeline files whose own shell really works.
+
+Every script in a pipeline file that starts with `MARK` is run here verbatim (the file's text,
+not a copy) by bash the way the CI system runs it, in a checkout-like directory whose
+environments/ point at a sandbox on 127.0.0.1, with the secrets handed over exactly as the file
+maps them. The scripts that talk to the GitHub or GitLab API cannot run here: their text is
+checked instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+import yaml
+
+from reconciler import __version__
+from reconciler.planfile import load_plan_file
+from reconciler.sandbox import SandboxApp, SandboxConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+CI = ROOT / "examples" / "ci"
+GITHUB = CI / "github-actions"
+GITLAB = CI / "gitlab-ci.yml"
+WORKFLOWS = ("plan.yml", "apply.yml", "drift.yml")
+MARK = "# tested: tests/test_ci_examples.py"
+MARKER = "<!-- newstore-reconciler-plan -->"
+# The console scripts (`reconciler`, `check-jsonschema`) live beside this interpreter.
+BIN = Path(sys.executable).parent
+
+HEAD_SHA = "0123456789abcdef0123456789abcdef01234567"
+PRODUCTION_KEY = "production-atp-key-not-used-here"
+# Every `${{ ... }}` a tested step's env may use, besides the secrets.
+GITHUB_CONTEXT = {
+    "github.event.pull_request.head.sha": HEAD_SHA,
+    "github.event.pull_request.number": "42",
+    "github.server_url": "https://github.example",
+    "github.repository": "acme/newstore-config",
+    "github.run_id": "4242",
+}
+GITLAB_VARIABLES = {
+    "CI_COMMIT_SHA": HEAD_SHA,
+    "CI_JOB_URL": "https://gitlab.example/acme/newstore-config/-/jobs/4242",
+}
+SECRET_NAMES = (
+    "NEWSTORE_CLIENT_ID",
+    "NEWSTORE_CLIENT_SECRET",
+    "ACME_STAGING_ATP_API_KEY",
+    "ACME_PRODUCTION_ATP_API_KEY",
+)
+
+# A config repository like the examples/: a shared base, staging rehearsing the migration to
+# the external OMS, and EU converged on NewStore-managed ATP.
+BASE = """\
+connection:
+  client_id: ${NEWSTORE_CLIENT_ID}
+  client_secret: ${NEWSTORE_CLIENT_SECRET}
+  timeout: 5
+gates:
+  webhook_probe:
+    products: ["1000061"]
+    fulfillment_locations: ["US01"]
+  newstore_stock_confirmed: false
+"""
+STAGING = """\
+extends: _base.yaml
+tenant: acme-staging
+connection:
+  base_url: {sandbox}/acme-staging
+  token_url: {sandbox}/auth/realms/acme-staging/protocol/openid-connect/token
+external_oms:
+  enabled: true
+availability_webhook:
+  url: {sandbox}/_sandbox/webhook/availabilities
+  api_key: ${ACME_STAGING_ATP_API_KEY}
+  external_identifier: product_id
+  timeout: 5
+external_atp:
+  enabled: true
+associate_app:
+  use_new_om_ui: true
+"""
+EU = """\
+extends: _base.yaml
+tenant: acme-eu
+connection:
+  base_url: {sandbox}/acme-eu
+  token_url: {sandbox}/auth/realms/acme-eu/protocol/openid-connect/token
+external_oms:
+  enabled: false
+availability_webhook: absent
+external_atp:
+  enabled: false
+associate_app:
+  use_new_om_ui: false
+"""
+
+
+def _load(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    assert isinstance(doc, dict), f"{path}: not a mapping"
+    return doc
+
+
+def _trigger(workflow: dict[str, Any]) -> dict[str, Any]:
+    # YAML 1.1 (PyYAML) reads the bare key `on` as the boolean true.
+    trigger = workflow.get("on", workflow.get(True))
+    assert isinstance(trigger, dict)
+    return trigger
+
+
+def _tested(script: str) -> bool:
+    return script.startswith(MARK + "\n")
+
+
+def _runs_reconciler(script: str) -> bool:
+    return any(line.strip().startswith("reconciler ") for line in script.splitlines())
+
+
+def _github_steps() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for name in WORKFLOWS:
+        for job_id, job in _load(GITHUB / name)["jobs"].items():
+            for step in job["steps"]:
+                yield name, job_id, step
+
+
+def _gitlab_jobs() -> dict[str, dict[str, Any]]:
+    doc = _load(GITLAB)
+    return {name: job for name, job in doc.items() if isinstance(job, dict) and "script" in job}
+
+
+def _bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run as both CI systems run bash: GitHub's `shell: bash` is `bash --noprofile --norc -eo
+    pipefail {0}`; GitLab's runner starts its bash scripts with `set -eo pipefail`."""
+    path = cwd.parent / "step.sh"
+    path.write_text(script)
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(path)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment without anything a pipeline must provide itself."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in SECRET_NAMES and not k.startswith(("GITHUB_", "CI_", "SANDBOX_"))
+    }
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+# -- running the pipelines' own scripts -----------------------------------------------------------
+
+
+@dataclass
+class JobRun:
+    ok: bool
+    log: str
+    outputs: dict[str, str] = field(default_factory=dict)  # GitHub's step outputs
+    summary: str = ""  # GitHub's job summary
+
+
+class Pipeline(Protocol):
+    workdir: Path
+    secrets: dict[str, str]
+    comment_file: str
+
+    def plan(self) -> JobRun: ...
+    def apply(self) -> JobRun: ...
+    def drift(self) -> JobRun: ...
+
+
+_EXPRESSION = re.compile(r"\$\{\{\s*(.+?)\s*\}\}")
+_CONDITION = re.compile(r"steps\.(\w+)\.outputs\.(\w+) == '(\w*)'")
+
+
+class GitHub:
+    """Runs a workflow job's tested steps in order, like the Actions runner: `env:` resolved
+    from the secrets and context, step outputs through $GITHUB_OUTPUT, stop at the first
+    failing step."""
+
+    comment_file = "comment.md"
+
+    def __init__(self, workdir: Path, secrets: dict[str, str]) -> None:
+        self.workdir, self.secrets = workdir, secrets
+
+    def plan(self) -> JobRun:
+        return self._job("plan.yml", "plan")
+
+    def apply(self) -> JobRun:
+        return self._job("apply.yml", "apply")
+
+    def drift(self) -> JobRun:
+        return self._job("drift.yml", "drift")
+
+    def _job(self, workflow_name: str, job_id: str) -> JobRun:
+        workflow = _load(GITHUB / workflow_name)
+        assert workflow["defaults"]["run"]["shell"] == "bash"
+        context = dict(GITHUB_CONTEXT) | {f"secrets.{k}": v for k, v in self.secrets.items()}
+        summary = self.workdir.parent / "summary.md"
+        summary.write_text("")
+        log: list[str] = []
+        outputs: dict[str, str] = {}
+        for step in workflow["jobs"][job_id]["steps"]:
+            if not _tested(step.get("run", "")) or not self._wanted(step.get("if"), context):
+                continue
+            output = self.workdir.parent / "output.txt"
+            output.write_text("")
+            env = _clean_env() | {"GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)}
+            env |= {k: self._resolve(str(v), context) for k, v in step.get("env", {}).items()}
+            result = _bash(step["run"], self.workdir, env)
+            log += [result.stdout, result.stderr]
+            for line in output.read_text().splitlines():
+                key, _, value = line.partition("=")
+                outputs[key] = value
+                context[f"steps.{step['id']}.outputs.{key}"] = value
+            if result.returncode != 0 and not step.get("continue-on-error"):
+                break
+        else:
+            return JobRun(True, "".join(log), outputs, summary.read_text())
+        return JobRun(False, "".join(log), outputs, summary.read_text())
+
+    @staticmethod
+    def _resolve(value: str, context: dict[str, str]) -> str:
+        def one(match: re.Match[str]) -> str:
+            assert match[1] in context, f"a tested step uses ${{{{ {match[1]} }}}}: add it here"
+            return context[match[1]]
+
+        return _EXPRESSION.sub(one, value)
+
+    @staticmethod
+    def _wanted(condition: str | None, context: dict[str, str]) -> bool:
+        if condition is None:
+            return True
+        clauses = condition.split(" || ")
+        matches = [_CONDITION.fullmatch(c) for c in clauses]
+        assert all(matches), f"tested steps may only test step outputs: {condition}"
+        return any(context.get(f"steps.{m[1]}.outputs.{m[2]}", "") == m[3] for m in matches if m)
+
+
+class GitLab:
+    """Runs a job's tested script entries in one bash, as the runner runs a job's entries in
+    one shell session (variables set in one entry are seen by the next)."""
+
+    comment_file = "note.md"
+
+    def __init__(self, workdir: Path, secrets: dict[str, str]) -> None:
+        self.workdir, self.secrets = workdir, secrets
+
+    def plan(self) -> JobRun:
+        return self._job("plan")
+
+    def apply(self) -> JobRun:
+        return self._job("apply")
+
+    def drift(self) -> JobRun:
+        return self._job("drift")
+
+    def _job(self, name: str) -> JobRun:
+        script = "\n".join(s for s in _gitlab_jobs()[name]["script"] if _tested(s))
+        used = set(re.findall(r"\$\{?(CI_\w+)", script))
+        assert used <= GITLAB_VARIABLES.keys(), f"give the test these variables: {used}"
+        # Masked CI/CD variables reach a job as plain environment variables.
+        env = _clean_env() | GITLAB_VARIABLES | self.secrets
+        result = _bash(script, self.workdir, env)
+        return JobRun(result.returncode == 0, result.stdout + result.stderr)
+
+
+@pytest.fixture
+def repo(live_sandbox: tuple[SandboxApp, str], tmp_path: Path) -> Path:
+    """A config repository's checkout: environments/ pointing at the sandbox."""
+    _, base = live_sandbox
+    workdir = tmp_path / "checkout"
+    (workdir / "environments").mkdir(parents=True)
+    for name, body in (("_base", BASE), ("acme-staging", STAGING), ("acme-eu", EU)):
+        text = body.replace("{sandbox}", base)
+        (workdir / "environments" / f"{name}.yaml").write_text(text)
+    return workdir
+
+
+@pytest.fixture
+def secrets(sandbox_config: SandboxConfig) -> dict[str, str]:
+    return {
+        "NEWSTORE_CLIENT_ID": sandbox_config.client_id,
+        "NEWSTORE_CLIENT_SECRET": sandbox_config.client_secret,
+        "ACME_STAGING_ATP_API_KEY": sandbox_config.webhook_api_key,
+        "ACME_PRODUCTION_ATP_API_KEY": PRODUCTION_KEY,
+    }
+
+
+@pytest.fixture(params=["github", "gitlab"])
+def pipeline(request: pytest.FixtureRequest, repo: Path, secrets: dict[str, str]) -> Pipeline:
+    kind: Pipeline = (GitHub if request.param == "github" else GitLab)(repo, dict(secrets))
+    return kind
+
+
+def _hand_edit(sandbox: SandboxApp, tenant: str, **changes: Any) -> dict[str, Any]:
+    """Someone changes NewStore by hand, outside the reconciler."""
+    state = sandbox.state(tenant) | changes
+    sandbox.seed(tenant, state)
+    return sandbox.state(tenant)
+
+
+def _assert_no_secret(text: str, secrets: dict[str, str]) -> None:
+    for name, value in secrets.items():
+        if name != "NEWSTORE_CLIENT_ID":
+            assert value not in text, f"{name} leaked"
+
+
+@pytest.mark.e2e
+def test_plan_review_apply_then_drift(
+    pipeline: Pipeline, live_sandbox: tuple[SandboxApp, str], secrets: dict[str, str]
+) -> None:
+    sandbox, _ = live_sandbox
+    work = pipeline.workdir
+
+    # The pull request: staging has changes pending, EU is converged. The check passes.
+    run = pipeline.plan()
+    assert run.ok, run.log
+    assert run.outputs == _exitcode(pipeline, "2")
+    assert (work / "plan.md").read_text().startswith("## NewStore reconciler plan")
+    plan = load_plan_file(work / "plan.json")
+    assert {e["name"]: e["status"] for e in plan["environments"]} == {
+        "acme-eu": "converged",
+        "acme-staging": "changes",
+    }
+    comment = (work / pipeline.comment_file).read_text()
+    assert comment.startswith(f"{MARKER}\n### 📝 Changes pending")
+    assert HEAD_SHA in comment
+    assert "| acme-staging | 📝 changes |" in comment
+    _assert_no_secret(comment + run.log, secrets)
+    if isinstance(pipeline, GitHub):
+        assert run.summary == comment
+
+    # The merge: the reviewed plan is applied, and a new plan is empty.
+    run = pipeline.apply()
+    assert run.ok, run.log
+    staging = sandbox.state("acme-staging")
+    assert staging["uses_external_atp"] is True
+    assert staging["associate_app_config"]["ui_configurations"]["use_new_om_ui"] is True
+    assert (work / "apply-journal.jsonl").stat().st_size > 0
+    run = pipeline.plan()
+    assert run.ok, run.log
+    assert (work / pipeline.comment_file).read_text().startswith(f"{MARKER}\n### ✅ No changes")
+
+    # The nightly check: in sync; then someone turns external ATP off by hand.
+    run = pipeline.drift()
+    assert run.ok, run.log
+    assert not (work / "issue.md").exists()
+    _hand_edit(sandbox, "acme-staging", uses_external_atp=False)
+    run = pipeline.drift()
+    assert run.ok, run.log
+    assert run.outputs == _exitcode(pipeline, "2")
+    drift = (work / "drift.md").read_text()
+    assert "acme-staging" in drift
+    assert drift in (work / "issue.md").read_text()
+    _assert_no_secret(drift + run.log, secrets)
+
+    # A pull request planned now, then another hand edit before its merge: the reviewed plan is
+    # stale, apply refuses it and NewStore keeps what the person set.
+    assert pipeline.plan().ok
+    assert load_plan_file(work / "plan.json")["environments"][1]["status"] == "changes"
+    writes = len(sandbox.history("acme-staging"))
+    moved = _hand_edit(sandbox, "acme-staging", external_oms={"enabled": False})
+    run = pipeline.apply()
+    assert not run.ok
+    assert "acme-staging" in run.log
+    assert "external_oms" in run.log
+    assert sandbox.state("acme-staging") == moved
+    assert len(sandbox.history("acme-staging")) == writes
+
+
+@pytest.mark.e2e
+def test_blocked_and_failed_plans_fail_the_check(
+    pipeline: Pipeline, live_sandbox: tuple[SandboxApp, str], secrets: dict[str, str]
+) -> None:
+    sandbox, _ = live_sandbox
+    work = pipeline.workdir
+    # EU turned external ATP on by hand; turning it off needs newstore_stock_confirmed.
+    sandbox.seed("acme-eu", {"external_oms": {"enabled": True}, "uses_external_atp": True})
+
+    run = pipeline.plan()
+    assert not run.ok
+    assert run.outputs == _exitcode(pipeline, "3")
+    assert "blocks this plan" in run.log
+    comment = (work / pipeline.comment_file).read_text()
+    assert comment.startswith(f"{MARKER}\n### ⛔ Blocked")
+    assert "newstore_stock_confirmed" in comment
+
+    # A wrong client secret: plan fails, the comment says so and shows the error, not the secret.
+    pipeline.secrets["NEWSTORE_CLIENT_SECRET"] = "not-the-sandbox-secret-0123"
+    run = pipeline.plan()
+    assert not run.ok
+    assert run.outputs == _exitcode(pipeline, "1")
+    comment = (work / pipeline.comment_file).read_text()
+    assert comment.startswith(f"{MARKER}\n### ❌ The plan failed (exit 1)")
+    assert "```text\nError:" in comment
+    _assert_no_secret(comment + run.log, pipeline.secrets)
+
+    # A broken file: validate fails, yet the comment is replaced, naming the file and line.
+    eu = pipeline.workdir / "environments" / "acme-eu.yaml"
+    eu.write_text(eu.read_text().replace("enabled: false", "enabled: nope", 1))
+    run = pipeline.plan()
+    assert not run.ok
+    comment = (work / pipeline.comment_file).read_text()
+    assert comment.startswith(f"{MARKER}\n### ❌ The plan failed (exit 1)")
+    assert "environments/acme-eu.yaml:7:3: external_oms.enabled" in comment
+
+
+@pytest.mark.e2e
+def test_drift_errors_fail_the_job(pipeline: Pipeline) -> None:
+    pipeline.secrets["NEWSTORE_CLIENT_SECRET"] = "not-the-sandbox-secret-0123"
+    run = pipeline.drift()
+    assert not run.ok
+    assert "drift exited 1" in run.log
+    assert not (pipeline.workdir / "issue.md").exists()
+
+
+def _exitcode(pipeline: Pipeline, code: str) -> dict[str, str]:
+    """The step outputs a job run should have: GitHub passes the exit code on, GitLab keeps it
+    in the shell."""
+    return {"exitcode": code} if isinstance(pipeline, GitHub) else {}
+
+
+# -- the files themselves ---------------------------------------------------------------------
+
+
+def test_github_workflows_match_github_schema() -> None:
+    result = subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows"]
+        + [GITHUB / name for name in WORKFLOWS],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gitlab_ci_matches_gitlab_schema() -> None:
+    result = subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.gitlab-ci", GITLAB],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = _load(GITLAB)
+    assert doc["stages"] == ["plan", "apply", "drift"]
+    assert {name: job["stage"] for name, job in _gitlab_jobs().items()} == {
+        "plan": "plan",
+        "apply": "apply",
+        "drift": "drift",
+    }
+
+
+def test_github_triggers() -> None:
+    plan, apply, drift = (_trigger(_load(GITHUB / name)) for name in WORKFLOWS)
+    assert plan == {"pull_request": {"paths": ["environments/**"]}}
+    assert apply == {"push": {"branches": ["main"], "paths": ["environments/**"]}}
+    assert set(drift) == {"schedule", "workflow_dispatch"}
+    assert drift["schedule"][0]["cron"]
+
+
+def test_github_permissions_are_minimal_per_job() -> None:
+    expected = {
+        "plan.yml": {"plan": {"contents": "read"}, "comment": {"pull-requests": "write"}},
+        "apply.yml": {
+            "apply": {"contents": "read", "actions": "read", "pull-requests": "read"},
+        },
+        "drift.yml": {"drift": {"contents": "read"}, "report": {"issues": "write"}},
+    }
+    for name, jobs in expected.items():
+        workflow = _load(GITHUB / name)
+        assert workflow["permissions"] == {}, name
+        assert {job_id: job["permissions"] for job_id, job in workflow["jobs"].items()} == jobs
+
+
+def test_two_applies_never_run_at_once() -> None:
+    concurrency = _load(GITHUB / "apply.yml")["concurrency"]
+    assert concurrency == {"group": "reconciler-apply", "cancel-in-progress": False}
+    assert _gitlab_jobs()["apply"]["resource_group"] == "reconciler-apply"
+
+
+def test_secrets_reach_only_the_tested_reconciler_steps() -> None:
+    for name in WORKFLOWS:
+        workflow = _load(GITHUB / name)
+        assert "env" not in workflow, name
+        for job_id, job in workflow["jobs"].items():
+            assert "secrets." not in str(job.get("env", {})), (name, job_id)
+    for name, _job_id, step in _github_steps():
+        run = step.get("run", "")
+        assert "secrets." not in run and "${{" not in (run if _tested(run) else "")
+        uses_secrets = "secrets." in str(step.get("env", {}))
+        assert uses_secrets == (_tested(run) and _runs_reconciler(run)), (name, step.get("name"))
+        # Each secret goes in under its own name, the one environments/ refers to.
+        for key, value in step.get("env", {}).items():
+            if "secrets." in str(value):
+                assert value == f"${{{{ secrets.{key} }}}}"
+    # GitLab masks the variables; no script should print or pass them on anyway.
+    for job in _gitlab_jobs().values():
+        for script in job["script"]:
+            assert not any(s in script for s in SECRET_NAMES[1:]), script
+            tokens = re.findall(r".*RECONCILER_GITLAB_TOKEN.*", script)
+            assert all('PRIVATE-TOKEN: $RECONCILER_GITLAB_TOKEN"' in line for line in tokens)
+
+
+def test_every_reconciler_command_is_in_a_tested_script() -> None:
+    expected = {
+        "reconciler validate",
+        "reconciler plan --format markdown --detailed-exitcode --out plan.json",
+        "reconciler apply --plan plan.json --auto-approve --journal apply-journal.jsonl",
+        "reconciler drift --format markdown",
+    }
+    github = [step.get("run", "") for _, _, step in _github_steps()]
+    gitlab = [s for job in _gitlab_jobs().values() for s in job["script"]]
+    for scripts in (github, gitlab):
+        invoking = [s for s in scripts if _runs_reconciler(s)]
+        assert all(_tested(s) for s in invoking)
+        commands = {
+            line.strip().split(" > ")[0]
+            for s in invoking
+            for line in s.splitlines()
+            if line.strip().startswith("reconciler ")
+        }
+        assert commands == expected
+
+
+def test_api_scripts_use_the_marker_and_the_files_the_tested_ones_write() -> None:
+    steps = {(name, step.get("name", "")): step for name, _, step in _github_steps()}
+
+    comment = steps["plan.yml", "Post the plan comment, or update the one already there"]["run"]
+    assert MARKER in comment and "-F body=@comment.md" in comment
+    assert "--method PATCH" in comment and "--method POST" in comment
+
+    artifact = steps["plan.yml", "Keep the reviewed plan for apply.yml"]
+    assert artifact["with"]["path"] == "plan.json"
+    assert artifact["with"]["name"] == (
+        "reconciler-plan-pr${{ github.event.pull_request.number }}"
+        "-${{ github.event.pull_request.head.sha }}"
+    )
+    assert artifact["if"] == (
+        "steps.plan.outputs.exitcode == '0' || steps.plan.outputs.exitcode == '2'"
+    )
+
+    fetch = steps["apply.yml", "Fetch the plan reviewed in the merged pull request"]["run"]
+    assert 'name="reconciler-plan-pr$number-$head"' in fetch
+    assert "head_repository_id == $REPO_ID" in fetch
+    assert "unzip -o reviewed-plan.zip plan.json" in fetch
+    assert fetch.count("Nothing was applied.") == 2 and fetch.count("exit 1") == 2
+
+    report = steps["drift.yml", "Open the drift issue, or update the one already open"]["run"]
+    assert "--label drift" in report and "--body-file issue.md" in report
+
+    plan, apply, drift = (_gitlab_jobs()[job]["script"] for job in ("plan", "apply", "drift"))
+    (note,) = [s for s in plan if "/notes" in s]
+    assert MARKER in note and '"body@note.md"' in note
+    (fetch,) = [s for s in apply if not _tested(s)]
+    assert '"jobs/$job/artifacts/plan.json" > plan.json' in fetch
+    assert fetch.count("Nothing was applied.") == 2 and fetch.count("exit 1") == 2
+    (issue,) = [s for s in drift if not _tested(s)]
+    assert "labels=drift" in issue and '"description@issue.md"' in issue
+
+
+def test_gitlab_keeps_the_plan_and_only_applies_a_passed_plan_job() -> None:
+    jobs = _gitlab_jobs()
+    artifacts = jobs["plan"]["artifacts"]
+    assert {"plan.json", "plan.md"} <= set(artifacts["paths"])
+    assert artifacts["reports"]["terraform"] == "plan-report.json"
+    assert "scope%5B%5D=success" in next(s for s in jobs["apply"]["script"] if not _tested(s))
+
+
+def test_gitlab_change_counts_report(repo: Path) -> None:
+    """The MR widget's counts come from plan.json (offline: a hand-written plan file is enough
+    for the counting entry, which only reads it)."""
+    entry = next(s for s in _gitlab_jobs()["plan"]["script"] if "plan-report.json" in s)
+    (repo / "plan.md").write_text("## NewStore reconciler plan\n")
+    (repo / "plan.json").write_text(
+        '{"environments": [{"steps": [{"action": "update"}, {"action": "create"},'
+        ' {"action": "update"}]}, {"steps": []}]}'
+    )
+    result = _bash(f"PLAN_EXITCODE=2\n{entry}", repo, _clean_env() | GITLAB_VARIABLES)
+    assert result.returncode == 0, result.stderr
+    assert (repo / "plan-report.json").read_text() == '{"create": 1, "update": 2, "delete": 0}\n'
+    assert (repo / "note.md").read_text().startswith(f"{MARKER}\n### 📝 Changes pending")
+
+
+def test_example_requirements_pin_this_release() -> None:
+    lines = [
+        line
+        for line in (CI / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines == [f"newstore-reconciler=={__version__}"]
+    for name in WORKFLOWS:
+        text = (GITHUB / name).read_text()
+        assert "-r requirements.txt" in text and "cache-dependency-path: requirements.txt" in text
+    assert "-r requirements.txt" in GITLAB.read_text()
+
+
+def test_readme_names_every_file_and_secret() -> None:
+    readme = (CI / "README.md").read_text()
+    for name in (*WORKFLOWS, "gitlab-ci.yml", "requirements.txt", *SECRET_NAMES):
+        assert name in readme, name
+    assert "RECONCILER_GITLAB_TOKEN" in readme
