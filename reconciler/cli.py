@@ -438,5 +438,39 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int) -> int:
     return EXIT_CHANGES if worst is DriftStatus.DRIFT else EXIT_OK
 
 
+@cli.command()
+@click.argument("env", metavar="ENV")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the environment file here instead of printing it.",
+)
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.pass_obj
+def dump(g: Globals, env: str, out: Path | None, force: bool) -> None:
+    """Write ENV's live state as an environment file that plans zero changes.
+
+    ENV's file supplies the tenant, connection, extends and gates (its settings may be left
+    out: that is how a tenant is adopted). Secrets are written as ${...} references only.
+    """
+    from reconciler.config import discover
+    from reconciler.dump import check_out, dump_environment, write_dump
+
+    (source,) = discover(g.environments_dir, [env])
+    if out is not None:
+        check_out(out, force=force)
+    result = dump_environment(source, out=out)
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    if out is None:
+        click.echo(result.text, nl=False)
+        return
+    write_dump(result.text, out, force=force)
+    variables = (
+        f"; set {', '.join(result.variables)} before planning it" if result.variables else ""
+    )
+    click.echo(f"Wrote {out}{variables}.")
+
+
 def main() -> None:
     cli(prog_name="reconciler")

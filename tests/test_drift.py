@@ -203,9 +203,9 @@ def test_markdown_has_a_summary_table_and_a_section_per_drifted_environment(envs
     assert "| acme-back | `acme-back` | ⛔ drift, fix blocked |" in text
     assert "### acme-prod (`acme-prod`): ⚠️ drift" in text
     assert "### acme-eu" not in text, "an environment in sync needs no section"
-    assert (
-        "| availability_webhook | update | `timeout` | `30` | `5` |" in text
-    ), "field-level detail"
+    assert "| availability_webhook | update | `timeout` | `30` | `5` |" in text, (
+        "field-level detail"
+    )
     assert "| availability_webhook | update | `api_key` | `(sensitive)` |" in text
     assert_no_secret(result)
 

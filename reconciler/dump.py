@@ -1,0 +1,280 @@
+"""`reconciler dump`: a tenant's live state as an environment file that plans zero changes.
+
+How a team adopts the tool: write a file with just `tenant` and `connection` (and `extends`,
+`gates`), dump it, review and commit the result. The source file supplies those sections,
+copied as written (comments and `${...}` references kept, nothing substituted); its settings,
+if any, are ignored, and all four are read live. The webhook api_key is only ever written as a
+`${...}` reference named after the environment; a header comment lists every variable to set.
+
+A live state that breaks a safety rule is still dumped, with a warning naming the rule: the file
+then fails validation until someone decides which side to fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+
+from reconciler.config.build import build_environment
+from reconciler.config.resolve import Resolver, substitute
+from reconciler.config.schema import check_schema
+from reconciler.config.yamlsafe import load_file
+from reconciler.errors import ConfigError, ValidationFailed
+from reconciler.model import ABSENT, UNKNOWN, Environment, Value
+from reconciler.plan import read_live
+from reconciler.rules import violations
+from reconciler.settings import REGISTRY
+
+if TYPE_CHECKING:
+    from reconciler.client import NewStoreClient
+
+# The sections a dump copies from its source file, in the order it writes them (settings go
+# between `connection` and `gates`, as in the examples).
+_HEAD_SECTIONS: Final = ("extends", "tenant", "connection")
+_TAIL_SECTIONS: Final = ("gates",)
+_SCHEMA_LINE: Final = "# yaml-language-server: $schema=../schemas/environment.schema.json"
+_REFERENCE: Final = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Dump:
+    text: str  # the environment file
+    variables: tuple[str, ...]  # what to export before planning it, in order of appearance
+    warnings: tuple[str, ...]  # for stderr: broken safety rules, paths that moved
+
+
+def api_key_variable(env_name: str) -> str:
+    """The variable the webhook api_key is read from: acme-staging → ACME_STAGING_ATP_API_KEY."""
+    stem = re.sub(r"[^A-Z0-9]+", "_", env_name.upper()).strip("_")
+    if not stem or stem[0].isdigit():
+        stem = f"ENV_{stem}"
+    return f"{stem}_ATP_API_KEY"
+
+
+# --- the source file ---------------------------------------------------------------------------
+
+
+def _connection_environment(path: Path, environ: Mapping[str, str]) -> tuple[Environment, Any]:
+    """The source as an Environment managing nothing (its settings are about to be replaced by
+    the live ones, so their variables need not be set), and its merged data before `${...}`
+    substitution."""
+    file = str(path)
+    merged, problems = Resolver().resolve(path, file)
+    if merged is None:
+        raise ValidationFailed(problems)
+    for setting in REGISTRY:
+        merged.data.pop(setting.key, None)
+    raw = copy.deepcopy(merged.data)  # substitute() rewrites merged.data in place
+    substitution_problems, bad = substitute(merged, environ, allow_missing_secrets=False)
+    problems += substitution_problems
+    bad |= {p.path for p in problems}
+    schema_problems = check_schema(merged, bad)
+    problems += schema_problems
+    bad |= {p.path for p in schema_problems}
+    env, build_problems = build_environment(path.stem, merged, bad)
+    problems += build_problems
+    if problems or env is None:
+        raise ValidationFailed(problems)
+    return env, raw
+
+
+def _references(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return _REFERENCE.findall(value)
+    if isinstance(value, dict):
+        return [name for item in value.values() for name in _references(item)]
+    if isinstance(value, list):
+        return [name for item in value for name in _references(item)]
+    return []
+
+
+def _trim(block: str) -> str:
+    """Drop the blank and comment-only lines a section's text ends with: they lead into the
+    next section."""
+    lines = block.split("\n")
+    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("#")):
+        lines.pop()
+    return "\n".join(lines)
+
+
+def _own_sections(path: Path) -> tuple[str | None, dict[str, str], dict[str, Any]]:
+    """The source file's schema line, the text of its own copied sections (as written, comments
+    included), and their raw values."""
+    document, problems = load_file(path, str(path))
+    if document is None:
+        raise ValidationFailed(problems)
+    wanted = (*_HEAD_SECTIONS, *_TAIL_SECTIONS)
+    raw = {key: document.data[key] for key in wanted if key in document.data}
+    # Already read within load_file's limits, so composing it again is cheap and safe.
+    text = path.read_text(encoding="utf-8")
+    first = text.split("\n", 1)[0]
+    schema_line = first if first.startswith("# yaml-language-server:") else None
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    sections: dict[str, str] = {}
+    pairs = root.value if isinstance(root, yaml.MappingNode) and not root.flow_style else []
+    for key_node, value_node in pairs:
+        key = str(key_node.value)
+        if key not in raw or key_node.start_mark.column != 0:
+            continue
+        end = value_node.end_mark.index
+        if value_node.end_mark.column != 0:  # keep a comment at the end of the line
+            newline = text.find("\n", end)
+            end = len(text) if newline < 0 else newline
+        sections[key] = _trim(text[key_node.start_mark.index : end])
+    for key in raw.keys() - sections.keys():  # flow style or odd layout: re-emit the value
+        sections[key] = yaml.safe_dump({key: raw[key]}, sort_keys=False).rstrip("\n")
+    return schema_line, sections, raw
+
+
+# --- the live settings -------------------------------------------------------------------------
+
+
+def _scalar(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=2**31 - 1)
+    return text.removesuffix("\n...\n").rstrip("\n")
+
+
+def _without_credentials(url: Any) -> tuple[Any, bool]:
+    if not isinstance(url, str):
+        return url, False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, False
+    if "@" not in parts.netloc:
+        return url, False
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=host)), True
+
+
+def _setting_lines(
+    key: str, value: Value, variable: str, warnings: list[str], tenant: str
+) -> list[str]:
+    if value is ABSENT:
+        return [f"{key}: absent"]
+    lines = [f"{key}:"]
+    for name, field_value in value.items():
+        if key == "availability_webhook" and name == "api_key":
+            if field_value is UNKNOWN:
+                why = "NewStore answers it masked, so plan cannot check the value you export"
+            else:
+                why = "export NewStore's current key; it is never written here"
+            lines.append(f"  {name}: ${{{variable}}}  # {why}")
+            continue
+        if key == "availability_webhook" and name == "url":
+            field_value, stripped = _without_credentials(field_value)
+            if stripped:
+                warnings.append(
+                    f"the live webhook url of {tenant} embeds credentials (user:password@); "
+                    "they are left out of the dump, so plan will show the url changing"
+                )
+        lines.append(f"  {name}: {_scalar(field_value)}")
+    return lines
+
+
+# --- the dump ----------------------------------------------------------------------------------
+
+
+def dump_environment(
+    path: Path,
+    *,
+    out: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    client_factory: Callable[[Environment], AbstractContextManager[NewStoreClient]] | None = None,
+) -> Dump:
+    """Read the live state of every setting of the environment in `path` and render it as an
+    environment file. `out` is where the file will be written (relative paths are adjusted to
+    it); None for stdout, where paths are kept as written."""
+    env, merged_raw = _connection_environment(path, os.environ if environ is None else environ)
+    schema_line, sections, raw = _own_sections(path)
+    warnings: list[str] = []
+
+    if out is not None and out.parent.resolve() != path.parent.resolve():
+        if isinstance(raw.get("extends"), str):
+            target = os.path.relpath(path.parent / raw["extends"], out.parent)
+            sections["extends"] = f"extends: {_scalar(Path(target).as_posix())}"
+        connection = raw.get("connection")
+        if isinstance(connection, dict) and "ca_bundle" in connection:
+            warnings.append(
+                f"connection.ca_bundle is relative to {path}; {out} is in another directory, "
+                "so adjust it there"
+            )
+
+    if client_factory is None:
+        from reconciler.client import NewStoreClient
+
+        client_factory = NewStoreClient
+    everything = replace(env, desired={s.key: s.default for s in REGISTRY})
+    with client_factory(everything) as client:
+        live = read_live(everything, client)
+
+    for rule in violations(live):
+        warnings.append(
+            f"the live state of {env.tenant} breaks {rule}: {rule.consequence}. It is dumped "
+            "as it is, so the file fails validation until one side is fixed"
+        )
+
+    variable = api_key_variable(env.name)
+    variables = list(dict.fromkeys(_references(merged_raw)))
+    if live["availability_webhook"] is not ABSENT:
+        variables.append(variable)
+    header = [
+        schema_line or _SCHEMA_LINE,
+        "#",
+        f"# The live state of NewStore tenant {env.tenant}, written by "
+        f"`reconciler dump {env.name}`.",
+    ]
+    if variables:
+        header.append("# `reconciler plan` shows no changes for it once these variables are set:")
+        header += [f"#   export {name}=..." for name in variables]
+    else:
+        header.append("# `reconciler plan` shows no changes for it.")
+    settings = [
+        line
+        for setting in REGISTRY
+        for line in _setting_lines(setting.key, live[setting.key], variable, warnings, env.tenant)
+    ]
+    blocks = [
+        "\n".join(header),
+        "\n".join(sections[key] for key in _HEAD_SECTIONS if key in sections),
+        "\n".join(settings),
+        "\n".join(sections[key] for key in _TAIL_SECTIONS if key in sections),
+    ]
+    text = "\n\n".join(block for block in blocks if block) + "\n"
+    return Dump(text, tuple(variables), tuple(warnings))
+
+
+def check_out(out: Path, *, force: bool) -> None:
+    """Refuse to overwrite an existing file without --force (before reading anything)."""
+    if out.exists() and not force:
+        raise ConfigError(f"{out} already exists; pass --force to overwrite it.")
+
+
+def write_dump(text: str, out: Path, *, force: bool) -> None:
+    """Write atomically: the file is either the old one or the whole new one."""
+    check_out(out, force=force)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}.") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise ConfigError(f"cannot write {out}: {exc.strerror}.") from None
