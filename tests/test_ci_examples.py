@@ -189,8 +189,8 @@ _CONDITION = re.compile(r"steps\.(\w+)\.outputs\.(\w+) == '(\w*)'")
 
 class GitHub:
     """Runs a workflow job's tested steps in order, like the Actions runner: `env:` resolved
-    from the secrets and context, step outputs through $GITHUB_OUTPUT, stop at the first
-    failing step."""
+    from the secrets and context, step outputs through $GITHUB_OUTPUT, `if:` on step outputs
+    honoured, and a stop at the first failing step that has no `continue-on-error`."""
 
     comment_file = "comment.md"
 
@@ -303,8 +303,7 @@ def secrets(sandbox_config: SandboxConfig) -> dict[str, str]:
 
 @pytest.fixture(params=["github", "gitlab"])
 def pipeline(request: pytest.FixtureRequest, repo: Path, secrets: dict[str, str]) -> Pipeline:
-    kind: Pipeline = (GitHub if request.param == "github" else GitLab)(repo, dict(secrets))
-    return kind
+    return GitHub(repo, dict(secrets)) if request.param == "github" else GitLab(repo, dict(secrets))
 
 
 def _hand_edit(sandbox: SandboxApp, tenant: str, **changes: Any) -> dict[str, Any]:
