@@ -98,10 +98,12 @@ _SETTING_OF_PATH = {setting.path: setting.key for setting in REGISTRY}
 
 
 def writes(app: SandboxApp, tenant: str) -> list[tuple[str, str]]:
-    """(setting, method) of every write the tenant received, in order."""
+    """(setting, method) of every write the tenant accepted, in order (an injected error
+    answer is in the history too, but changed nothing)."""
     return [
         (_SETTING_OF_PATH[entry["path"].removeprefix(f"/{tenant}")], entry["method"])
         for entry in app.history(tenant)
+        if entry["status"] < 300
     ]
 
 
