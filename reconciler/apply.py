@@ -55,7 +55,7 @@ from reconciler.plan import (
     shown_value,
 )
 from reconciler.rules import RULES, Rule, violations
-from reconciler.settings import BY_KEY, Setting
+from reconciler.settings import BY_KEY, REGISTRY, Setting
 
 if TYPE_CHECKING:
     import httpx
@@ -337,11 +337,11 @@ class _EnvironmentApply:
         # may have moved since they were read (a hand edit, a concurrent run), so the ones
         # sharing a rule with this step are read again right before the write. A change in the
         # moment between that read and the write cannot be seen: NewStore offers no ETags.
-        for rule in RULES:
-            pair = (rule.if_setting, rule.then_setting)
-            for key in pair:
-                if step.setting in pair and key != step.setting and key in self.env.desired:
-                    self.latest[key] = BY_KEY[key].read(self.client)
+        pairs = [{rule.if_setting, rule.then_setting} for rule in RULES]
+        partners = set().union(*(pair for pair in pairs if step.setting in pair)) - {step.setting}
+        for setting in REGISTRY:
+            if setting.key in partners and setting.key in self.env.desired:
+                self.latest[setting.key] = setting.read(self.client)
         before = violations(self.latest)
         added = [
             r for r in violations({**self.latest, step.setting: step.after}) if r not in before
@@ -547,7 +547,7 @@ def apply_run(
         environments={r.name: r.status for r in results},
     )
     if failed:
-        raise _combined(failed, results, keep_going)
+        raise _combined(failed, results)
     if blocked:
         raise BlockedError(
             f"not applied: {', '.join(blocked)} {'is' if len(blocked) == 1 else 'are'} blocked "
@@ -556,9 +556,7 @@ def apply_run(
     return results
 
 
-def _combined(
-    failed: list[EnvResult], results: list[EnvResult], keep_going: bool
-) -> ApplyError | BlockedError:
+def _combined(failed: list[EnvResult], results: list[EnvResult]) -> ApplyError | BlockedError:
     others = []
     for result in results:
         if result.error is not None:
@@ -628,11 +626,17 @@ def _moved(setting: Setting, planned: Any, now: Value) -> list[str]:
     return lines
 
 
-def _step_summary(plan: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-    return [
-        (step["setting"], step["action"], json.dumps(step["changes"], sort_keys=True))
-        for step in plan["steps"]
-    ]
+def _same_steps(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Same status and steps (setting, action, field changes) in two plan-file environments;
+    gate descriptions may differ (a probe run at plan time reports its timing)."""
+
+    def steps(env: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return [
+            (step["setting"], step["action"], json.dumps(step["changes"], sort_keys=True))
+            for step in env["steps"]
+        ]
+
+    return bool(a["status"] == b["status"]) and steps(a) == steps(b)
 
 
 def check_plan_file(
@@ -672,13 +676,15 @@ def check_plan_file(
     if problems:
         raise PlanFileError(_refusal(source, "does not match the environments", problems))
 
-    def recheck(env: Environment) -> tuple[EnvPlan | None, list[str]]:
+    def recheck(env: Environment) -> tuple[EnvPlan | str, list[str]]:
+        """The plan re-made from the live state (or why the live state could not be read),
+        and what moved since the plan."""
         planned = by_name[env.name]
         try:
             with factory(env) as client:
                 live = read_live(env, client)
         except ReconcilerError as exc:
-            return None, [f"{env.name}: could not re-read the live state: {exc}"]
+            return str(exc), []
         key = fingerprint_key(env)
         moved = []
         if set(live) != set(planned["fingerprints"]):
@@ -694,18 +700,19 @@ def check_plan_file(
 
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(envs)))) as pool:
         rechecked = list(pool.map(recheck, envs))
+    unread = [plan for plan, _ in rechecked if isinstance(plan, str)]
+    if unread:
+        raise PlanFileError(_refusal(source, "cannot be checked against the live state", unread))
     moved = [line for _, lines in rechecked for line in lines]
     if moved:
         raise PlanFileError(
             _refusal(source, "is stale: the live state changed since the plan", moved)
         )
 
-    replanned = [plan for plan, _ in rechecked if plan is not None]
+    replanned = [plan for plan, _ in rechecked if isinstance(plan, EnvPlan)]
     fresh = plan_to_dict(RunPlan(replanned))["environments"]
     for plan, again in zip(replanned, fresh, strict=True):
-        if again["status"] != by_name[plan.name]["status"] or _step_summary(again) != _step_summary(
-            by_name[plan.name]
-        ):
+        if not _same_steps(again, by_name[plan.name]):
             problems.append(
                 f"{plan.name}: planning again from the same live state gives other steps than "
                 "the file (was it written by another reconciler version?)"

@@ -202,3 +202,22 @@ def test_a_blocked_plan_is_refused(
     assert _cli(directory, "plan", "--out", str(plan_file)).exit_code == 3
 
     _refused(_apply_plan(directory, plan_file), sandbox, "acme-staging: the plan is blocked")
+
+
+def test_a_live_state_that_cannot_be_read_is_not_called_stale(
+    live_sandbox: Sandbox, planned: tuple[Path, Path]
+) -> None:
+    sandbox, _ = live_sandbox
+    directory, plan_file = planned
+    sandbox.set_faults([{"method": "GET", "path": f"/{TENANT}/*", "status": 400, "times": 50}])
+
+    result = _apply_plan(directory, plan_file)
+
+    _refused(
+        result,
+        sandbox,
+        "cannot be checked against the live state; nothing was applied",
+        f"[{TENANT}] external_oms: NewStore rejected the call",
+        "Request id: ",
+    )
+    assert "stale" not in result.stderr
