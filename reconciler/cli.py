@@ -208,7 +208,7 @@ def plan(
 @click.option(
     "--parallelism",
     type=click.IntRange(min=1),
-    default=8,
+    default=DEFAULT_PARALLELISM,
     show_default=True,
     help="Environments read at the same time while planning.",
 )
