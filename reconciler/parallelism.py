@@ -4,7 +4,7 @@ A module of its own so that the CLI can show the default without importing the p
 
 16, because:
 - an environment costs two round trips (the token, then its four GETs side by side; see
-  `reconciler.plan.read_live`), so at NewStore's usual ~100 ms per request 16 environments at a
+  `reconciler.plan.read_live`), so at ~100 ms per request 16 environments at a
   time read 200 environments in about 2.5 s;
 - past that a run is CPU-bound rather than latency-bound on a small CI runner: `make bench`
   (200 environments, 50 ms latency, 2 cores) took 2.1 s at 16 and 2.0 s at 32;
