@@ -22,6 +22,12 @@ from reconciler.errors import PlanFileError
 from reconciler.plan import EnvPlan, RunPlan, Step
 
 FORMAT_VERSION: Final = 1
+# A real plan nests about ten levels deep; a hostile one could nest deep enough to exhaust the
+# interpreter's stack in the JSON parser, the checksum or the schema validator.
+MAX_DEPTH: Final = 32
+# An edited plan can put megabytes where the schema wants a word: quote only this much of it.
+MAX_SCHEMA_ERRORS: Final = 5
+MAX_SCHEMA_ERROR_CHARS: Final = 200
 
 
 def _step_dict(step: Step) -> dict[str, Any]:
@@ -109,13 +115,39 @@ def _schema_errors(doc: dict[str, Any]) -> list[str]:
     schema = json.loads(schema_path("plan.schema.json").read_text(encoding="utf-8"))
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
-    return [f"{e.json_path}: {e.message}" for e in errors]
+    shown = [_shorten(f"{e.json_path}: {e.message}") for e in errors[:MAX_SCHEMA_ERRORS]]
+    if len(errors) > MAX_SCHEMA_ERRORS:
+        shown.append(f"and {len(errors) - MAX_SCHEMA_ERRORS} more")
+    return shown
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= MAX_SCHEMA_ERROR_CHARS:
+        return text
+    return text[: MAX_SCHEMA_ERROR_CHARS - 1] + "…"
+
+
+def _too_deep(doc: Any) -> bool:
+    """Whether `doc` nests deeper than MAX_DEPTH (checked without recursion)."""
+    todo: list[tuple[Any, int]] = [(doc, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                return True
+            items = value.values() if isinstance(value, dict) else value
+            todo.extend((item, depth + 1) for item in items)
+    return False
 
 
 def validate_plan_dict(doc: Any, source: str = "the plan") -> dict[str, Any]:
     """Check a parsed plan document: format version, checksum, then schema."""
     if not isinstance(doc, dict):
         raise PlanFileError(f"{source} is not a plan file: its JSON is not an object.")
+    if _too_deep(doc):
+        raise PlanFileError(
+            f"{source} is not a plan file: it nests deeper than {MAX_DEPTH} levels."
+        )
     version = doc.get("format_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise PlanFileError(
@@ -153,5 +185,9 @@ def load_plan_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise PlanFileError(
             f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
             "it may be truncated. Re-run plan to write it again."
+        ) from None
+    except RecursionError:
+        raise PlanFileError(
+            f"{source} is not a plan file: it nests deeper than {MAX_DEPTH} levels."
         ) from None
     return validate_plan_dict(doc, source)
