@@ -233,10 +233,22 @@ def apply(
     from reconciler.render.text import render_text
 
     if plan_file is not None:
+        from reconciler.config import discover
+        from reconciler.errors import PlanFileError
         from reconciler.planfile import load_plan_file
 
         doc = load_plan_file(plan_file)
         names = plan_file_environments(doc, envs)
+        # Said here, naming the plan file: the names come from it, not from the command line.
+        known = {path.stem for path in discover(g.environments_dir)} if names else set()
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            listed = ", ".join(f"`{name}`" for name in unknown)
+            raise PlanFileError(
+                f"{plan_file} plans unknown environment {listed}: {g.environments_dir} has no "
+                "file for it, so the plan was made from other environment files. Run "
+                "`reconciler plan --out` here and review that."
+            )
         environments = load_environments(g.environments_dir, names) if names else []
         run = check_plan_file(doc, str(plan_file), environments, parallelism=parallelism)
     else:
