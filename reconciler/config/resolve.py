@@ -21,6 +21,10 @@ from reconciler.model import Location
 # Fields whose value may only come from the environment, never from a file in git.
 SECRET_PATHS = frozenset({"availability_webhook.api_key", "connection.client_secret"})
 SECRET_MIN_LENGTH = 20
+# Secrets that travel as an HTTP header value (NewStore's webhook call, our probe): visible
+# ASCII, with single spaces or tabs only between words.
+HEADER_PATHS = frozenset({"availability_webhook.api_key"})
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
 # The client id is no secret (a file may spell it out), but it comes from the same CI secret
 # store as the client secret: an offline check that may skip one may skip the other.
 CREDENTIAL_PATHS = frozenset({"connection.client_id"})
@@ -176,7 +180,15 @@ def substitute(
             return value
         name = match["name"]
         if name in environ:
-            return environ[name]
+            value = environ[name]
+            if path in HEADER_PATHS and not _HEADER_VALUE.fullmatch(value):
+                report(
+                    path,
+                    f"environment variable {name} holds characters an HTTP header cannot "
+                    "carry (it must be printable ASCII): the api_key is sent as the webhook's "
+                    "Authorization header",
+                )
+            return value
         if allow_missing_secrets:
             return _placeholder(name)
         report(path, f"environment variable {name} is not set")
