@@ -58,6 +58,7 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 SECRET_KEYS = frozenset({"api_key", "client_secret", "access_token"})
 IP_BLOCKED = "NewStore blocked this IP for exceeding 30,000 requests per 5 minutes"
 IP_BLOCKED_HINT = "Wait 5 minutes before trying again; retrying sooner makes it worse."
+UNDECODABLE = "the answer's body could not be decoded (its Content-Encoding is broken)"
 
 E = TypeVar("E", bound=NewStoreError)
 
@@ -626,6 +627,9 @@ class NewStoreClient:
                 if isinstance(exc, httpx.UnsupportedProtocol) or "TLS" in reason:
                     raise self.error(TransportError, setting, method, path, reason) from None
                 raise _Transient(reason) from None
+            except httpx.DecodingError:
+                log.info("%s %s → %s", method, shown, UNDECODABLE)
+                raise self.error(RejectedError, setting, method, path, UNDECODABLE) from None
         millis = int((time.monotonic() - started) * 1000)
         request_id = request_id_of(response)
         self.last_request_id = request_id
@@ -747,6 +751,8 @@ def probe_webhook(
         ) from None
     except httpx.TransportError as exc:
         raise BlockedError(f"{prefix}: {_describe_transport_error(exc)}") from None
+    except httpx.DecodingError:
+        raise BlockedError(f"{prefix}: {UNDECODABLE}") from None
     millis = int((time.monotonic() - started) * 1000)
     log.info("POST %s → %d in %d ms (webhook probe)", shown, response.status_code, millis)
     if millis > timeout * 1000:
