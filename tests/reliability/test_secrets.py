@@ -405,3 +405,20 @@ def test_a_misbehaving_webhook(fresh: World, api: str) -> None:
         fresh.run("plan", "--probe", code=3)
         (probe,) = {s.headers["authorization"] for s in webhook.seen()}
         assert probe == API_KEY, "the webhook got its key, and no bearer token"
+
+
+def test_no_secret_in_any_repr(fresh: World) -> None:
+    from reconciler.client import NewStoreClient
+    from reconciler.config import load_environments
+    from reconciler.plan import plan_environments
+
+    fresh.env_file("sec-repr", ON_BODY)
+    seed(fresh.app, "sec-repr", OFF)
+    environ = {"NEWSTORE_CLIENT_SECRET": CLIENT_SECRET, "ATP_API_KEY": API_KEY}
+    (env,) = load_environments(fresh.directory, environ=environ)
+    run = plan_environments([env])
+    with NewStoreClient(env) as client:
+        objects = [env, env.connection, run, *run.environments[0].steps, client]
+    texts = [repr(o) for o in objects] + [str(o) for o in objects]
+    fresh.runs.append(Run(("repr",), 0, "\n".join(texts), ""))
+    assert run.environments[0].steps, "a plan with steps that hold the api_key"
