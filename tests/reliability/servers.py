@@ -123,8 +123,12 @@ class Certificate:
         return context
 
 
-def self_signed(directory: Path, name: str = "reliability-test") -> Certificate:
-    """A self-signed certificate for 127.0.0.1 and localhost, valid for a day."""
+def self_signed(
+    directory: Path,
+    name: str = "reliability-test",
+    hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+) -> Certificate:
+    """A self-signed certificate for `hosts` (names or IP addresses), valid for a day."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
@@ -137,9 +141,7 @@ def self_signed(directory: Path, name: str = "reliability-test") -> Certificate:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([_general_name(host) for host in hosts]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -155,3 +157,10 @@ def self_signed(directory: Path, name: str = "reliability-test") -> Certificate:
         )
     )
     return paths
+
+
+def _general_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
