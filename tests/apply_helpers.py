@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from reconciler.journal import read_journal
 from reconciler.model import ABSENT, Fields, Value
 from reconciler.rules import violations
 from reconciler.sandbox import SandboxApp
@@ -119,3 +122,43 @@ def assert_no_write_adds_a_violation(
         assert not added, f"write {entry['seq']} ({entry['method']} {entry['path']}) broke {added}"
         state = after
     assert violations(state) == [], f"the final state breaks {violations(state)}"
+
+
+def wait_settled(app: SandboxApp, tenant: str, latency_ms: int = 0) -> None:
+    """Wait until a killed client's last request, if any, has been fully handled."""
+    seen = -1
+    while len(app.requests(tenant)) != seen:
+        seen = len(app.requests(tenant))
+        time.sleep(0.05 + latency_ms / 1000)
+
+
+def check_killed_journal(journal: Path, app: SandboxApp, tenant: str) -> str:
+    """A killed run's journal agrees with the writes the tenant accepted: its last line is a
+    result matching the last write (every `applied` result is one write, in order), or an
+    intent whose write is either the last one or absent. Returns which case it was."""
+    accepted = [
+        (setting, "delete" if method == "DELETE" else "write")
+        for setting, method in writes(app, tenant)
+    ]
+    entries = []
+    if journal.exists():
+        entries = [e for e in read_journal(journal) if e["phase"] in ("intent", "result")]
+    applied = [
+        (e["setting"], "delete" if e["action"] == "delete" else "write")
+        for e in entries
+        if e.get("result") == "applied"
+    ]
+    if not entries:
+        assert accepted == [], f"writes without a journal line: {accepted}"
+        return "killed before any write"
+    last = entries[-1]
+    if last["phase"] == "intent":
+        intended = (last["setting"], "delete" if last["action"] == "delete" else "write")
+        assert accepted in (applied, [*applied, intended]), (accepted, entries)
+        return (
+            "last line an intent, its write landed"
+            if accepted != applied
+            else ("last line an intent, its write absent")
+        )
+    assert accepted == applied, (accepted, entries)
+    return "last line a result matching the history"

@@ -21,8 +21,9 @@ from apply_helpers import (
     ON,
     ON_YAML,
     assert_no_write_adds_a_violation,
+    check_killed_journal,
     seed,
-    writes,
+    wait_settled,
 )
 
 from reconciler.journal import read_journal
@@ -68,28 +69,6 @@ def _started_writing(proc: subprocess.Popen[bytes], journal: Path) -> None:
         time.sleep(0.005)
 
 
-def _settled(app: SandboxApp, tenant: str) -> None:
-    """Wait until the killed client's last request, if any, has been fully handled."""
-    seen = -1
-    while len(app.requests(tenant)) != seen:
-        seen = len(app.requests(tenant))
-        time.sleep(0.05 + LATENCY_MS / 1000)
-
-
-def _check_journal(journal: Path, accepted: list[str]) -> None:
-    """The killed run's journal matches the writes the tenant accepted: the last line is a
-    result that agrees with them, or an intent whose write may or may not have landed."""
-    if not journal.exists():
-        assert accepted == []
-        return
-    entries = [e for e in read_journal(journal) if e["phase"] in ("intent", "result")]
-    applied = [e["setting"] for e in entries if e.get("result") == "applied"]
-    if entries and entries[-1]["phase"] == "intent":
-        assert accepted in (applied, [*applied, entries[-1]["setting"]])
-    else:
-        assert accepted == applied
-
-
 def _one(app: SandboxApp, directory: Path, number: int) -> None:
     rng = random.Random(number)
     scenario, _, _ = SCENARIOS[number % len(SCENARIOS)]
@@ -108,8 +87,8 @@ def _one(app: SandboxApp, directory: Path, number: int) -> None:
     time.sleep(rng.uniform(*KILL_WINDOW))
     proc.kill()
     proc.wait()
-    _settled(app, tenant)
-    _check_journal(killed_journal, [setting for setting, _ in writes(app, tenant)])
+    wait_settled(app, tenant, LATENCY_MS)
+    check_killed_journal(killed_journal, app, tenant)
 
     rerun = subprocess.run(
         _command(directory, tenant, directory.parent / f"rerun-{number}.jsonl"),
