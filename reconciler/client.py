@@ -602,7 +602,7 @@ class NewStoreClient:
                 detail=_scrub(last.detail, self._known_secrets()),
                 environment=self.env.name,
                 hint="NewStore or the network is struggling; run again later "
-                "(or raise connection.retry_attempts / retry_max_seconds).",
+                "(or raise connection.retry.attempts / connection.retry.max_seconds).",
             ) from None
 
     def _attempt(
