@@ -1,0 +1,328 @@
+"""Races: two applies on one tenant at once, and someone changing a setting between plan and
+apply (for `apply`, and for `apply --plan`).
+
+The loser of a race must stop with a clear "changed underneath" (or find the work already
+done and skip it); no write may ever break a safety rule that the state before it did not
+break; and a rerun converges. An out-of-band change made between a plan's read and apply's
+re-read is placed exactly: a fault rule passes the plan's GET of the setting through and holds
+the next GET of it for 400 ms, and the test changes the setting while that GET is held.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apply_helpers import OFF, ON, writes
+from click.testing import CliRunner, Result
+
+from reconciler.cli import cli
+from reconciler.model import ABSENT, Value
+from reconciler.rules import violations
+from reconciler.sandbox import SandboxApp, SandboxConfig, running
+from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
+from reconciler.sandbox.values import state_to_values
+from reconciler.settings import BY_KEY
+from reliability.scenarios import (
+    API_KEY_VAR,
+    CLIENT_SECRET_VAR,
+    OLD_HOOK,
+    Scenario,
+    scenario,
+    seed_live,
+)
+from reliability.summary import SCALE, count
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+LATENCY_MS = 10
+ENVIRON = {CLIENT_SECRET_VAR: "sandbox-secret", API_KEY_VAR: DEFAULT_WEBHOOK_API_KEY}
+SAME_SEEDS = range(16 * SCALE)
+CONFLICT_SEEDS = range(12 * SCALE)
+HELD_MS = 400
+
+
+@dataclass
+class Server:
+    app: SandboxApp
+    base: str
+    root: Path
+
+    def directory(self, name: str, case: Scenario, tenant: str) -> Path:
+        directory = self.root / name / "environments"
+        directory.mkdir(parents=True)
+        (directory / f"{tenant}.yaml").write_text(case.yaml(tenant, self.base))
+        return directory
+
+    def seed(self, tenant: str, live: dict[str, Value | None]) -> dict[str, Any]:
+        seed_live(self.app, tenant, live, f"{self.base}{WEBHOOK_PATH}")
+        return self.app.state(tenant)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    app = SandboxApp(SandboxConfig(latency_ms=LATENCY_MS))
+    with running(app) as base:
+        yield Server(app, base, tmp_path_factory.mktemp("races"))
+
+
+def _start(directory: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "--environments-dir", str(directory), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **ENVIRON},
+        cwd=directory.parent,
+    )
+
+
+def _violations_after(history: list[dict[str, Any]], states: list[tuple[int, Any]]) -> list[str]:
+    """Writes that broke a rule the state right before them did not break. `states` are the
+    known states between writes: (number of history entries before it, state), in order; an
+    out-of-band change is such a point, so it is not blamed on the next write."""
+    known = dict(states)
+    found = []
+    state = state_to_values(known[0])
+    for index, entry in enumerate(history):
+        if index in known:
+            state = state_to_values(known[index])
+        after = state_to_values(entry["state_after"])
+        added = [r for r in violations(after) if r not in violations(state)]
+        if added:
+            found.append(f"write {entry['seq']} {entry['method']} {entry['path']} broke {added}")
+        state = after
+    return found
+
+
+def _converges(directory: Path) -> Result:
+    result = CliRunner().invoke(
+        cli, ["--environments-dir", str(directory), "apply", "--auto-approve"], env=ENVIRON
+    )
+    assert result.exit_code == 0, result.output
+    again = CliRunner().invoke(
+        cli, ["--environments-dir", str(directory), "plan", "--detailed-exitcode"], env=ENVIRON
+    )
+    assert again.exit_code == 0, again.output
+    return result
+
+
+# --- two applies at once ---------------------------------------------------------------------
+
+
+def _outcome(proc: subprocess.Popen[str]) -> str:
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    if proc.returncode == 0:
+        return "skipped work already done" if "already done" in out else "applied"
+    assert proc.returncode == 1, out + err
+    assert "changed underneath" in err, out + err
+    assert "Another apply or a hand edit changed it since it was read" in err
+    return "stopped: changed underneath"
+
+
+def _same(server: Server, seed: int) -> list[str]:
+    rng = random.Random(30_000 + seed)
+    case = scenario(seed)
+    tenant = f"same-{seed}"
+    start = server.seed(tenant, case.live)
+    directory = server.directory(tenant, case, tenant)
+    first = _start(directory, "apply", "--auto-approve", "--journal", "a.jsonl")
+    time.sleep(rng.uniform(0, 0.05))
+    second = _start(directory, "apply", "--auto-approve", "--journal", "b.jsonl")
+    outcomes = [_outcome(first), _outcome(second)]
+    assert _violations_after(server.app.history(tenant), [(0, start)]) == []
+    _converges(directory)
+    return outcomes
+
+
+def test_two_applies_of_one_environment_at_once(server: Server) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda seed: _same(server, seed), SAME_SEEDS))
+    count("races", "same environment applied twice at once (pairs)", len(results))
+    for outcome, n in Counter(o for pair in results for o in pair).items():
+        count("races", f"same environment: {outcome}", n)
+
+
+def _conflict(server: Server, seed: int) -> list[str]:
+    """Two checkouts at once: one turns the external OMS on, the other goes back.
+
+    Beyond what one environment can do to itself, and beyond what apply can prevent: NewStore
+    has no locks or ETags, so a write can land between the other run's re-read of a rule
+    partner and its own write (see RELIABILITY.md). What must hold: each such break is either
+    undone by the runs themselves or reported loudly by one of them, and a rerun repairs it.
+    The CI recipes run one apply at a time for this reason."""
+    rng = random.Random(40_000 + seed)
+    tenant = f"conflict-{seed}"
+    forward = scenario(3 * seed)
+    back = scenario(3 * seed + 1)
+    start = server.seed(tenant, rng.choice([forward.live, back.live]))
+    one = server.directory(f"{tenant}-forward", forward, tenant)
+    other = server.directory(f"{tenant}-back", back, tenant)
+    first = _start(one, "apply", "--auto-approve", "--journal", "a.jsonl")
+    time.sleep(rng.uniform(0, 0.1))
+    second = _start(other, "apply", "--auto-approve", "--journal", "b.jsonl")
+    outcomes, errors = [], []
+    for proc in (first, second):
+        out, err = proc.communicate(timeout=60)
+        errors.append(err)
+        assert "Traceback" not in err, err
+        if proc.returncode == 0:
+            outcomes.append("applied")
+        elif "changed underneath" in err:
+            outcomes.append("stopped: changed underneath")
+        elif "did not converge: after every step succeeded" in err:
+            outcomes.append("stopped: the other run changed it after the last step")
+        elif "did not settle: wrote" in err:
+            outcomes.append("stopped: the other run changed it right after this write")
+        else:
+            # The other run moved a setting this one's next step depends on: its rule check,
+            # right before the write, refused.
+            assert proc.returncode == 1 and "stopped before writing it" in err, out + err
+            outcomes.append("stopped: the write would have broken a rule")
+    history = server.app.history(tenant)
+    broken = _violations_after(history, [(0, start)])
+    if history and violations(state_to_values(history[-1]["state_after"])):
+        # Left broken: a run whose last re-read saw it must have said so, loudly.
+        assert any("WARNING: THE LIVE STATE, RE-READ JUST NOW, BREAKS" in e for e in errors)
+    _converges(one)
+    assert not violations(state_to_values(server.app.state(tenant))), "the rerun repaired it"
+    return [*outcomes, *(["a write broke a rule (window between re-read and write)"] * len(broken))]
+
+
+def test_two_checkouts_that_disagree_at_once(server: Server) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda seed: _conflict(server, seed), CONFLICT_SEEDS))
+    count("races", "opposite migrations at once (pairs)", len(results))
+    for outcome, n in Counter(o for pair in results for o in pair).items():
+        count("races", f"opposite migrations: {outcome}", n)
+
+
+# --- an out-of-band change between plan and apply -----------------------------------------------
+
+ROTATED: Value = {**ON["availability_webhook"], "api_key": "a-rotated-webhook-key-0987654321"}
+# (name, start, desired, setting changed out of band, its new value, what apply then does)
+CHANGES: list[tuple[str, dict[str, Value], dict[str, Value], str, Value, str]] = [
+    ("forward: oms switched on by hand", OFF, ON, "external_oms", {"enabled": True}, "skipped"),
+    ("forward: another webhook set", OFF, ON, "availability_webhook", OLD_HOOK, "changed"),
+    ("back: webhook key rotated", ON, OFF, "availability_webhook", ROTATED, "changed"),
+    ("back: atp switched off by hand", ON, OFF, "external_atp", {"enabled": False}, "skipped"),
+    ("back: new om ui off by hand", ON, OFF, "associate_app", {"use_new_om_ui": False}, "skipped"),
+]
+
+
+def _case(start: dict[str, Value], desired: dict[str, Value]) -> Scenario:
+    hook = desired.get("availability_webhook", ABSENT)
+    if isinstance(hook, dict):
+        desired = {**desired, "availability_webhook": {**hook, "url": "(the sandbox's webhook)"}}
+    live_hook = start.get("availability_webhook", ABSENT)
+    if isinstance(live_hook, dict):
+        start = {**start, "availability_webhook": {**live_hook, "url": "(the sandbox's webhook)"}}
+    return Scenario(0, "race", dict(start), desired)
+
+
+def _changed(server: Server, tenant: str, key: str, value: Value) -> Any:
+    live = state_to_values(server.app.state(tenant))
+    live[key] = value
+    return server.seed(tenant, dict(live))
+
+
+@pytest.mark.parametrize(
+    ("name", "start", "desired", "key", "value", "expected"),
+    CHANGES,
+    ids=[c[0] for c in CHANGES],
+)
+def test_a_change_between_plan_and_apply(
+    server: Server,
+    name: str,
+    start: dict[str, Value],
+    desired: dict[str, Value],
+    key: str,
+    value: Value,
+    expected: str,
+) -> None:
+    tenant = f"oob-{CHANGES.index(next(c for c in CHANGES if c[0] == name))}"
+    case = _case(start, desired)
+    before = server.seed(tenant, case.live)
+    directory = server.directory(tenant, case, tenant)
+    path = f"/{tenant}{BY_KEY[key].path}"
+    app = server.app
+    app.set_faults(
+        [
+            {"method": "GET", "path": path, "times": 1},  # the plan's read passes
+            {"method": "GET", "path": path, "times": 1, "latency_ms": HELD_MS},  # apply's waits
+        ]
+    )
+    changed: list[tuple[int, Any]] = []
+
+    def change_while_held() -> None:
+        while app.faults():  # a rule leaves the list when its last use begins
+            time.sleep(0.002)
+        changed.append((len(app.history(tenant)), _changed(server, tenant, key, value)))
+
+    helper = threading.Thread(target=change_while_held)
+    helper.start()
+    result = CliRunner().invoke(
+        cli, ["--environments-dir", str(directory), "apply", "--auto-approve"], env=ENVIRON
+    )
+    helper.join()
+    app.clear_faults()
+
+    if expected == "skipped":
+        assert result.exit_code == 0, result.output
+        assert f"{key}: " in result.stdout and "already done" in result.stdout, result.stdout
+    else:
+        assert result.exit_code == 1, result.output
+        assert f"{key} changed underneath: planned from" in result.stderr, result.stderr
+        assert "nothing more was written" in result.stderr
+        assert "The live state, re-read just now, satisfies every safety rule." in result.stderr
+    assert _violations_after(app.history(tenant), [(0, before), *changed]) == []
+    _converges(directory)
+    count("races", f"out-of-band change during apply: {expected}")
+
+
+@pytest.mark.parametrize(
+    ("name", "start", "desired", "key", "value", "expected"),
+    CHANGES,
+    ids=[c[0] for c in CHANGES],
+)
+def test_a_change_between_plan_and_apply_plan(
+    server: Server,
+    tmp_path: Path,
+    name: str,
+    start: dict[str, Value],
+    desired: dict[str, Value],
+    key: str,
+    value: Value,
+    expected: str,
+) -> None:
+    tenant = f"oob-plan-{CHANGES.index(next(c for c in CHANGES if c[0] == name))}"
+    case = _case(start, desired)
+    server.seed(tenant, case.live)
+    directory = server.directory(tenant, case, tenant)
+    plan_file = tmp_path / "reviewed.json"
+    runner = CliRunner()
+    args = ["--environments-dir", str(directory)]
+    planned = runner.invoke(cli, [*args, "plan", "--out", str(plan_file)], env=ENVIRON)
+    assert planned.exit_code == 0, planned.output
+    _changed(server, tenant, key, value)
+
+    result = runner.invoke(cli, [*args, "apply", "--plan", str(plan_file)], env=ENVIRON)
+
+    assert result.exit_code == 1, result.output
+    assert "is stale: the live state changed since the plan; nothing was applied" in result.stderr
+    assert f"{tenant} {key}" in result.stderr, result.stderr
+    assert writes(server.app, tenant) == []
+    _converges(directory)
+    count("races", "out-of-band change before apply --plan: refused as stale")
