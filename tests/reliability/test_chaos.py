@@ -8,12 +8,17 @@ over the in-process transport. Every run must either converge or stop with the s
 report; no write may ever break a safety rule that the state before it did not break; and a
 rerun on the same tenant state without faults must converge.
 
-The runs overlap in threads: they mostly wait (backoff, Retry-After), which costs no CPU.
+The runs overlap in threads: they mostly wait (backoff, Retry-After), which costs no CPU. A
+smaller sample runs the real CLI as subprocesses against a chaotic sandbox on 127.0.0.1, to check
+what a user sees: exit 0, or exit 1 with one error paragraph and the safe-state report.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +37,7 @@ from reconciler.journal import Journal, read_journal
 from reconciler.model import Environment
 from reconciler.plan import Status, plan_environments
 from reconciler.rules import violations as rule_violations
-from reconciler.sandbox import SandboxApp, SandboxConfig
+from reconciler.sandbox import SandboxApp, SandboxConfig, running
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 from reconciler.sandbox.values import state_to_values
 from reconciler.settings import REGISTRY
@@ -186,3 +191,87 @@ def test_chaos(tmp_path: Path) -> None:
     assert [(o.seed, o.rerun) for o in reruns if o.rerun != "converged"] == []
     stopped = sum(n for first, n in tally.items() if first.startswith("stopped with"))
     assert tally["converged"] and stopped, "the faults did bite, but not always"
+
+
+CLI_RUNS = 12 * SCALE
+
+
+def _cli(directory: Path, journal: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "--environments-dir",
+            str(directory),
+            "apply",
+            "--auto-approve",
+            "--journal",
+            journal,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ENVIRON},
+        cwd=directory.parent,
+        timeout=120,
+    )
+
+
+def _through_the_cli(
+    seed: int, root: Path, chaotic: tuple[SandboxApp, str], calm: tuple[SandboxApp, str]
+) -> str:
+    case = scenario(seed)
+    tenant = f"cli-chaos-{seed}"
+    (app, base), (calm_app, calm_base) = chaotic, calm
+    directories = {}
+    for name, url in (("chaotic", base), ("calm", calm_base)):
+        directories[name] = root / tenant / name / "environments"
+        directories[name].mkdir(parents=True)
+        retry = "retry:\n  attempts: 4" if name == "chaotic" else ""
+        (directories[name] / f"{tenant}.yaml").write_text(case.yaml(tenant, url, retry=retry))
+    seed_live(app, tenant, case.live, f"{base}{WEBHOOK_PATH}")
+    start = app.state(tenant)
+
+    first = _cli(directories["chaotic"], "first.jsonl")
+    assert "Traceback" not in first.stderr, first.stderr
+    violations = added_violations(app.history(tenant), start)
+    assert violations == [], violations
+    if first.returncode == 0:
+        assert "Apply complete" in first.stdout or "Nothing to do" in first.stdout
+        return "converged"
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert first.stderr.startswith("Error: "), first.stderr
+    planning = "stopped at step" not in first.stderr
+    if not planning:
+        assert any(s in first.stderr for s in SAFE_STATEMENTS), first.stderr
+        assert "Running apply again continues from the live state" in first.stderr
+
+    # The rerun, on the same tenant state without faults: the world after the storm.
+    state = app.state(tenant)
+    calm_app.seed(tenant, state)
+    rerun = _cli(directories["calm"], "rerun.jsonl")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert added_violations(calm_app.history(tenant), state) == []
+    return "stopped while planning" if planning else "stopped with the safe-state report"
+
+
+def test_chaos_through_the_cli(tmp_path: Path) -> None:
+    """A smaller sample through the real command line, to see what a user sees under chaos:
+    exit 0, or exit 1 with the one error paragraph and the safe-state report."""
+    chaotic = SandboxApp(SandboxConfig(fault_rate=0.4, seed=7, latency_ms=2))
+    calm = SandboxApp(SandboxConfig())
+    with (
+        running(chaotic) as base,
+        running(calm) as calm_base,
+        ThreadPoolExecutor(max_workers=8) as pool,
+    ):
+        outcomes = list(
+            pool.map(
+                lambda seed: _through_the_cli(seed, tmp_path, (chaotic, base), (calm, calm_base)),
+                range(CLI_RUNS),
+            )
+        )
+    count("chaos (CLI subprocesses)", "runs", len(outcomes))
+    for outcome, n in Counter(outcomes).items():
+        count("chaos (CLI subprocesses)", f"first run: {outcome}", n)
+    count("chaos (CLI subprocesses)", "reruns converged", sum(o != "converged" for o in outcomes))
