@@ -12,11 +12,9 @@ then fails validation until someone decides which side to fix.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -31,6 +29,7 @@ from reconciler.config.resolve import Resolver, substitute
 from reconciler.config.schema import check_schema
 from reconciler.config.yamlsafe import load_file
 from reconciler.errors import ConfigError, ValidationFailed
+from reconciler.fsutil import atomic_write_text
 from reconciler.model import ABSENT, UNKNOWN, Environment, Value
 from reconciler.plan import read_live
 from reconciler.rules import violations
@@ -264,17 +263,4 @@ def check_out(out: Path, *, force: bool) -> None:
 def write_dump(text: str, out: Path, *, force: bool) -> None:
     """Write atomically: the file is either the old one or the whole new one."""
     check_out(out, force=force)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror}.") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, out)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise ConfigError(f"cannot write {out}: {exc.strerror}.") from None
+    atomic_write_text(out, text)

@@ -8,17 +8,16 @@ is refused rather than applied.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from reconciler import __version__
 from reconciler.errors import PlanFileError
+from reconciler.fsutil import atomic_write_text
 from reconciler.plan import EnvPlan, RunPlan, Step
 
 FORMAT_VERSION: Final = 1
@@ -89,22 +88,8 @@ def write_plan_file(
     run: RunPlan, path: str | os.PathLike[str], *, generated_at: datetime | None = None
 ) -> None:
     """Write atomically: a reader (or a crash) never sees half a plan."""
-    target = Path(path)
     text = plan_to_json(run, generated_at=generated_at)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    except OSError as exc:
-        raise PlanFileError(f"cannot write plan file {target}: {exc.strerror}.") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise PlanFileError(f"cannot write plan file {target}: {exc.strerror}.") from None
+    atomic_write_text(path, text, what="plan file", error=PlanFileError)
 
 
 def _schema_errors(doc: dict[str, Any]) -> list[str]:

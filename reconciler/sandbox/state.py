@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import ConfigError
+from reconciler.fsutil import atomic_write_text
 
 TENANT_RE = re.compile(r"[a-z0-9-]+")
 STATE_KEYS = ("external_oms", "availability_webhook", "uses_external_atp", "associate_app_config")
@@ -259,14 +258,5 @@ def save_tenants(path: Path, tenants: dict[str, TenantState]) -> None:
         "format": STATE_FILE_FORMAT,
         "tenants": {name: tenants[name].to_json() for name in sorted(tenants)},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    atomic_write_text(path, text, what="sandbox state file")

@@ -1,0 +1,99 @@
+"""Writing the files the tool produces (plan files, dumps, the sandbox's state file).
+
+One writer, so every such file gets the same treatment: a reader or a crash sees either the old
+file or the whole new one, never half; a symlink is followed (its target is written, the link
+stays a link); anything at the target that is not a regular file (a device, a FIFO, a
+directory) is refused rather than replaced; and a new file gets the mode the user's umask
+gives, as `open()` would, while a replaced file keeps its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from reconciler.errors import ConfigError, ReconcilerError
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+_TEMP_ATTEMPTS = 100
+
+
+def atomic_write_text(
+    path: str | os.PathLike[str],
+    text: str,
+    *,
+    what: str = "",
+    error: type[ReconcilerError] = ConfigError,
+) -> None:
+    """Replace the file at `path` (or the file a symlink there points to) with `text`, UTF-8.
+
+    `what` names the file in messages ("plan file"); every failure is an `error` naming
+    `path` as the user wrote it.
+    """
+    shown = f"{what} {path}" if what else str(path)
+    target = Path(os.path.realpath(path))
+    try:
+        existing = os.stat(target)
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise error(f"cannot write {shown}: {exc.strerror or exc}.") from None
+    else:
+        for is_kind, kind in _KINDS:
+            if is_kind(existing.st_mode):
+                raise error(
+                    f"refusing to write {shown}: it is {kind}, not a regular file; "
+                    "choose a file path."
+                )
+        mode = stat.S_IMODE(existing.st_mode)
+
+    fd, temp = _create_temp(target, shown, error)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            if mode is not None:
+                os.fchmod(stream.fileno(), mode)
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(exc, OSError):
+            raise error(f"cannot write {shown}: {exc.strerror or exc}.") from None
+        raise
+    _sync_directory(target.parent)
+
+
+def _create_temp(target: Path, shown: str, error: type[ReconcilerError]) -> tuple[int, Path]:
+    """A new file beside `target` (so os.replace stays on one filesystem). Opened with 0o666
+    like any new file, so the kernel applies the umask: mkstemp's 0o600 would ignore it."""
+    for _ in range(_TEMP_ATTEMPTS):
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temp
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise error(f"cannot write {shown}: {exc.strerror or exc}.") from None
+    raise error(f"cannot write {shown}: no free temporary file name beside it.")
+
+
+def _sync_directory(directory: Path) -> None:
+    # Makes the rename itself durable; some filesystems cannot open or fsync a directory, and
+    # the file is complete either way.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
