@@ -270,8 +270,9 @@ def order_steps(
     ]
     best: tuple[str, ...] | None = None
     best_cost = 0
-    # permutations() of a sorted list yields lexicographic order, so keeping only strictly
-    # cheaper orders keeps the REGISTRY-first one among equals.
+    # permutations() yields orders lexicographically by position in its input, which is in
+    # REGISTRY order, so keeping only strictly cheaper orders keeps the REGISTRY-first one
+    # among equals.
     for order in itertools.permutations(pending):
         cost = _order_cost(live, desired, order)
         if cost is not None and (best is None or cost < best_cost):
