@@ -47,6 +47,7 @@ from reconciler.errors import (
     TransportError,
 )
 from reconciler.model import SENSITIVE, Environment, WebhookProbe
+from reconciler.settings import SECRET_PATHS
 
 log = logging.getLogger("reconciler.http")
 
@@ -55,7 +56,8 @@ BACKOFF_SECONDS = 0.5
 
 MAX_BACKOFF_SECONDS = 30.0
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
-SECRET_KEYS = frozenset({"api_key", "client_secret", "access_token"})
+# Body keys whose string values are secrets wherever they appear in a request.
+SECRET_KEYS = frozenset({path.rsplit(".", 1)[1] for path in SECRET_PATHS} | {"access_token"})
 IP_BLOCKED = "NewStore blocked this IP for exceeding 30,000 requests per 5 minutes"
 IP_BLOCKED_HINT = "Wait 5 minutes before trying again; retrying sooner makes it worse."
 UNDECODABLE = "the answer's body could not be decoded (its Content-Encoding is broken)"

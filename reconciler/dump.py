@@ -33,7 +33,7 @@ from reconciler.fsutil import atomic_write_text
 from reconciler.model import ABSENT, UNKNOWN, Environment, Value
 from reconciler.plan import read_live
 from reconciler.rules import violations
-from reconciler.settings import REGISTRY
+from reconciler.settings import REGISTRY, Setting
 
 if TYPE_CHECKING:
     from reconciler.client import NewStoreClient
@@ -53,12 +53,20 @@ class Dump:
     warnings: tuple[str, ...]  # for stderr: broken safety rules, paths that moved
 
 
-def api_key_variable(env_name: str) -> str:
-    """The variable the webhook api_key is read from: acme-staging → ACME_STAGING_ATP_API_KEY."""
-    stem = re.sub(r"[^A-Z0-9]+", "_", env_name.upper()).strip("_")
+def secret_variable(env_name: str, setting_key: str, field: str) -> str:
+    """The variable a dumped secret (or masked field) is read from: the webhook api_key of
+    acme-staging → ACME_STAGING_ATP_API_KEY (the name the README and CI recipes use); any other
+    → ACME_STAGING_<SETTING>_<FIELD>."""
+    stem = _variable_part(env_name)
     if not stem or stem[0].isdigit():
         stem = f"ENV_{stem}"
-    return f"{stem}_ATP_API_KEY"
+    if (setting_key, field) == ("availability_webhook", "api_key"):
+        return f"{stem}_ATP_API_KEY"
+    return f"{stem}_{_variable_part(setting_key)}_{_variable_part(field)}"
+
+
+def _variable_part(text: str) -> str:
+    return re.sub(r"[^A-Z0-9]+", "_", text.upper()).strip("_")
 
 
 # --- the source file ---------------------------------------------------------------------------
@@ -157,25 +165,30 @@ def _without_credentials(url: Any) -> tuple[Any, bool]:
     return urlunsplit(parts._replace(netloc=host)), True
 
 
-def _setting_lines(
-    key: str, value: Value, variable: str, warnings: list[str], tenant: str
+def setting_lines(
+    setting: Setting, value: Value, env_name: str, variables: list[str], warnings: list[str]
 ) -> list[str]:
+    """One setting's block of the dumped file. A secret field, or a field NewStore answered
+    masked, is written as a `${...}` reference only, and its variable appended to
+    `variables`."""
     if value is ABSENT:
-        return [f"{key}: absent"]
-    lines = [f"{key}:"]
+        return [f"{setting.key}: absent"]
+    lines = [f"{setting.key}:"]
     for name, field_value in value.items():
-        if key == "availability_webhook" and name == "api_key":
+        if name in setting.secret_fields or field_value is UNKNOWN:
+            variable = secret_variable(env_name, setting.key, name)
+            variables.append(variable)
             if field_value is UNKNOWN:
                 why = "NewStore answers it masked, so plan cannot check the value you export"
             else:
-                why = "export NewStore's current key; it is never written here"
+                why = "export NewStore's current value; it is never written here"
             lines.append(f"  {name}: ${{{variable}}}  # {why}")
             continue
-        if key == "availability_webhook" and name == "url":
+        if name == "url":
             field_value, stripped = _without_credentials(field_value)
             if stripped:
                 warnings.append(
-                    f"the live webhook url of {tenant} embeds credentials (user:password@); "
+                    f"the live {setting.key}.url embeds credentials (user:password@); "
                     "they are left out of the dump, so plan will show the url changing"
                 )
         lines.append(f"  {name}: {_scalar(field_value)}")
@@ -224,10 +237,13 @@ def dump_environment(
             "as it is, so the file fails validation until one side is fixed"
         )
 
-    variable = api_key_variable(env.name)
-    variables = list(dict.fromkeys(_references(merged_raw)))
-    if live["availability_webhook"] is not ABSENT:
-        variables.append(variable)
+    variables = list(_references(merged_raw))
+    settings = [
+        line
+        for setting in REGISTRY
+        for line in setting_lines(setting, live[setting.key], env.name, variables, warnings)
+    ]
+    variables = list(dict.fromkeys(variables))
     header = [
         schema_line or _SCHEMA_LINE,
         "#",
@@ -239,11 +255,6 @@ def dump_environment(
         header += [f"#   export {name}=..." for name in variables]
     else:
         header.append("# `reconciler plan` shows no changes for it.")
-    settings = [
-        line
-        for setting in REGISTRY
-        for line in _setting_lines(setting.key, live[setting.key], variable, warnings, env.tenant)
-    ]
     blocks = [
         "\n".join(header),
         "\n".join(sections[key] for key in _HEAD_SECTIONS if key in sections),

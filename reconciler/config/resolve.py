@@ -17,9 +17,8 @@ from typing import Any
 from reconciler.config.yamlsafe import Document, child_path, load_file
 from reconciler.errors import Problem
 from reconciler.model import Location
+from reconciler.settings import SECRET_PATHS
 
-# Fields whose value may only come from the environment, never from a file in git.
-SECRET_PATHS = frozenset({"availability_webhook.api_key", "connection.client_secret"})
 SECRET_MIN_LENGTH = 20
 # Secrets that travel as an HTTP header value (NewStore's webhook call, our probe): visible
 # ASCII, with single spaces or tabs only between words.
@@ -214,6 +213,7 @@ def substitute(
         return _REFERENCE.sub(replace, value)
 
     def walk(path: str, value: Any) -> Any:
+        # A secret may only come from the environment, never from a file in git.
         if path in SECRET_PATHS and value is not None and not isinstance(value, dict | list):
             return secret(path, value)
         if path in CREDENTIAL_PATHS and allow_missing_secrets and isinstance(value, str):

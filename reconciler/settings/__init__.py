@@ -3,6 +3,8 @@ when turning the external OMS on). Adding a setting = one module + one entry her
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from reconciler.settings.associate_app import AssociateApp
 from reconciler.settings.availability_webhook import AvailabilityWebhook
 from reconciler.settings.base import Setting
@@ -17,4 +19,18 @@ REGISTRY: tuple[Setting, ...] = (
 )
 BY_KEY: dict[str, Setting] = {s.key: s for s in REGISTRY}
 
-__all__ = ["BY_KEY", "REGISTRY", "Setting"]
+CLIENT_SECRET_PATH = "connection.client_secret"
+
+
+def secret_paths(settings: Iterable[Setting]) -> frozenset[str]:
+    """Every environment-file key path that holds a secret: each setting's `secret_fields`,
+    and the OAuth client secret."""
+    fields = {f"{s.key}.{name}" for s in settings for name in s.secret_fields}
+    return frozenset({*fields, CLIENT_SECRET_PATH})
+
+
+SECRET_PATHS: frozenset[str] = secret_paths(REGISTRY)
+"""The one list of secrets: config refuses them as literals, the client scrubs them from errors,
+every output masks them. Derived, so a new setting's `secret_fields` are covered everywhere."""
+
+__all__ = ["BY_KEY", "CLIENT_SECRET_PATH", "REGISTRY", "SECRET_PATHS", "Setting", "secret_paths"]
