@@ -25,7 +25,6 @@ import enum
 import json
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
@@ -42,15 +41,18 @@ from reconciler.plan import (
     STOCK_CONFIRMED,
     WEBHOOK_PROBE,
     Action,
+    ClientFactory,
     EnvPlan,
     RunPlan,
     Status,
     Step,
     build_plan,
+    default_client,
     desired_fingerprint,
     differs,
     fingerprint,
     fingerprint_key,
+    probe_for,
     read_live,
     shown_value,
 )
@@ -62,8 +64,6 @@ if TYPE_CHECKING:
 
     from reconciler.client import NewStoreClient
     from reconciler.journal import Journal
-
-ClientFactory: TypeAlias = Callable[[Environment], AbstractContextManager["NewStoreClient"]]
 
 
 # --- what happens, as it happens --------------------------------------------------------------
@@ -111,12 +111,6 @@ OnEvent: TypeAlias = Callable[[Event], None]
 
 def _ignore(event: Event) -> None:
     pass
-
-
-def _default_client(env: Environment) -> AbstractContextManager[NewStoreClient]:
-    from reconciler.client import NewStoreClient
-
-    return NewStoreClient(env)
 
 
 def _show(setting: Setting, value: Value) -> str:
@@ -217,8 +211,6 @@ class _EnvironmentApply:
                 )
 
     def _probe(self, number: int, step: Step) -> None:
-        from reconciler.client import probe_webhook
-
         def checked(result: str, detail: str) -> None:
             self._record("gate", step, gate=WEBHOOK_PROBE, result=result, detail=detail)
             self.on_event(
@@ -230,25 +222,8 @@ class _EnvironmentApply:
         if self.skip_probe:
             checked("skipped", "not run: --skip-probe was given, the webhook is unchecked")
             return
-        webhook = self.env.desired.get("availability_webhook", ABSENT)
-        probe = self.env.gates.webhook_probe
-        if webhook is ABSENT or probe is None:
-            self._blocked(
-                number,
-                step,
-                WEBHOOK_PROBE,
-                f"turning external ATP on needs gates.webhook_probe and a managed "
-                f"availability_webhook in {self.env.file}",
-            )
         try:
-            summary = probe_webhook(
-                str(webhook["url"]),
-                str(webhook["api_key"]),
-                probe,
-                float(webhook["timeout"]),
-                transport=self.probe_transport,
-                ca_bundle=self.env.connection.ca_bundle,
-            )
+            summary = probe_for(self.env, transport=self.probe_transport)
         except BlockedError as exc:
             checked("failed", exc.message)
             self._blocked(number, step, WEBHOOK_PROBE, exc.message)
@@ -501,7 +476,7 @@ def apply_run(
         raise ApplyError(
             f"nothing applied: {', '.join(errored)} could not be planned; fix that first."
         )
-    factory = client_factory or _default_client
+    factory = client_factory or default_client
     journal.record(
         "start",
         environments=[p.name for p in run.environments],
@@ -656,7 +631,7 @@ def check_plan_file(
     """
     from reconciler.planfile import plan_to_dict
 
-    factory = client_factory or _default_client
+    factory = client_factory or default_client
     by_name = {str(p["name"]): p for p in doc["environments"]}
     problems: list[str] = []
     for env in envs:

@@ -7,6 +7,7 @@ that `reconciler --help` and `validate` start fast.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -54,6 +55,25 @@ class ReconcilerGroup(click.Group):
         except KeyboardInterrupt:
             _fail("interrupted.", 130)
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+# Options shared by several commands, defined once; each command words its own help.
+_format_option = functools.partial(
+    click.option,
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+)
+_parallelism_option = functools.partial(
+    click.option,
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=DEFAULT_PARALLELISM,
+    show_default=True,
+    help="Environments read at the same time.",
+)
 
 
 def _use_color(no_color: bool) -> bool:
@@ -107,14 +127,7 @@ def validate(g: Globals, envs: tuple[str, ...], allow_missing_secrets: bool) -> 
 
 @cli.command()
 @click.argument("envs", nargs=-1, metavar="[ENV]...")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "markdown"]),
-    default="text",
-    show_default=True,
-    help="json is the plan file itself; markdown suits a pull-request comment.",
-)
+@_format_option(help="json is the plan file itself; markdown suits a pull-request comment.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
@@ -125,13 +138,7 @@ def validate(g: Globals, envs: tuple[str, ...], allow_missing_secrets: bool) -> 
     is_flag=True,
     help="Exit 2 when changes are pending (0: converged, 3: blocked, 1: error).",
 )
-@click.option(
-    "--parallelism",
-    type=click.IntRange(min=1),
-    default=DEFAULT_PARALLELISM,
-    show_default=True,
-    help="Environments read at the same time.",
-)
+@_parallelism_option()
 @click.option("--probe", is_flag=True, help="Run webhook probes now rather than at apply.")
 @click.pass_obj
 def plan(
@@ -205,13 +212,7 @@ def plan(
     "[default: .reconciler/journal/apply-<UTC time>-<pid>.jsonl].",
 )
 @click.option("--keep-going", is_flag=True, help="After an environment fails, apply the rest.")
-@click.option(
-    "--parallelism",
-    type=click.IntRange(min=1),
-    default=DEFAULT_PARALLELISM,
-    show_default=True,
-    help="Environments read at the same time while planning.",
-)
+@_parallelism_option(help="Environments read at the same time while planning.")
 @click.pass_obj
 def apply(
     g: Globals,
@@ -401,21 +402,10 @@ def sandbox(
 
 @cli.command()
 @click.argument("envs", nargs=-1, metavar="[ENV]...")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "markdown"]),
-    default="text",
-    show_default=True,
-    help="json follows schemas/drift.schema.json; markdown suits a ticket or PR comment.",
+@_format_option(
+    help="json follows schemas/drift.schema.json; markdown suits a ticket or PR comment."
 )
-@click.option(
-    "--parallelism",
-    type=click.IntRange(min=1),
-    default=DEFAULT_PARALLELISM,
-    show_default=True,
-    help="Environments read at the same time.",
-)
+@_parallelism_option()
 @click.pass_obj
 def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int) -> int:
     """Report where the live state differs from the files; never writes (for a cron).

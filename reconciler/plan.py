@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.errors import BlockedError, ConfigError, ReconcilerError
 from reconciler.model import (
     ABSENT,
     SENSITIVE,
@@ -33,7 +33,12 @@ from reconciler.rules import RULES, Rule, violations
 from reconciler.settings import BY_KEY, REGISTRY, Setting
 
 if TYPE_CHECKING:
+    import httpx
+
     from reconciler.client import NewStoreClient
+
+ClientFactory: TypeAlias = Callable[[Environment], AbstractContextManager["NewStoreClient"]]
+"""Builds the client of one environment; tests pass one on the in-process sandbox."""
 
 _REGISTRY_KEYS: Final = tuple(s.key for s in REGISTRY)
 
@@ -518,25 +523,38 @@ def read_live(env: Environment, client: NewStoreClient) -> dict[str, Value]:
     return {s.key: value for s, value in zip(settings, values, strict=True)}
 
 
-def _run_probes(env: Environment, plan: EnvPlan) -> None:
-    """Run the webhook probe of every step whose gate waits for it; a failure blocks the plan."""
+def probe_for(env: Environment, *, transport: httpx.BaseTransport | None = None) -> str:
+    """Run the webhook-probe gate of `env`: its gates.webhook_probe sample sent to its desired
+    webhook. Returns the probe's summary; raises BlockedError saying why it failed, or why it
+    cannot run."""
     from reconciler.client import probe_webhook
 
     target, probe = _probe_target(env), env.gates.webhook_probe
     if target is None or probe is None:
-        return  # already blocked by _gates, which says why
+        raise BlockedError(
+            "turning external ATP on needs gates.webhook_probe and a managed "
+            f"availability_webhook in {env.file}"
+        )
+    return probe_webhook(
+        str(target["url"]),
+        str(target["api_key"]),
+        probe,
+        float(target["timeout"]),
+        transport=transport,
+        ca_bundle=env.connection.ca_bundle,
+    )
+
+
+def _run_probes(env: Environment, plan: EnvPlan) -> None:
+    """Run the webhook probe of every step whose gate waits for it; a failure blocks the plan.
+    (A gate waits only when the probe and its webhook are configured: `_gates` blocks the
+    plan otherwise.)"""
     for index, step in enumerate(plan.steps):
         gates = []
         for gate in step.gates:
             if gate.name == WEBHOOK_PROBE and gate.satisfied is None:
                 try:
-                    summary = probe_webhook(
-                        str(target["url"]),
-                        str(target["api_key"]),
-                        probe,
-                        float(target["timeout"]),
-                        ca_bundle=env.connection.ca_bundle,
-                    )
+                    summary = probe_for(env)
                 except ReconcilerError as exc:
                     plan.blocked_by.append(str(exc))
                     gate = replace(
@@ -552,7 +570,9 @@ def _run_probes(env: Environment, plan: EnvPlan) -> None:
         plan.status = Status.BLOCKED
 
 
-def _default_client(env: Environment) -> AbstractContextManager[NewStoreClient]:
+def default_client(env: Environment) -> AbstractContextManager[NewStoreClient]:
+    """The client of `env` as every command builds it (imported here, not at the top, so that
+    commands that never talk HTTP start without loading httpx)."""
     from reconciler.client import NewStoreClient
 
     # The client picks its host's shared limiter, so a 429 slows every environment on it.
@@ -563,7 +583,7 @@ def plan_environments(
     envs: Sequence[Environment],
     *,
     parallelism: int = DEFAULT_PARALLELISM,
-    client_factory: Callable[[Environment], AbstractContextManager[NewStoreClient]] | None = None,
+    client_factory: ClientFactory | None = None,
     probe: bool = False,
     on_done: Callable[[EnvPlan], None] | None = None,
 ) -> RunPlan:
@@ -576,7 +596,7 @@ def plan_environments(
     """
     if parallelism < 1:
         raise ConfigError(f"--parallelism must be at least 1, got {parallelism}.")
-    factory = client_factory or _default_client
+    factory = client_factory or default_client
 
     def plan_one(env: Environment) -> EnvPlan:
         try:
