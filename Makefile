@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint check bench clean
+.PHONY: demo test reliability lint check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The reliability suites alone (they also run in `make test`); RELIABILITY_SCALE=10 runs ten
+# times as many seeds and fuzzing examples. Counts go to .reconciler/reliability/summary.json.
+reliability: $(STAMP)
+	$(BIN)/python -m pytest -q tests/reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench
