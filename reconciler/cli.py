@@ -98,11 +98,13 @@ def cli(ctx: click.Context, environments_dir: Path, no_color: bool, verbose: int
     """Manage a NewStore tenant's external-OMS integration as code."""
     ctx.obj = Globals(environments_dir, _use_color(no_color), verbose)
     if verbose:
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO,
-            format="%(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        # The `reconciler` logger only: on the root logger, httpx would log full URLs (query
+        # strings included) and httpcore, at -vv, every response header.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger = logging.getLogger("reconciler")
+        logger.handlers = [handler]
+        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
 @cli.command()
