@@ -27,7 +27,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Collection, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
@@ -58,6 +58,7 @@ MAX_BACKOFF_SECONDS = 30.0
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Body keys whose string values are secrets wherever they appear in a request.
 SECRET_KEYS = frozenset({path.rsplit(".", 1)[1] for path in SECRET_PATHS} | {"access_token"})
+MIN_SCRUBBED_SECRET = 8
 IP_BLOCKED = "NewStore blocked this IP for exceeding 30,000 requests per 5 minutes"
 IP_BLOCKED_HINT = "Wait 5 minutes before trying again; retrying sooner makes it worse."
 UNDECODABLE = "the answer's body could not be decoded (its Content-Encoding is broken)"
@@ -136,7 +137,7 @@ def _scrub(text: str, secrets: Collection[str]) -> str:
 
 
 def _secret_values(body: Any) -> Iterator[str]:
-    """String values under secret-named keys anywhere in a request body."""
+    """String values under secret-named keys anywhere in a request or response body."""
     if isinstance(body, dict):
         for key, value in body.items():
             if key in SECRET_KEYS and isinstance(value, str):
@@ -446,8 +447,10 @@ class NewStoreClient:
             headers={"Accept": "application/json"},
         )
         self.last_request_id: str | None = None
-        # Secret values this client sent (a webhook api_key): NewStore may echo them back.
-        self._sent_secrets: set[str] = set()
+        # Secret values this client sent or read (a webhook api_key, the new one or the live
+        # one): NewStore may echo either back in an error.
+        self._seen_secrets: set[str] = set()
+        self._secrets_lock = threading.Lock()
 
     def __enter__(self) -> NewStoreClient:
         return self
@@ -498,11 +501,14 @@ class NewStoreClient:
         )
 
     def body(self, setting: str, response: httpx.Response) -> Any:
-        """The JSON body of a successful answer (None when empty); RejectedError if not JSON."""
+        """The JSON body of a successful answer (None when empty); RejectedError if not JSON.
+
+        Secrets in it (a live api_key NewStore answers in clear) are remembered, so that a
+        later error echoing them is scrubbed like one echoing a secret we sent."""
         if not response.content:
             return None
         try:
-            return jsonlib.loads(response.content)
+            body = jsonlib.loads(response.content)
         except ValueError:
             request = response.request
             raise self.error(
@@ -513,9 +519,23 @@ class NewStoreClient:
                 "NewStore answered with a body that is not JSON",
                 response=response,
             ) from None
+        # A masked stub ("****", "ab••") is no secret, and scrubbing a short one would mangle
+        # ordinary words in later messages.
+        self._remember_secrets(
+            value for value in _secret_values(body) if len(value) >= MIN_SCRUBBED_SECRET
+        )
+        return body
+
+    def _remember_secrets(self, values: Iterable[str]) -> None:
+        # Settings are read side by side on one client: guard the set against a reader
+        # iterating it in _known_secrets.
+        with self._secrets_lock:
+            self._seen_secrets.update(values)
 
     def _known_secrets(self) -> list[str]:
-        return [self.env.connection.client_secret, *self._auth.issued, *self._sent_secrets]
+        with self._secrets_lock:
+            seen = list(self._seen_secrets)
+        return [self.env.connection.client_secret, *self._auth.issued, *seen]
 
     # ----------------------------------------------------------------------------------------
 
@@ -538,7 +558,7 @@ class NewStoreClient:
         """
         if not path.startswith("/"):
             raise ValueError(f"path must be relative to base_url and start with '/': {path!r}")
-        self._sent_secrets.update(_secret_values(json))
+        self._remember_secrets(_secret_values(json))
         started = time.monotonic()
         budget = self.env.connection.retry_max_seconds
         attempts = max(1, self.env.connection.retry_attempts)
@@ -729,7 +749,14 @@ def probe_webhook(
     webhook answers 200 with a valid `availabilities` body within `timeout` seconds. One attempt
     only: it is a health check, and NewStore itself will not retry either.
     """
-    target = httpx.URL(url)
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL:
+        # The environment file checks the url's shape; httpx is stricter about host names.
+        raise BlockedError(
+            "webhook probe: the webhook url is not one an HTTP client can send to "
+            "(check its host name)"
+        ) from None
     shown = f"{target.scheme}://{target.netloc.decode('ascii')}{target.path}"
     prefix = f"webhook probe to {shown}"
     body = {
@@ -755,6 +782,13 @@ def probe_webhook(
         raise BlockedError(f"{prefix}: {_describe_transport_error(exc)}") from None
     except httpx.DecodingError:
         raise BlockedError(f"{prefix}: {UNDECODABLE}") from None
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError, ValueError) as exc:
+        # Raised before any answer: a host name IDNA cannot encode, a proxy variable httpx
+        # cannot use. Only the type is named: the text of such errors may quote a header.
+        raise BlockedError(
+            f"{prefix}: the request could not be sent ({type(exc).__name__}); check the url's "
+            "host name and any proxy variables (HTTPS_PROXY, ALL_PROXY)"
+        ) from None
     millis = int((time.monotonic() - started) * 1000)
     log.info("POST %s → %d in %d ms (webhook probe)", shown, response.status_code, millis)
     if millis > timeout * 1000:

@@ -41,6 +41,7 @@ from reconciler.settings import BY_KEY, REGISTRY
 CLIENT_SECRET = "CLIENT-SECRET-leaktest-7f3a9c"
 WRONG_SECRET = "WRONG-SECRET-leaktest-55aa01"
 API_KEY = "WEBHOOK-KEY-leaktest-0b8e41d2c6"
+LIVE_KEY = "LIVE-WEBHOOK-KEY-leaktest-93d1f0"  # what NewStore holds, read in clear by a GET
 HOOK = {**WEBHOOK, "api_key": API_KEY}
 PROBE = WebhookProbe(products=("1000061",), fulfillment_locations=("US01",))
 
@@ -127,6 +128,18 @@ def webhook_put_echoes_the_api_key(app: SandboxApp) -> ReconcilerError:
     app.set_faults([{"path": HOOK_PATH, "method": "PUT", "status": 400, "message": message}])
     with client_for(app) as client, pytest.raises(RejectedError) as caught:
         BY_KEY["availability_webhook"].write(client, dict(HOOK))
+    return caught.value
+
+
+def webhook_put_echoes_the_live_key_it_replaces(app: SandboxApp) -> ReconcilerError:
+    app.seed(TENANT, {"availability_webhook": {**HOOK, "api_key": LIVE_KEY}})
+    message = f"api_key {LIVE_KEY} is still in use by another integration"
+    app.set_faults([{"path": HOOK_PATH, "method": "PUT", "status": 400, "message": message}])
+    with client_for(app) as client:
+        assert BY_KEY["availability_webhook"].read(client)["api_key"] == LIVE_KEY
+        with pytest.raises(RejectedError) as caught:
+            BY_KEY["availability_webhook"].write(client, dict(HOOK))
+    assert "is still in use" in str(caught.value)  # NewStore's words are kept, the key is not
     return caught.value
 
 
@@ -231,6 +244,7 @@ PATHS: list[Callable[[SandboxApp], ReconcilerError]] = [
     ip_blocked,
     server_echoes_the_token,
     webhook_put_echoes_the_api_key,
+    webhook_put_echoes_the_live_key_it_replaces,
     webhook_put_invalid,
     webhook_put_keeps_dropping,
     webhook_put_conflicts,
@@ -276,7 +290,7 @@ def test_no_secret_in_any_error_path(
     exc = provoke(app)
     out, err = capsys.readouterr()
 
-    secrets = [CLIENT_SECRET, WRONG_SECRET, API_KEY, *issued_tokens(app)]
+    secrets = [CLIENT_SECRET, WRONG_SECRET, API_KEY, LIVE_KEY, *issued_tokens(app)]
     texts = [*_texts(exc), caplog.text, out, err]
     texts += [repr(record.args) for record in caplog.records]
     for secret in secrets:
