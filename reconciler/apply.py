@@ -21,6 +21,7 @@ The core is silent: progress goes to an `on_event` callback, which the CLI rende
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -163,14 +164,25 @@ class _EnvironmentApply:
                 self._step(number, step)
             except ReconcilerError as exc:
                 raise self._stopped(exc, number) from None
+            except Exception as exc:
+                raise self._unexpected(exc, number, step) from None
         try:
             self._check_converged()
         except ReconcilerError as exc:
             raise self._stopped(exc, None) from None
+        except Exception as exc:
+            raise self._unexpected(exc, None, None) from None
         return self.finished
 
     def _finish(
-        self, number: int, step: Step, outcome: Outcome, request_id: str | None, detail: str = ""
+        self,
+        number: int,
+        step: Step,
+        outcome: Outcome,
+        request_id: str | None,
+        detail: str = "",
+        *,
+        best_effort: bool = False,
     ) -> None:
         event = StepFinished(
             self.env.name,
@@ -183,7 +195,13 @@ class _EnvironmentApply:
             detail,
         )
         self.finished.append(event)
-        self.on_event(event)
+        if best_effort:
+            # Reporting a failure that may have come from the callback itself (e.g. the CLI
+            # writing to a closed pipe): the report carries the step either way.
+            with contextlib.suppress(Exception):
+                self.on_event(event)
+        else:
+            self.on_event(event)
 
     def _record(self, phase: str, step: Step, **fields: Any) -> None:
         self.journal.record(
@@ -346,6 +364,27 @@ class _EnvironmentApply:
 
     # -- the safe-state report ---------------------------------------------------------------
 
+    def _unexpected(self, exc: Exception, number: int | None, step: Step | None) -> ApplyError:
+        """A failure no part of apply anticipated (a bug, or a library raising outside its
+        documented errors) still ends in the safe-state report and the journal. Only the type
+        is named: the text of an arbitrary exception may hold a header or a secret."""
+        kind = type(exc).__name__
+        where = f"step {number}/{self.total} {step.setting}" if step else "the convergence check"
+        if step is not None and number is not None:
+            self._record("error", step, error=kind)
+            if len(self.finished) < number:
+                self._finish(
+                    number, step, Outcome.FAILED, None, f"unexpected {kind}", best_effort=True
+                )
+        else:
+            self.journal.record(
+                "error", environment=self.env.name, tenant=self.env.tenant, error=kind
+            )
+        message = (
+            f"[{self.env.name}] {where} stopped on an unexpected {kind}; nothing more was written"
+        )
+        return ApplyError(message, self.report(number))
+
     def _stopped(self, exc: ReconcilerError, number: int | None) -> ApplyError | BlockedError:
         report = self.report(number)
         message = exc.message if isinstance(exc, ApplyError | BlockedError) else str(exc)
@@ -394,10 +433,14 @@ class _EnvironmentApply:
     def _safety_statement(self) -> str:
         try:
             live = read_live(self.env, self.client)
-        except ReconcilerError as exc:
+        except Exception as exc:
+            # A ReconcilerError's message is safe to show; any other exception's is not.
+            why = (
+                str(exc) if isinstance(exc, ReconcilerError) else f"unexpected {type(exc).__name__}"
+            )
             return (
                 "WARNING: could not re-read the live state to check the safety rules "
-                f"({exc}). Check it with `reconciler plan` before anything else."
+                f"({why}). Check it with `reconciler plan` before anything else."
             )
         broken = violations(live)
         if not broken:
