@@ -232,6 +232,16 @@ CASES: list[tuple[str, list[tuple[str, str, str]]]] = [
         ],
     ),
     ("ca_bundle_missing", [("env.yaml:5:3", "connection.ca_bundle", "certs/acme-ca.pem does")]),
+    (
+        "yaml11_booleans",
+        [
+            ("env.yaml:6:12", "external_oms.enabled", "write true or false; `yes` is ambiguous"),
+            ("env.yaml:8:12", "external_atp.enabled", "write true or false; `Off` is ambiguous"),
+            # Quoted, it is a string to every reader, and the schema says what it wants.
+            ("env.yaml:10:3", "associate_app.use_new_om_ui", "must be true or false, not a str"),
+            ("env.yaml:12:29", "gates.newstore_stock_confirmed", "`on` is ambiguous"),
+        ],
+    ),
 ]
 
 

@@ -155,6 +155,16 @@ class _Builder:
             if tag == f"{_STD}null":
                 return None
             if tag == f"{_STD}bool":
+                if node.value.lower() not in ("true", "false"):
+                    # YAML 1.1 reads yes/no/on/off as booleans, YAML 1.2 and many tools as
+                    # strings: in a safety switch, a value two readers disagree on is refused.
+                    self._problem(
+                        node,
+                        path,
+                        f"write true or false; `{node.value}` is ambiguous (a boolean in "
+                        "YAML 1.1, a string in YAML 1.2)",
+                    )
+                    return None
                 return self._scalars.construct_yaml_bool(node)
             if tag == f"{_STD}int":
                 return self._scalars.construct_yaml_int(node)
