@@ -496,6 +496,32 @@ class EnvResult:
     error: ApplyError | BlockedError | None = None
 
 
+def refuse_unready(run: RunPlan, *, keep_going: bool) -> None:
+    """Raise before anything is written unless `run` may be applied: ApplyError when an
+    environment could not be planned; BlockedError when one is blocked, unless `keep_going`
+    (the blocked ones are then skipped) and another one has changes to apply."""
+    errored = [p.name for p in run.environments if p.status is Status.ERROR]
+    if errored:
+        raise ApplyError(
+            f"nothing applied: {', '.join(errored)} could not be planned; fix that first."
+        )
+    blocked = [p.name for p in run.environments if p.status is Status.BLOCKED]
+    if not blocked:
+        return
+    names = f"{', '.join(blocked)} {'is' if len(blocked) == 1 else 'are'} blocked"
+    if not any(p.status is Status.CHANGES for p in run.environments):
+        raise BlockedError(f"nothing applied: {names} (see the plan above for why).")
+    if not keep_going:
+        # A run is checked whole before its first write (an environment half-migrated
+        # because its neighbour was blocked is the worse surprise).
+        raise BlockedError(
+            f"nothing applied: {names} (see the plan above for why), and apply writes "
+            "nothing until every environment in the run can be applied. Fix the blocked "
+            "ones, leave them out by naming the others (`reconciler apply ENV...`), or pass "
+            "--keep-going to apply the others and skip them."
+        )
+
+
 def apply_run(
     envs: Sequence[Environment],
     run: RunPlan,
@@ -509,16 +535,13 @@ def apply_run(
 ) -> list[EnvResult]:
     """Apply every environment of `run` with changes, one after another, in order.
 
-    Converged environments need nothing; blocked ones are not applied (BlockedError at the
-    end). One failing stops the rest (reported "not attempted") unless `keep_going`. Refuses
-    before writing anything if any environment could not be planned.
+    Converged environments need nothing. Refuses before writing anything when an environment
+    could not be planned, or is blocked (`refuse_unready`); with `keep_going`, blocked ones are
+    skipped instead (BlockedError at the end), and one failing does not stop the rest (which
+    are otherwise reported "not attempted").
     """
     by_name = {env.name: env for env in envs}
-    errored = [p.name for p in run.environments if p.status is Status.ERROR]
-    if errored:
-        raise ApplyError(
-            f"nothing applied: {', '.join(errored)} could not be planned; fix that first."
-        )
+    refuse_unready(run, keep_going=keep_going)
     factory = client_factory or default_client
     journal.record(
         "start",

@@ -213,7 +213,13 @@ def plan(
     help="Record every write here, as JSON lines "
     "[default: .reconciler/journal/apply-<UTC time>-<pid>.jsonl].",
 )
-@click.option("--keep-going", is_flag=True, help="After an environment fails, apply the rest.")
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="Apply the other environments when one is blocked (it is skipped) or fails; the exit "
+    "code still says so. Not for --plan: a reviewed plan with a blocked environment is refused "
+    "whole.",
+)
 @_parallelism_option(help="Environments read at the same time while planning.")
 @click.pass_obj
 def apply(
@@ -227,9 +233,14 @@ def apply(
     parallelism: int,
 ) -> int:
     """Make the live state match the environment files, one checked step at a time."""
-    from reconciler.apply import apply_run, check_plan_file, plan_file_environments
+    from reconciler.apply import (
+        apply_run,
+        check_plan_file,
+        plan_file_environments,
+        refuse_unready,
+    )
     from reconciler.config import load_environments
-    from reconciler.errors import ApplyError, BlockedError, ConfigError
+    from reconciler.errors import ApplyError, ConfigError
     from reconciler.journal import Journal, default_path
     from reconciler.plan import Status, plan_environments
     from reconciler.render.steps import render_event
@@ -264,13 +275,9 @@ def apply(
         click.echo(f"Error: {env.error}", err=True)
     if errors:
         return EXIT_ERROR
+    refuse_unready(run, keep_going=keep_going)
     pending = [env for env in run.environments if env.status is Status.CHANGES]
     if not pending:
-        blocked = [env.name for env in run.environments if env.status is Status.BLOCKED]
-        if blocked:
-            raise BlockedError(
-                f"nothing applied: {', '.join(blocked)} blocked (see the plan above for why)."
-            )
         click.echo("Nothing to do: the live state already matches.")
         return EXIT_OK
     if plan_file is None and not auto_approve:

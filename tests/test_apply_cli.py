@@ -87,17 +87,37 @@ def test_blocked_environments_exit_3_and_are_not_applied(
     seed(sandbox, "acme-eu", ON)
     directory = write_env("acme-eu", "acme-eu", base, OFF_YAML).parent
 
-    result = _apply(directory, "--auto-approve")
+    for args in ((), ("--keep-going",)):
+        result = _apply(directory, "--auto-approve", *args)
 
-    assert result.exit_code == 3, result.output
-    assert "nothing applied: acme-eu blocked" in result.stderr
-    assert writes(sandbox, "acme-eu") == []
+        assert result.exit_code == 3, result.output
+        assert "nothing applied: acme-eu is blocked (see the plan above for why)" in result.stderr
+        assert writes(sandbox, "acme-eu") == []
 
-    write_env("acme-staging", "acme-staging", base, ON_YAML)
-    mixed = _apply(directory, "--auto-approve", "--journal", "j.jsonl")
-    assert mixed.exit_code == 3, mixed.output
-    assert "not applied: acme-eu is blocked" in mixed.stderr
+
+def test_one_blocked_environment_stops_every_write_unless_keep_going(
+    live_sandbox: Sandbox, write_env: WriteEnv, tmp_path: Path
+) -> None:
+    sandbox, base = live_sandbox
+    seed(sandbox, "acme-eu", ON)
+    write_env("acme-eu", "acme-eu", base, OFF_YAML)
+    directory = write_env("acme-staging", "acme-staging", base, ON_YAML).parent
+
+    refused = _apply(directory, "--auto-approve")
+
+    assert refused.exit_code == 3, refused.output
+    assert "nothing applied: acme-eu is blocked" in refused.stderr
+    assert "--keep-going" in refused.stderr
+    assert writes(sandbox, "acme-staging") == [], "nothing writes while any env is blocked"
+    assert not (tmp_path / ".reconciler").exists(), "no journal for a run that wrote nothing"
+
+    going = _apply(directory, "--auto-approve", "--keep-going", "--journal", "j.jsonl")
+
+    assert going.exit_code == 3, going.output
+    assert "[acme-staging] converged" in going.stdout
+    assert "not applied: acme-eu is blocked" in going.stderr
     assert writes(sandbox, "acme-staging") == FORWARD
+    assert writes(sandbox, "acme-eu") == []
 
 
 def test_an_environment_that_cannot_be_read_stops_everything_before_writing(

@@ -352,21 +352,24 @@ def test_an_environment_that_could_not_be_planned_stops_everything(
     assert writes(app, "acme-a") == []
 
 
-def test_blocked_environments_are_not_applied_and_end_in_blocked(
-    app: SandboxApp, journal: Journal
+@pytest.mark.parametrize("keep_going", [False, True])
+def test_a_blocked_environment_stops_every_write_unless_keep_going_skips_it(
+    app: SandboxApp, journal: Journal, keep_going: bool
 ) -> None:
     seed(app, "acme-b", ON)
     envs = [_env(ON, "acme-a"), _env(OFF, "acme-b")]  # b: stock not confirmed
     run = _run(app, envs)
 
-    with pytest.raises(BlockedError, match="not applied: acme-b is blocked") as info:
+    with pytest.raises(BlockedError, match="applied: acme-b is blocked") as info:
         apply_run(
             envs,
             run,
             journal,
+            keep_going=keep_going,
             client_factory=lambda env: _client(app, env),
             probe_transport=app.transport(),
         )
     assert info.value.exit_code == 3
-    assert writes(app, "acme-a") == FORWARD
+    assert writes(app, "acme-a") == (FORWARD if keep_going else [])
     assert writes(app, "acme-b") == []
+    assert ("every other environment was applied" in info.value.message) is keep_going
