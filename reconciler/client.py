@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import ipaddress
 import json as jsonlib
 import logging
 import os
@@ -47,6 +46,7 @@ from reconciler.errors import (
     TransportError,
 )
 from reconciler.model import SENSITIVE, Environment, WebhookProbe
+from reconciler.net import is_loopback
 from reconciler.settings import SECRET_PATHS
 
 log = logging.getLogger("reconciler.http")
@@ -68,17 +68,6 @@ E = TypeVar("E", bound=NewStoreError)
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 and localhost: the only hosts plain http is acceptable for."""
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def request_id_of(response: httpx.Response) -> str | None:

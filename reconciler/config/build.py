@@ -6,7 +6,6 @@ https-or-loopback URLs, files that must exist, and the safety rules on the desir
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from reconciler.config.resolve import Merged
 from reconciler.config.yamlsafe import child_path
 from reconciler.errors import Problem
 from reconciler.model import ABSENT, Connection, Environment, Gates, Value, WebhookProbe
+from reconciler.net import is_loopback
 from reconciler.rules import RULES
 from reconciler.settings import REGISTRY
 
@@ -27,15 +27,6 @@ _FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
 _FIELD_ORDER: dict[str, tuple[str, ...]] = {
     "availability_webhook": ("url", "api_key", "external_identifier", "timeout"),
 }
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def url_problem(url: str, *, allow_query: bool) -> str | None:
