@@ -41,6 +41,8 @@ Value: TypeAlias = Fields | _Absent
 
 SENSITIVE: Final = "(sensitive)"
 SENSITIVE_CHANGED: Final = "(sensitive, changed)"
+UNKNOWN_SHOWN: Final = "(unknown)"
+"""How an UNKNOWN (masked live) field is shown to people and in plan files."""
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,13 @@ from reconciler.model import (
     SENSITIVE,
     SENSITIVE_CHANGED,
     UNKNOWN,
+    UNKNOWN_SHOWN,
     Environment,
     Fields,
     Value,
 )
 from reconciler.parallelism import DEFAULT_PARALLELISM
-from reconciler.rules import RULES, Rule, violations
+from reconciler.rules import RULES, Rule, is_enabled, violations
 from reconciler.settings import BY_KEY, REGISTRY, Setting
 
 if TYPE_CHECKING:
@@ -114,7 +115,6 @@ class RunPlan:
 # `read_live` and `plan_environments`, at the end, are the only functions that talk to NewStore.
 
 _MISSING: Final[Any] = object()  # a field one side of a diff does not have (create/delete)
-_UNKNOWN_SHOWN: Final = "(unknown)"
 
 
 def _fields(value: Value) -> Fields:
@@ -152,7 +152,7 @@ def _shown(setting: Setting, name: str, value: Any, *, changed_secret: bool = Fa
     if name in setting.secret_fields:
         return SENSITIVE_CHANGED if changed_secret else SENSITIVE
     if value is UNKNOWN:
-        return _UNKNOWN_SHOWN
+        return UNKNOWN_SHOWN
     return value
 
 
@@ -361,10 +361,6 @@ WEBHOOK_PROBE = "webhook_probe"
 STOCK_CONFIRMED = "newstore_stock_confirmed"
 
 
-def _atp_on(value: Value) -> bool:
-    return value is not ABSENT and bool(value.get("enabled"))
-
-
 def _probe_target(env: Environment) -> Fields | None:
     webhook = env.desired.get(_WEBHOOK, ABSENT)
     return None if webhook is ABSENT else webhook
@@ -372,9 +368,9 @@ def _probe_target(env: Environment) -> Fields | None:
 
 def _gates(env: Environment, key: str, live: Value, desired: Value) -> tuple[list[Gate], list[str]]:
     """The gates a step needs and the reasons it is blocked (empty when it may run)."""
-    if key != _ATP or _atp_on(live) == _atp_on(desired):
+    if key != _ATP or is_enabled(live) == is_enabled(desired):
         return [], []
-    if _atp_on(desired):
+    if is_enabled(desired):
         probe, target = env.gates.webhook_probe, _probe_target(env)
         if probe is None:
             reason = (

@@ -18,7 +18,8 @@ def _exists(value: Value) -> bool:
     return value is not ABSENT
 
 
-def _enabled(value: Value) -> bool:
+def is_enabled(value: Value) -> bool:
+    """A flag-like setting (`{"enabled": ...}`) that exists and is on."""
     return value is not ABSENT and bool(value.get("enabled"))
 
 
@@ -57,7 +58,7 @@ RULES: tuple[Rule, ...] = (
         "atp-needs-webhook",
         "external ATP on ⇒ the availability webhook config exists",
         "external_atp",
-        _enabled,
+        is_enabled,
         "availability_webhook",
         _exists,
         "NewStore treats every item as unavailable and the retailer stops selling",
@@ -67,9 +68,9 @@ RULES: tuple[Rule, ...] = (
         "atp-needs-external-oms",
         "external ATP on ⇒ the external OMS flag is on",
         "external_atp",
-        _enabled,
+        is_enabled,
         "external_oms",
-        _enabled,
+        is_enabled,
         "NewStore takes ATP from an external OMS it does not route orders to",
     ),
     Rule(
@@ -79,7 +80,7 @@ RULES: tuple[Rule, ...] = (
         "associate_app",
         _new_om_ui,
         "external_oms",
-        _enabled,
+        is_enabled,
         "the Associate App shows order history from an OMS that holds no orders",
     ),
 )

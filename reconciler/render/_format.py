@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler.model import SENSITIVE, SENSITIVE_CHANGED
+from reconciler.model import SENSITIVE, SENSITIVE_CHANGED, UNKNOWN_SHOWN
 from reconciler.plan import EnvPlan, Gate, RunPlan, Status
 
-_MARKERS = frozenset({SENSITIVE, SENSITIVE_CHANGED, "(unknown)"})
+_MARKERS = frozenset({SENSITIVE, SENSITIVE_CHANGED, UNKNOWN_SHOWN})
 
 
 def show_value(value: Any) -> str:
@@ -19,6 +19,19 @@ def show_value(value: Any) -> str:
     if isinstance(value, str) and value in _MARKERS:
         return value
     return json.dumps(value, ensure_ascii=False)
+
+
+def cell(text: str) -> str:
+    """Markdown-table-cell safe: a pipe or newline would end the cell or the row (GFM honours
+    the escaped pipe even inside a code span)."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def code(text: str) -> str:
+    """A Markdown code span that survives backticks in `text`."""
+    fence = "``" if "`" in text else "`"
+    pad = " " if fence == "``" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def plural(count: int, word: str) -> str:

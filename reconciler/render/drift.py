@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from reconciler.drift import DriftReport, DriftStatus, EnvDrift
-from reconciler.render._format import plural, show_value
+from reconciler.render._format import cell, code, plural, show_value
 
 _WORDS = {
     DriftStatus.IN_SYNC: "in sync",
@@ -80,17 +80,6 @@ def render_drift_text(report: DriftReport, *, color: bool) -> str:
 # --- markdown ------------------------------------------------------------------------------------
 
 
-def _cell(text: str) -> str:
-    """Table-cell safe: a pipe or newline would end the cell or the row."""
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _code(text: str) -> str:
-    fence = "``" if "`" in text else "`"
-    pad = " " if fence == "``" else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
 def _env_section(env: EnvDrift) -> list[str]:
     lines = [f"### {env.name} (`{env.tenant}`): {_BADGE[env.status]}", ""]
     if env.status is DriftStatus.ERROR:
@@ -106,9 +95,9 @@ def _env_section(env: EnvDrift) -> list[str]:
             for change in setting.fields:
                 lines.append(
                     f"| {setting.setting} | {setting.fix} | "
-                    f"{_cell(_code(change.path.split('.', 1)[1]))} | "
-                    f"{_cell(_code(show_value(change.before)))} | "
-                    f"{_cell(_code(show_value(change.after)))} |"
+                    f"{cell(code(change.path.split('.', 1)[1]))} | "
+                    f"{cell(code(show_value(change.before)))} | "
+                    f"{cell(code(show_value(change.after)))} |"
                 )
         lines.append("")
     if env.blocked_by:
@@ -125,8 +114,8 @@ def render_drift_markdown(report: DriftReport) -> str:
     lines = ["## NewStore drift report", "", drift_summary(report), ""]
     lines += ["| environment | tenant | status | drifted settings |", "|---|---|---|---|"]
     lines += [
-        f"| {_cell(env.name)} | {_cell(_code(env.tenant))} | {_BADGE[env.status]} | "
-        f"{_cell(_drifted(env)) or '–'} |"
+        f"| {cell(env.name)} | {cell(code(env.tenant))} | {_BADGE[env.status]} | "
+        f"{cell(_drifted(env)) or '–'} |"
         for env in report.environments
     ]
     lines.append("")

@@ -4,7 +4,14 @@ ordered steps, with field-level detail folded away in <details>."""
 from __future__ import annotations
 
 from reconciler.plan import EnvPlan, RunPlan, Status
-from reconciler.render._format import env_summary, gate_state, run_summary, show_value
+from reconciler.render._format import (
+    cell,
+    code,
+    env_summary,
+    gate_state,
+    run_summary,
+    show_value,
+)
 
 _BADGE = {
     Status.CONVERGED: "✅ converged",
@@ -12,18 +19,6 @@ _BADGE = {
     Status.BLOCKED: "⛔ blocked",
     Status.ERROR: "❌ error",
 }
-
-
-def _cell(text: str) -> str:
-    """Table-cell safe: a pipe or newline would end the cell or the row (GFM honours the
-    escaped pipe even inside a code span)."""
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _code(text: str) -> str:
-    fence = "``" if "`" in text else "`"
-    pad = " " if fence == "``" else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _env_section(env: EnvPlan) -> list[str]:
@@ -48,8 +43,8 @@ def _env_section(env: EnvPlan) -> list[str]:
         if step.changes:
             lines += ["| field | before | after |", "|---|---|---|"]
             lines += [
-                f"| {_cell(_code(c.path))} | {_cell(_code(show_value(c.before)))} "
-                f"| {_cell(_code(show_value(c.after)))} |"
+                f"| {cell(code(c.path))} | {cell(code(show_value(c.before)))} "
+                f"| {cell(code(show_value(c.after)))} |"
                 for c in step.changes
             ]
             lines.append("")
@@ -68,7 +63,7 @@ def render_markdown(run: RunPlan) -> str:
     lines = ["## NewStore reconciler plan", "", run_summary(run), ""]
     lines += ["| environment | status | changes |", "|---|---|---|"]
     lines += [
-        f"| {_cell(env.name)} | {_BADGE[env.status]} | "
+        f"| {cell(env.name)} | {_BADGE[env.status]} | "
         f"{'–' if env.status is Status.ERROR else len(env.steps)} |"
         for env in run.environments
     ]
