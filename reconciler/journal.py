@@ -18,13 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from reconciler.clock import now_iso
 from reconciler.errors import ApplyError, ConfigError
 
 DEFAULT_DIR = Path(".reconciler") / "journal"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def default_path(when: datetime | None = None, pid: int | None = None) -> Path:
@@ -58,7 +55,7 @@ class Journal:
 
     def record(self, phase: str, **fields: Any) -> None:
         """Append `{"time", "phase", **fields}` and fsync it. Values must already be masked."""
-        line = json.dumps({"time": _now(), "phase": phase, **fields}, ensure_ascii=False)
+        line = json.dumps({"time": now_iso(), "phase": phase, **fields}, ensure_ascii=False)
         try:
             self._file.write(line + "\n")
             self._file.flush()

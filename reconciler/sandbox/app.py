@@ -43,6 +43,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from reconciler.clock import now_iso
 from reconciler.errors import ConfigError
 from reconciler.sandbox import validate
 from reconciler.sandbox.faults import Fault, FaultBook, FaultRule, parse_rules
@@ -51,7 +52,6 @@ from reconciler.sandbox.state import (
     TenantState,
     check_tenant,
     load_tenants,
-    now_iso,
     parse_seed,
     save_tenants,
 )

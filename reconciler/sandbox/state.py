@@ -12,10 +12,10 @@ import copy
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.clock import now_iso
 from reconciler.errors import ConfigError
 from reconciler.fsutil import atomic_write_text
 
@@ -35,10 +35,6 @@ _OPTION_CHOICES: dict[str, tuple[Any, ...]] = {
     "webhook_delete_absent_status": (200, 204, 404),
 }
 STATE_FILE_FORMAT = 1
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def check_tenant(tenant: str) -> None:
