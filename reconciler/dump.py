@@ -12,7 +12,6 @@ then fails validation until someone decides which side to fix.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -24,9 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from reconciler.config.build import build_environment
-from reconciler.config.resolve import Resolver, substitute
-from reconciler.config.schema import check_schema
+from reconciler.config import load_unmanaged
 from reconciler.config.yamlsafe import load_file
 from reconciler.errors import ConfigError, ValidationFailed
 from reconciler.fsutil import atomic_write_text
@@ -70,30 +67,6 @@ def _variable_part(text: str) -> str:
 
 
 # --- the source file ---------------------------------------------------------------------------
-
-
-def _connection_environment(path: Path, environ: Mapping[str, str]) -> tuple[Environment, Any]:
-    """The source as an Environment managing nothing (its settings are about to be replaced by
-    the live ones, so their variables need not be set), and its merged data before `${...}`
-    substitution."""
-    file = str(path)
-    merged, problems = Resolver().resolve(path, file)
-    if merged is None:
-        raise ValidationFailed(problems)
-    for setting in REGISTRY:
-        merged.data.pop(setting.key, None)
-    raw = copy.deepcopy(merged.data)  # substitute() rewrites merged.data in place
-    substitution_problems, bad = substitute(merged, environ, allow_missing_secrets=False)
-    problems += substitution_problems
-    bad |= {p.path for p in problems}
-    schema_problems = check_schema(merged, bad)
-    problems += schema_problems
-    bad |= {p.path for p in schema_problems}
-    env, build_problems = build_environment(path.stem, merged, bad)
-    problems += build_problems
-    if problems or env is None:
-        raise ValidationFailed(problems)
-    return env, raw
 
 
 def _references(value: Any) -> list[str]:
@@ -208,7 +181,7 @@ def dump_environment(
     """Read the live state of every setting of the environment in `path` and render it as an
     environment file. `out` is where the file will be written (relative paths are adjusted to
     it); None for stdout, where paths are kept as written."""
-    env, merged_raw = _connection_environment(path, os.environ if environ is None else environ)
+    env, merged_raw = load_unmanaged(path, environ=environ)
     schema_line, sections, raw = _own_sections(path)
     warnings: list[str] = []
 

@@ -4,6 +4,7 @@
     load_environments(directory, names)  every environment, or ValidationFailed listing every
                                          problem of every file
     load_environment(path)               one file
+    load_unmanaged(path)                 one file with its settings left out (for `dump`)
 
 Loading one environment: `yamlsafe` parses each file of its `extends` chain (bounded against
 hostile input, keeping file:line:column of every key), `resolve` merges the chain and replaces
@@ -13,19 +14,22 @@ checks the rest (required-after-merge keys, URLs, the safety rules) and builds t
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from reconciler.config.build import build_environment
-from reconciler.config.resolve import Resolver, substitute
+from reconciler.config.resolve import Merged, Resolver, substitute
 from reconciler.config.schema import check_schema, closest
 from reconciler.errors import ConfigError, Problem, ValidationFailed
 from reconciler.model import Environment
+from reconciler.settings import REGISTRY
 
 SUFFIXES = (".yaml", ".yml")
 
-__all__ = ["discover", "load_environment", "load_environments"]
+__all__ = ["discover", "load_environment", "load_environments", "load_unmanaged"]
 
 
 def discover(directory: Path, names: Sequence[str] = ()) -> list[Path]:
@@ -82,6 +86,17 @@ def _load(
     merged, problems = resolver.resolve(path, str(path))
     if merged is None:
         return None, problems
+    return _build(path, merged, problems, environ, allow_missing_secrets)
+
+
+def _build(
+    path: Path,
+    merged: Merged,
+    problems: list[Problem],
+    environ: Mapping[str, str],
+    allow_missing_secrets: bool,
+) -> tuple[Environment | None, list[Problem]]:
+    """Substitute, check the schema, build: everything after `extends` is merged."""
     substitution_problems, bad = substitute(
         merged, environ, allow_missing_secrets=allow_missing_secrets
     )
@@ -137,3 +152,23 @@ def load_environment(
 ) -> Environment:
     """Load and validate one environment file (see `load_environments`)."""
     return _load_all([path], environ, allow_missing_secrets)[0]
+
+
+def load_unmanaged(
+    path: Path, *, environ: Mapping[str, str] | None = None
+) -> tuple[Environment, dict[str, Any]]:
+    """One environment file with its settings left out, so it manages nothing and their
+    variables need not be set, and its merged document (settings left out too) before any
+    `${NAME}` is replaced. For `dump`, which reads every setting live instead."""
+    merged, problems = Resolver().resolve(path, str(path))
+    if merged is None:
+        raise ValidationFailed(problems)
+    for setting in REGISTRY:
+        merged.data.pop(setting.key, None)
+    raw = copy.deepcopy(merged.data)  # substitute() replaces merged.data
+    environment, problems = _build(
+        path, merged, problems, os.environ if environ is None else environ, False
+    )
+    if problems or environment is None:
+        raise ValidationFailed(problems)
+    return environment, raw
