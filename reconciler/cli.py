@@ -200,7 +200,12 @@ def plan(
     help="Apply exactly this reviewed plan file (from `plan --out`); refused if anything "
     "moved since it was written.",
 )
-@click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
+@click.option(
+    "--auto-approve",
+    is_flag=True,
+    help="Apply without asking for confirmation, with or without --plan; needed where there "
+    "is no terminal to ask on (CI).",
+)
 @click.option(
     "--skip-probe",
     is_flag=True,
@@ -280,12 +285,17 @@ def apply(
     if not pending:
         click.echo("Nothing to do: the live state already matches.")
         return EXIT_OK
-    if plan_file is None and not auto_approve:
+    if not auto_approve:
         if not sys.stdin.isatty():
+            how = (
+                f"Once {plan_file} is reviewed, run `apply --plan {plan_file} --auto-approve`."
+                if plan_file is not None
+                else "Review the changes with `reconciler plan`, then run apply with "
+                "--auto-approve (or save them with `plan --out FILE` and run "
+                "`apply --plan FILE --auto-approve`)."
+            )
             raise ConfigError(
-                "refusing to apply without confirmation: there is no terminal to ask on. "
-                "Review the changes with `reconciler plan`, then run apply with --auto-approve "
-                "(or save them with `plan --out FILE` and run `apply --plan FILE`)."
+                f"refusing to apply without confirmation: there is no terminal to ask on. {how}"
             )
         steps = sum(len(env.steps) for env in pending)
         targets = ", ".join(env.name for env in pending)

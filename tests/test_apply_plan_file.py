@@ -4,6 +4,10 @@ when the live state, the environment file, its secrets or the plan file moved si
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,7 +44,16 @@ def _cli(directory: Path, *args: str) -> Result:
 
 
 def _apply_plan(directory: Path, plan_file: Path, *args: str) -> Result:
-    return _cli(directory, "apply", "--plan", str(plan_file), "--journal", "j.jsonl", *args)
+    return _cli(
+        directory,
+        "apply",
+        "--plan",
+        str(plan_file),
+        "--journal",
+        "j.jsonl",
+        "--auto-approve",
+        *args,
+    )
 
 
 def _refused(result: Result, sandbox: SandboxApp, *expected: str) -> None:
@@ -51,7 +64,7 @@ def _refused(result: Result, sandbox: SandboxApp, *expected: str) -> None:
     assert writes(sandbox, TENANT) == [], "a refused plan writes nothing"
 
 
-def test_a_reviewed_plan_is_applied_without_a_prompt(
+def test_a_reviewed_plan_is_applied_exactly(
     live_sandbox: Sandbox, planned: tuple[Path, Path]
 ) -> None:
     sandbox, _ = live_sandbox
@@ -63,6 +76,47 @@ def test_a_reviewed_plan_is_applied_without_a_prompt(
     assert writes(sandbox, TENANT) == FORWARD
     assert "Apply complete: 4 steps in 1 environment" in result.stdout
     assert _cli(directory, "plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_without_auto_approve_it_refuses_without_a_terminal(
+    live_sandbox: Sandbox, planned: tuple[Path, Path]
+) -> None:
+    sandbox, _ = live_sandbox
+    directory, plan_file = planned
+
+    result = _cli(directory, "apply", "--plan", str(plan_file))
+
+    _refused(result, sandbox, "refusing to apply without confirmation")
+    assert f"run `apply --plan {plan_file} --auto-approve`" in result.stderr
+    assert "1. external_oms: update" in result.stdout, "the checked plan is shown first"
+
+
+def test_without_auto_approve_it_asks_on_a_terminal(
+    live_sandbox: Sandbox, planned: tuple[Path, Path], tmp_path: Path
+) -> None:
+    sandbox, _ = live_sandbox
+    directory, plan_file = planned
+    command = ["--environments-dir", str(directory), "apply", "--plan", str(plan_file)]
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", *command],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env=os.environ.copy(),
+        )
+        os.close(terminal)
+        os.write(controller, b"y\n")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(controller)
+
+    assert proc.returncode == 0, out + err
+    assert "Apply these 4 changes to acme-staging? [y/N]" in out
+    assert writes(sandbox, TENANT) == FORWARD
 
 
 def test_a_stale_live_state_is_refused_with_what_moved(

@@ -571,7 +571,9 @@ def test_checksum_fixed_schema_valid_edits_apply_the_reviewed_plan_or_nothing(
     target = plans.fuzz.root / "plans" / "candidate.json"
     target.write_bytes(_with_checksum(doc))
     mark = plans.fuzz.recorder.mark()
-    result = invoke(plans.directory, "apply", "--plan", str(target), env=SECRET_ENV)
+    result = invoke(
+        plans.directory, "apply", "--plan", str(target), "--auto-approve", env=SECRET_ENV
+    )
     writes = plans.fuzz.recorder.writes_since(mark)
     if result.exit_code == 0:
         # Only fields apply does not act on were edited (a `why`, a note, the timestamp).

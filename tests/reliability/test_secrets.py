@@ -207,7 +207,7 @@ def test_every_command_with_debug_logging(fresh: World) -> None:
     for fmt in ("text", "json", "markdown"):
         w.run("plan", "--format", fmt, "--detailed-exitcode", code=2)
     w.run("plan", "--out", "reviewed.json", "--probe", code=0)
-    w.run("apply", "--plan", "reviewed.json", "--journal", "j1.jsonl", code=0)
+    w.run("apply", "--plan", "reviewed.json", "--auto-approve", "--journal", "j1.jsonl", code=0)
     w.run("apply", "--auto-approve", "--journal", "j2.jsonl", code=0, verbose="-v")
 
     # Someone sets another key by hand: drift, then a plan and apply that put ours back.
@@ -217,7 +217,7 @@ def test_every_command_with_debug_logging(fresh: World) -> None:
     for fmt in ("text", "json", "markdown"):
         w.run("drift", "--format", fmt, code=2)
     w.run("plan", "--out", "fix.json", code=0)
-    w.run("apply", "--plan", "fix.json", "--journal", "j3.jsonl", code=0)
+    w.run("apply", "--plan", "fix.json", "--auto-approve", "--journal", "j3.jsonl", code=0)
     w.run("apply", "--auto-approve", "--skip-probe", "--journal", "j4.jsonl", code=0)
     w.run("drift", code=0)
     w.run("dump", "sec-fwd", code=0)
@@ -225,7 +225,7 @@ def test_every_command_with_debug_logging(fresh: World) -> None:
 
     # A rotated key in the CI secret store, then NewStore answering the api_key masked.
     w.run("plan", "--out", "rotate.json", code=0, ATP_API_KEY=ROTATED_KEY)
-    w.run("apply", "--plan", "rotate.json", code=0, ATP_API_KEY=ROTATED_KEY)
+    w.run("apply", "--plan", "rotate.json", "--auto-approve", code=0, ATP_API_KEY=ROTATED_KEY)
     assert w.app.state("sec-fwd")["availability_webhook"]["api_key"] == ROTATED_KEY
     w.app.seed("sec-fwd", {**w.app.state("sec-fwd"), "options": {"mask_webhook_api_key": True}})
     w.run("plan", "--format", "json", code=0, ATP_API_KEY=ROTATED_KEY)
