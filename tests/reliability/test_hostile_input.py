@@ -394,7 +394,9 @@ class Plans:
         target.write_bytes(data)
         mark = self.fuzz.recorder.mark()
         started = time.monotonic()
-        result = invoke(self.directory, "apply", "--plan", str(target), env=SECRET_ENV)
+        result = invoke(
+            self.directory, "apply", "--plan", str(target), "--auto-approve", env=SECRET_ENV
+        )
         assert time.monotonic() - started < MAX_SECONDS
         given = data.decode("utf-8", "replace")
         assert_clear_error(result, names=[str(target)], given=given)

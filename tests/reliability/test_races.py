@@ -318,7 +318,9 @@ def test_a_change_between_plan_and_apply_plan(
     assert planned.exit_code == 0, planned.output
     _changed(server, tenant, key, value)
 
-    result = runner.invoke(cli, [*args, "apply", "--plan", str(plan_file)], env=ENVIRON)
+    result = runner.invoke(
+        cli, [*args, "apply", "--plan", str(plan_file), "--auto-approve"], env=ENVIRON
+    )
 
     assert result.exit_code == 1, result.output
     assert "is stale: the live state changed since the plan; nothing was applied" in result.stderr

@@ -5,13 +5,16 @@ a key someone set by hand) and every access token the sandbox issued during the 
 its token table: the tokens are random, so only the server knows which ones the CLI got) are
 searched for in stdout, stderr (with `-v`/`-vv` HTTP logging), journals, plan files and dumps.
 Each command runs as a real subprocess, so logging is configured exactly as for a user. A match
-of the whole secret or of its first or last 8 characters fails.
+of the whole secret, of its first or last 8 characters, or of its base64 form fails.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -77,6 +80,23 @@ associate_app:
 gates:
   newstore_stock_confirmed: true
 """
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+
+
+def _decoded(text: str) -> str:
+    """`text` plus whatever its base64-looking runs decode to (Basic auth, a JWT, a token
+    endpoint that wraps credentials would carry a secret that way)."""
+    parts = [text]
+    for match in _BASE64.finditer(text):
+        run = match[0].rstrip("=")
+        for cut in range(4):  # the run may start mid-group
+            chunk = run[cut:] + "=" * (-len(run[cut:]) % 4)
+            for decode in (base64.b64decode, base64.urlsafe_b64decode):
+                with contextlib.suppress(ValueError):
+                    parts.append(decode(chunk).decode("utf-8", "replace"))
+    return "\n".join(parts)
 
 
 @dataclass
@@ -155,6 +175,7 @@ class World:
             },
             **self.files(),
         }
+        texts = {where: _decoded(text) for where, text in texts.items()}
         found = [
             (where, secret)
             for secret in self.secrets()
@@ -334,9 +355,9 @@ def test_a_stale_plan(fresh: World) -> None:
     state = fresh.app.state("sec-stale")
     hook = {**state["availability_webhook"], "api_key": HAND_SET_KEY}
     fresh.app.seed("sec-stale", {**state, "availability_webhook": hook})
-    run = fresh.run("apply", "--plan", "stale.json", code=1)
+    run = fresh.run("apply", "--plan", "stale.json", "--auto-approve", code=1)
     assert "planned from (sensitive), now (sensitive, changed)" in run.stderr
-    fresh.run("apply", "--plan", "stale.json", code=1, ATP_API_KEY=ROTATED_KEY)
+    fresh.run("apply", "--plan", "stale.json", "--auto-approve", code=1, ATP_API_KEY=ROTATED_KEY)
 
 
 def test_secrets_in_the_environment_file(fresh: World) -> None:
