@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import click
 
 from reconciler import __version__
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.parallelism import DEFAULT_PARALLELISM
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED = 0, 1, 2, 3
@@ -74,6 +74,22 @@ _parallelism_option = functools.partial(
     show_default=True,
     help="Environments read at the same time.",
 )
+
+
+def _check_output_file(path: Path, what: str, *, makes_directories: bool = False) -> None:
+    """Refuse an output file that cannot be written before the run reads any tenant, rather
+    than after: no directory to create it in (`makes_directories`: the writer creates missing
+    ones, so the nearest existing ancestor must be a directory). A directory at `path` itself
+    is refused by its option's `click.Path(dir_okay=False)`."""
+    shown = f"the {what} {path}"
+    parent = path.absolute().parent
+    while makes_directories and not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        why = "is not a directory" if parent.exists() else "does not exist"
+        raise ConfigError(f"cannot write {shown}: {parent} {why}.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {shown}: {parent} is not writable.")
 
 
 def _use_color(no_color: bool) -> bool:
@@ -160,6 +176,8 @@ def plan(
     from reconciler.planfile import plan_to_json, write_plan_file
     from reconciler.render.run_progress import progress
 
+    if out is not None:
+        _check_output_file(out, "plan file")
     environments = load_environments(g.environments_dir, envs)
     with progress(len(environments), "planned") as done:
         run = plan_environments(environments, parallelism=parallelism, probe=probe, on_done=done)
@@ -245,12 +263,14 @@ def apply(
         refuse_unready,
     )
     from reconciler.config import load_environments
-    from reconciler.errors import ApplyError, ConfigError
+    from reconciler.errors import ApplyError
     from reconciler.journal import Journal, default_path
     from reconciler.plan import Status, plan_environments
     from reconciler.render.steps import render_event
     from reconciler.render.text import render_text
 
+    journal_path = journal_file or default_path()
+    _check_output_file(journal_path, "apply journal", makes_directories=True)
     if plan_file is not None:
         from reconciler.config import discover
         from reconciler.errors import PlanFileError
@@ -302,7 +322,7 @@ def apply(
         if not click.confirm(f"Apply these {steps} changes to {targets}?", default=False):
             raise ApplyError("apply cancelled: nothing was written.")
 
-    with Journal(journal_file or default_path()) as journal:
+    with Journal(journal_path) as journal:
         click.echo(f"Journal: {journal.path}")
         results = apply_run(
             environments,
