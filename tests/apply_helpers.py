@@ -39,33 +39,6 @@ OFF: dict[str, Value] = {
 }
 
 
-# Environment file bodies for conftest's write_env ({sandbox} is the sandbox's base URL).
-ON_YAML = """\
-external_oms:
-  enabled: true
-availability_webhook:
-  url: {sandbox}/_sandbox/webhook/availabilities
-  api_key: ${SANDBOX_WEBHOOK_API_KEY}
-  external_identifier: product_id
-  timeout: 5
-external_atp:
-  enabled: true
-associate_app:
-  use_new_om_ui: true
-gates:
-  webhook_probe:
-    products: ["1000061"]
-    fulfillment_locations: ["US01"]
-"""
-OFF_YAML = """\
-external_oms:
-  enabled: false
-availability_webhook: absent
-external_atp:
-  enabled: false
-associate_app:
-  use_new_om_ui: false
-"""
 FORWARD = [
     ("external_oms", "POST"),
     ("availability_webhook", "PUT"),

@@ -7,18 +7,16 @@ import os
 import pty
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apply_helpers import FORWARD, OFF, OFF_YAML, ON, ON_YAML, seed, writes
-from click.testing import CliRunner, Result
+from apply_helpers import FORWARD, OFF, ON, seed, writes
+from click.testing import Result
+from env_helpers import OFF_YAML, ON_YAML, STOCK_CONFIRMED_YAML, WriteEnv, run_cli
 
-from reconciler.cli import cli
 from reconciler.sandbox import SandboxApp
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 
-WriteEnv = Callable[..., Path]
 Sandbox = tuple[SandboxApp, str]
 
 
@@ -29,7 +27,7 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _apply(directory: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--environments-dir", str(directory), "apply", *args])
+    return run_cli(directory, "apply", *args)
 
 
 def _no_secret(result: Result) -> None:
@@ -227,9 +225,7 @@ def test_the_sandbox_state_after_a_cli_apply_matches_the_files(
 ) -> None:
     sandbox, base = live_sandbox
     seed(sandbox, "acme-eu", ON)
-    directory = write_env(
-        "acme-eu", "acme-eu", base, OFF_YAML + "gates:\n  newstore_stock_confirmed: true\n"
-    ).parent
+    directory = write_env("acme-eu", "acme-eu", base, OFF_YAML + STOCK_CONFIRMED_YAML).parent
 
     result = _apply(directory, "--auto-approve", "--journal", "j.jsonl")
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apply_helpers import ON_YAML, writes
-from click.testing import CliRunner, Result
+from apply_helpers import writes
+from click.testing import Result
+from env_helpers import ON_YAML, WriteEnv, run_cli
 
-from reconciler.cli import cli
 from reconciler.journal import read_journal
 from reconciler.sandbox import SandboxApp
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY
 
-WriteEnv = Callable[..., Path]
 Sandbox = tuple[SandboxApp, str]
 TENANT = "acme-staging"
 
@@ -29,8 +27,7 @@ def directory(live_sandbox: Sandbox, write_env: WriteEnv) -> Path:
 
 
 def _apply(directory: Path, journal: Path, *args: str) -> Result:
-    command = ["--environments-dir", str(directory), "apply", "--auto-approve"]
-    return CliRunner().invoke(cli, [*command, "--journal", str(journal), *args])
+    return run_cli(directory, "apply", "--auto-approve", "--journal", str(journal), *args)
 
 
 def test_every_write_has_an_intent_before_and_a_result_after(

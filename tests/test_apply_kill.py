@@ -17,14 +17,13 @@ from typing import Any
 import pytest
 from apply_helpers import (
     OFF,
-    OFF_YAML,
     ON,
-    ON_YAML,
     assert_no_write_adds_a_violation,
     check_killed_journal,
     seed,
     wait_settled,
 )
+from env_helpers import OFF_YAML, ON_YAML, STOCK_CONFIRMED_YAML
 
 from reconciler.journal import read_journal
 from reconciler.model import ABSENT
@@ -37,7 +36,7 @@ LATENCY_MS = 10  # per request: the writes of one apply take about half a second
 # Seconds after the run starts writing (its journal's "start" line): start-up and planning
 # take longer than the writes and vary with load, so the delay is counted from there.
 KILL_WINDOW = (0.0, 0.6)
-BACK_YAML = OFF_YAML + "gates:\n  newstore_stock_confirmed: true\n"
+BACK_YAML = OFF_YAML + STOCK_CONFIRMED_YAML
 SCENARIOS: list[tuple[str, dict[str, Any], str]] = [
     ("forward", {}, ON_YAML),
     ("back", ON, BACK_YAML),

@@ -8,19 +8,17 @@ import os
 import pty
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apply_helpers import FORWARD, OFF_YAML, ON, ON_YAML, WEBHOOK, seed, writes
-from click.testing import CliRunner, Result
+from apply_helpers import FORWARD, ON, WEBHOOK, seed, writes
+from click.testing import Result
+from env_helpers import OFF_YAML, ON_YAML, WriteEnv, run_cli
 
-from reconciler.cli import cli
 from reconciler.planfile import checksum
 from reconciler.sandbox import SandboxApp
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY
 
-WriteEnv = Callable[..., Path]
 Sandbox = tuple[SandboxApp, str]
 TENANT = "acme-staging"
 
@@ -34,17 +32,13 @@ def planned(
     _, base = live_sandbox
     directory = write_env(TENANT, TENANT, base, ON_YAML).parent
     plan_file = tmp_path / "reviewed.json"
-    result = _cli(directory, "plan", "--out", str(plan_file))
+    result = run_cli(directory, "plan", "--out", str(plan_file))
     assert result.exit_code == 0, result.output
     return directory, plan_file
 
 
-def _cli(directory: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--environments-dir", str(directory), *args])
-
-
 def _apply_plan(directory: Path, plan_file: Path, *args: str) -> Result:
-    return _cli(
+    return run_cli(
         directory,
         "apply",
         "--plan",
@@ -75,7 +69,7 @@ def test_a_reviewed_plan_is_applied_exactly(
     assert result.exit_code == 0, result.output
     assert writes(sandbox, TENANT) == FORWARD
     assert "Apply complete: 4 steps in 1 environment" in result.stdout
-    assert _cli(directory, "plan", "--detailed-exitcode").exit_code == 0
+    assert run_cli(directory, "plan", "--detailed-exitcode").exit_code == 0
 
 
 def test_without_auto_approve_it_refuses_without_a_terminal(
@@ -84,7 +78,7 @@ def test_without_auto_approve_it_refuses_without_a_terminal(
     sandbox, _ = live_sandbox
     directory, plan_file = planned
 
-    result = _cli(directory, "apply", "--plan", str(plan_file))
+    result = run_cli(directory, "apply", "--plan", str(plan_file))
 
     _refused(result, sandbox, "refusing to apply without confirmation")
     assert f"run `apply --plan {plan_file} --auto-approve`" in result.stderr
@@ -148,7 +142,7 @@ def test_a_changed_live_secret_is_named_but_not_shown(
     seed(sandbox, TENANT, {**ON, "availability_webhook": live_hook})
     directory = write_env(TENANT, TENANT, base, ON_YAML).parent
     plan_file = tmp_path / "reviewed.json"
-    assert _cli(directory, "plan", "--out", str(plan_file)).exit_code == 0
+    assert run_cli(directory, "plan", "--out", str(plan_file)).exit_code == 0
     other = "another-webhook-key-0123456789"
     seed(sandbox, TENANT, {**ON, "availability_webhook": {**live_hook, "api_key": other}})
 
@@ -253,7 +247,7 @@ def test_a_blocked_plan_is_refused(
     seed(sandbox, TENANT, ON)
     directory = write_env(TENANT, TENANT, base, OFF_YAML).parent
     plan_file = tmp_path / "blocked.json"
-    assert _cli(directory, "plan", "--out", str(plan_file)).exit_code == 3
+    assert run_cli(directory, "plan", "--out", str(plan_file)).exit_code == 3
 
     _refused(_apply_plan(directory, plan_file), sandbox, "acme-staging: the plan is blocked")
 

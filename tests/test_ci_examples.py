@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import pytest
 import yaml
+from env_helpers import OFF_YAML
 
 from reconciler import __version__
 from reconciler.planfile import load_plan_file
@@ -87,20 +88,16 @@ external_atp:
 associate_app:
   use_new_om_ui: true
 """
-EU = """\
+EU = (
+    """\
 extends: _base.yaml
 tenant: acme-eu
 connection:
   base_url: {sandbox}/acme-eu
   token_url: {sandbox}/auth/realms/acme-eu/protocol/openid-connect/token
-external_oms:
-  enabled: false
-availability_webhook: absent
-external_atp:
-  enabled: false
-associate_app:
-  use_new_om_ui: false
 """
+    + OFF_YAML
+)
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -3,31 +3,19 @@ strings, response headers): the README promises "never a header"."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Callable
-from pathlib import Path
+from env_helpers import OFF_YAML, WriteEnv, run_cli_process
 
 from reconciler.sandbox import SandboxApp
-
-WriteEnv = Callable[..., Path]
 
 
 def test_debug_logging_shows_the_reconcilers_lines_and_no_library_ones(
     live_sandbox: tuple[SandboxApp, str], write_env: WriteEnv
 ) -> None:
     _, base = live_sandbox
-    directory = write_env("acme-eu", "acme-eu", base, "external_atp:\n  enabled: false\n").parent
+    directory = write_env("acme-eu", "acme-eu", base, OFF_YAML).parent
 
     # A subprocess: logging is configured exactly as for a user, not on pytest's root logger.
-    result = subprocess.run(
-        [sys.executable, "-m", "reconciler", "--environments-dir", str(directory), "-vv", "plan"],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),  # write_env put the secrets' variables there
-        timeout=60,
-    )
+    result = run_cli_process(directory, "-vv", "plan")
 
     assert result.returncode == 0, result.stderr
     err = result.stderr

@@ -5,52 +5,22 @@ from __future__ import annotations
 import json
 import socket
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from env_helpers import OFF_YAML, ON_YAML, STOCK_UNCONFIRMED_YAML, WriteEnv, run_cli
 from jsonschema import Draft202012Validator
 
-from reconciler.cli import cli
 from reconciler.resources import schema_path
 from reconciler.sandbox import SandboxApp
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 from reconciler.sandbox.state import default_associate_app_config
 
-WriteEnv = Callable[..., Path]
 HAND_MADE_KEY = "key-someone-pasted-by-hand-0042"  # what a person set live, by hand
 SECRETS = (HAND_MADE_KEY, DEFAULT_WEBHOOK_API_KEY, "sandbox-secret")
-
-ON = """\
-external_oms:
-  enabled: true
-availability_webhook:
-  url: {sandbox}/_sandbox/webhook/availabilities
-  api_key: ${SANDBOX_WEBHOOK_API_KEY}
-  external_identifier: product_id
-  timeout: 5
-external_atp:
-  enabled: true
-associate_app:
-  use_new_om_ui: true
-gates:
-  webhook_probe:
-    products: ["1000061"]
-    fulfillment_locations: ["US01"]
-"""
-OFF = """\
-external_oms:
-  enabled: false
-availability_webhook: absent
-external_atp:
-  enabled: false
-associate_app:
-  use_new_om_ui: false
-gates:
-  newstore_stock_confirmed: false
-"""
+OFF = OFF_YAML + STOCK_UNCONFIRMED_YAML
 
 
 def seed(
@@ -93,7 +63,7 @@ def closed_port() -> int:
 
 
 def drift(directory: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--environments-dir", str(directory), "drift", *args])
+    return run_cli(directory, "drift", *args)
 
 
 def assert_no_secret(result: Result) -> None:
@@ -108,7 +78,7 @@ def envs(live_sandbox: tuple[SandboxApp, str], write_env: WriteEnv) -> Path:
     with its fix blocked by the stock-confirmation gate."""
     sandbox, base = live_sandbox
     write_env("acme-eu", "acme-eu", base, OFF)
-    write_env("acme-prod", "acme-prod", base, ON)
+    write_env("acme-prod", "acme-prod", base, ON_YAML)
     write_env("acme-back", "acme-back", base, OFF)
     seed(
         sandbox,

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from env_helpers import WriteEnv, run_cli
 
-from reconciler.cli import cli
 from reconciler.sandbox import SandboxApp, SandboxConfig
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 from reconciler.sandbox.state import default_associate_app_config
 
-WriteEnv = Callable[..., Path]
 LIVE_KEY = "live-webhook-key-only-newstore-has-01"
 SECRETS = (LIVE_KEY, DEFAULT_WEBHOOK_API_KEY, "sandbox-secret")
 
@@ -47,10 +44,6 @@ STATES = {
 }
 
 
-def run(directory: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--environments-dir", str(directory), *args])
-
-
 def assert_no_secret(*texts: str) -> None:
     for text in texts:
         for secret in SECRETS:
@@ -77,7 +70,7 @@ def test_dump_then_plan_shows_no_changes(
     source = write_env("acme-adopt", "acme-adopt", base)  # tenant and connection only
     directory = source.parent
 
-    result = run(directory, "dump", "acme-adopt", "--out", str(source), "--force")
+    result = run_cli(directory, "dump", "acme-adopt", "--out", str(source), "--force")
 
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
@@ -98,7 +91,7 @@ def test_dump_then_plan_shows_no_changes(
     # Masked, NewStore cannot tell: any key of the right shape plans to zero.
     key = "some-other-key-of-20-chars" if sandbox_config.mask_webhook_api_key else LIVE_KEY
     monkeypatch.setenv("ACME_ADOPT_ATP_API_KEY", key)
-    plan = run(directory, "plan", "--detailed-exitcode")
+    plan = run_cli(directory, "plan", "--detailed-exitcode")
     assert plan.exit_code == 0, plan.output
     assert "acme-adopt: no changes" in plan.stdout
 
@@ -141,7 +134,7 @@ def test_stdout_keeps_the_source_sections_as_written(
         )
     )
 
-    result = run(directory, "dump", "acme-mid")
+    result = run_cli(directory, "dump", "acme-mid")
 
     assert result.exit_code == 0, result.output
     text = result.stdout
@@ -154,7 +147,7 @@ def test_stdout_keeps_the_source_sections_as_written(
 
     elsewhere = tmp_path / "adopted" / "acme-mid.yaml"
     elsewhere.parent.mkdir()
-    written = run(directory, "dump", "acme-mid", "--out", str(elsewhere))
+    written = run_cli(directory, "dump", "acme-mid", "--out", str(elsewhere))
     assert written.exit_code == 0, written.output
     assert "extends: ../environments/_base.yaml\n" in elsewhere.read_text()
     assert "Wrote " in written.stdout and "ACME_MID_ATP_API_KEY" in written.stdout
@@ -167,7 +160,7 @@ def test_out_is_not_overwritten_without_force(
     source = write_env("acme-adopt", "acme-adopt", base)
     before = source.read_text()
 
-    result = run(source.parent, "dump", "acme-adopt", "--out", str(source))
+    result = run_cli(source.parent, "dump", "acme-adopt", "--out", str(source))
 
     assert result.exit_code == 1
     assert f"{source} already exists; pass --force to overwrite it." in result.stderr
@@ -182,7 +175,7 @@ def test_a_live_state_that_breaks_a_rule_is_dumped_with_a_warning(
     sandbox.seed("acme-adopt", _state(oms=False, hook=False, atp=True, ui=False))
     source = write_env("acme-adopt", "acme-adopt", base)
 
-    result = run(source.parent, "dump", "acme-adopt")
+    result = run_cli(source.parent, "dump", "acme-adopt")
 
     assert result.exit_code == 0, result.output
     assert "Warning: the live state of acme-adopt breaks rule 1 (" in result.stderr

@@ -10,10 +10,7 @@ rerun converges, a stale saved plan is refused, a failing probe blocks its step.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +18,13 @@ import pytest
 from apply_helpers import (
     FORWARD,
     OFF,
-    OFF_YAML,
     ON,
-    ON_YAML,
     WEBHOOK,
     assert_no_write_adds_a_violation,
     seed,
     writes,
 )
+from env_helpers import OFF_YAML, ON_YAML, STOCK_CONFIRMED_YAML, WriteEnv, run_cli_process
 
 from reconciler.model import ABSENT, Value
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
@@ -36,8 +32,7 @@ from reconciler.sandbox.app import WEBHOOK_PATH
 
 pytestmark = pytest.mark.e2e
 
-WriteEnv = Callable[..., Path]
-BACK_YAML = OFF_YAML + "gates:\n  newstore_stock_confirmed: true\n"
+BACK_YAML = OFF_YAML + STOCK_CONFIRMED_YAML
 METHOD = {
     "external_oms": "POST",
     "availability_webhook": "PUT",
@@ -74,19 +69,8 @@ def app(server: tuple[SandboxApp, str]) -> Iterator[SandboxApp]:
     server[0].clear_faults()
 
 
-def _reconciler(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", "--environments-dir", str(directory), *args],
-        capture_output=True,
-        text=True,
-        cwd=directory.parent,
-        env=os.environ.copy(),  # write_env put the secrets' variables there
-        timeout=120,
-    )
-
-
 def _planned_writes(directory: Path, tenant: str) -> list[tuple[str, str]]:
-    result = _reconciler(directory, "plan", "--format", "json")
+    result = run_cli_process(directory, "plan", "--format", "json")
     assert result.returncode == 0, result.stderr
     (env,) = json.loads(result.stdout)["environments"]
     assert env["tenant"] == tenant
@@ -104,12 +88,12 @@ def _migrate(
     directory = write_env(tenant, tenant, server, body).parent
     planned = _planned_writes(directory, tenant)
 
-    applied = _reconciler(directory, "apply", "--auto-approve")
+    applied = run_cli_process(directory, "apply", "--auto-approve")
 
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert writes(app, tenant) == planned, "the writes are exactly the plan's steps, in order"
     assert_no_write_adds_a_violation(app, tenant, before)
-    again = _reconciler(directory, "apply", "--auto-approve")
+    again = run_cli_process(directory, "apply", "--auto-approve")
     assert again.returncode == 0, again.stderr
     assert "Nothing to do" in again.stdout
     assert writes(app, tenant) == planned, "a converged apply writes nothing"
@@ -170,14 +154,14 @@ def test_transient_errors_mid_migration_are_retried_and_converge(
         ]
     )  # fmt: skip
 
-    result = _reconciler(directory, "apply", "--auto-approve")
+    result = run_cli_process(directory, "apply", "--auto-approve")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert app.faults() == [], "every injected fault was hit"
     assert writes(app, tenant) == FORWARD
     statuses = [h["status"] for h in app.history(tenant)]
     assert statuses.count(503) == 2 and statuses.count(429) == 1
-    assert _reconciler(directory, "plan", "--detailed-exitcode").returncode == 0
+    assert run_cli_process(directory, "plan", "--detailed-exitcode").returncode == 0
 
 
 @pytest.mark.parametrize("failing_step", [2, 4])
@@ -195,7 +179,7 @@ def test_a_permanent_failure_stops_safely_and_a_rerun_converges(
     }[setting]
     app.set_faults([{"method": method, "path": path, "status": 500, "times": 1000}])
 
-    failed = _reconciler(directory, "apply", "--auto-approve")
+    failed = run_cli_process(directory, "apply", "--auto-approve")
 
     assert failed.returncode == 1
     err = failed.stderr
@@ -214,7 +198,7 @@ def test_a_permanent_failure_stops_safely_and_a_rerun_converges(
     assert writes(app, tenant) == FORWARD[: failing_step - 1]
 
     app.clear_faults()
-    rerun = _reconciler(directory, "apply", "--auto-approve")
+    rerun = run_cli_process(directory, "apply", "--auto-approve")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert writes(app, tenant) == FORWARD, "the rerun continued from the live state"
     assert_no_write_adds_a_violation(app, tenant, before)
@@ -227,10 +211,10 @@ def test_a_stale_saved_plan_is_refused(
     seed(app, tenant, MIDWAY)
     directory = write_env(tenant, tenant, server[1], ON_YAML).parent
     plan_file = directory.parent / "reviewed.json"
-    assert _reconciler(directory, "plan", "--out", str(plan_file)).returncode == 0
+    assert run_cli_process(directory, "plan", "--out", str(plan_file)).returncode == 0
     seed(app, tenant, {**MIDWAY, "external_oms": {"enabled": False}})  # a hand edit since
 
-    result = _reconciler(directory, "apply", "--plan", str(plan_file))
+    result = run_cli_process(directory, "apply", "--plan", str(plan_file))
 
     assert result.returncode == 1
     assert "changed since the plan; nothing was applied" in result.stderr
@@ -246,7 +230,7 @@ def test_a_failing_probe_blocks_its_step_and_nothing_after_it(
     directory = write_env(tenant, tenant, server[1], ON_YAML).parent
     app.set_faults([{"method": "POST", "path": WEBHOOK_PATH, "status": 500}])
 
-    result = _reconciler(directory, "apply", "--auto-approve")
+    result = run_cli_process(directory, "apply", "--auto-approve")
 
     assert result.returncode == 3, result.stdout + result.stderr
     assert "gate webhook_probe failed" in result.stderr

@@ -7,19 +7,16 @@ import os
 import resource
 import signal
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from env_helpers import OFF_YAML, WriteEnv, run_cli
 
-from reconciler.cli import cli
 from reconciler.errors import ConfigError, PlanFileError
 from reconciler.fsutil import atomic_write_text
 from reconciler.sandbox import SandboxApp, SandboxConfig
 from reconciler.sandbox.state import load_tenants, save_tenants
-
-WriteEnv = Callable[..., Path]
 
 
 @pytest.fixture
@@ -63,16 +60,14 @@ def test_plan_out_through_a_symlink_writes_its_target(
     live_sandbox: tuple[SandboxApp, str], write_env: WriteEnv
 ) -> None:
     _, base = live_sandbox
-    directory = write_env("acme-eu", "acme-eu", base, "external_atp:\n  enabled: false\n").parent
+    directory = write_env("acme-eu", "acme-eu", base, OFF_YAML).parent
     plans = directory.parent / "plans"
     plans.mkdir()
     (plans / "current.json").write_text("{}")
     link = directory.parent / "link.json"
     link.symlink_to(plans / "current.json")
 
-    result = CliRunner().invoke(
-        cli, ["--environments-dir", str(directory), "plan", "--out", str(link)]
-    )
+    result = run_cli(directory, "plan", "--out", str(link))
 
     assert result.exit_code == 0, result.output
     assert link.is_symlink()

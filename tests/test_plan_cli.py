@@ -3,49 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from env_helpers import OFF_YAML, ON_YAML, STOCK_UNCONFIRMED_YAML, WriteEnv, run_cli
 
-from reconciler.cli import cli
 from reconciler.planfile import load_plan_file
 from reconciler.sandbox import SandboxApp
 
-ON = """\
-external_oms:
-  enabled: true
-availability_webhook:
-  url: {sandbox}/_sandbox/webhook/availabilities
-  api_key: ${SANDBOX_WEBHOOK_API_KEY}
-  external_identifier: product_id
-  timeout: 5
-external_atp:
-  enabled: true
-associate_app:
-  use_new_om_ui: true
-gates:
-  webhook_probe:
-    products: ["1000061"]
-    fulfillment_locations: ["US01"]
-"""
-OFF = """\
-external_oms:
-  enabled: false
-availability_webhook: absent
-external_atp:
-  enabled: false
-associate_app:
-  use_new_om_ui: false
-gates:
-  newstore_stock_confirmed: false
-"""
-WriteEnv = Callable[..., Path]
+OFF = OFF_YAML + STOCK_UNCONFIRMED_YAML
 
 
 def _plan(directory: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--environments-dir", str(directory), "plan", *args])
+    return run_cli(directory, "plan", *args)
 
 
 @pytest.fixture
@@ -53,7 +24,7 @@ def envs(live_sandbox: tuple[SandboxApp, str], write_env: WriteEnv) -> Path:
     """staging: needs the forward migration; eu: converged on NewStore-managed ATP."""
     _, base = live_sandbox
     write_env("acme-eu", "acme-eu", base, OFF)
-    return write_env("acme-staging", "acme-staging", base, ON).parent
+    return write_env("acme-staging", "acme-staging", base, ON_YAML).parent
 
 
 def test_changes_exit_0_or_2_with_detailed_exitcode(envs: Path) -> None:

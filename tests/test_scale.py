@@ -7,39 +7,23 @@ import json
 import logging
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from env_helpers import OFF_YAML, WriteEnv, run_cli
 
-from reconciler.cli import cli
 from reconciler.render.run_progress import progress
 from reconciler.sandbox import SandboxApp, SandboxConfig
 from reconciler.settings import REGISTRY
 
-WriteEnv = Callable[..., Path]
-IN_SYNC_WITH_A_FRESH_TENANT = """\
-external_oms:
-  enabled: false
-availability_webhook: absent
-external_atp:
-  enabled: false
-associate_app:
-  use_new_om_ui: false
-"""
 ATP_PATH = "/v0/config/routing/uses_external_atp"
 
 
 def write_many(write_env: WriteEnv, base: str, count: int) -> tuple[Path, list[str]]:
     tenants = [f"scale-{i:02d}" for i in range(count)]
     for tenant in tenants:
-        directory = write_env(tenant, tenant, base, IN_SYNC_WITH_A_FRESH_TENANT).parent
+        directory = write_env(tenant, tenant, base, OFF_YAML).parent
     return directory, tenants
-
-
-def run(directory: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--environments-dir", str(directory), *args])
 
 
 def request_counts(sandbox: SandboxApp, tenant: str) -> Counter[tuple[str, str]]:
@@ -62,7 +46,7 @@ def test_fifty_environments_one_token_and_one_get_per_setting_each(
     sandbox, base = live_sandbox
     directory, tenants = write_many(write_env, base, 50)
 
-    result = run(directory, "drift", "--format", "json")
+    result = run_cli(directory, "drift", "--format", "json")
 
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)  # progress never leaks into stdout
@@ -78,8 +62,8 @@ def test_plan_reports_progress_on_stderr_only(
     _, base = live_sandbox
     directory, _ = write_many(write_env, base, 12)
 
-    many = run(directory, "plan")
-    few = run(directory, "plan", "scale-00", "scale-01", "scale-02", "scale-03")
+    many = run_cli(directory, "plan")
+    few = run_cli(directory, "plan", "scale-00", "scale-01", "scale-02", "scale-03")
 
     assert many.exit_code == 0, many.output
     assert many.stdout.rstrip().endswith("Plan: 12 environments, 0 changes, 0 blocked, 0 errors")
@@ -111,7 +95,7 @@ def test_a_burst_of_429s_pauses_every_environment_on_the_host_instead_of_failing
     )
     caplog.set_level(logging.INFO, logger="reconciler.http")
 
-    result = run(directory, "drift")
+    result = run_cli(directory, "drift")
 
     assert result.exit_code == 0, result.output
     assert "Drift: 30 environments: 30 in sync" in result.stdout
