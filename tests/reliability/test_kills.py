@@ -118,38 +118,36 @@ def _kill(seed: int, root: Path, app: SandboxApp, base: str, arrivals: Arrivals)
     steps = len(build_plan(env, {key: live[key] for key in env.desired}).steps)
 
     by_progress = rng.random() < 0.75
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "--environments-dir",
-            str(directory / "environments"),
-            "apply",
-            "--auto-approve",
-            "--journal",
-            str(journal),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **ENVIRON},
-        cwd=directory,
-    )
-    try:
-        if by_progress:
-            # ~5 requests to plan, ~5 per step, ~5 to check convergence.
-            target = rng.randint(1, 10 + 5 * steps)
-            while proc.poll() is None and arrivals.of(tenant) < target:
-                time.sleep(0.002)
-            time.sleep(rng.uniform(0, 0.02))
-            trigger = "after the N-th request arrived"
-        else:
-            time.sleep(rng.uniform(0.05, 0.9))
-            trigger = "at a random time"
-        finished = proc.poll() is not None
-        proc.kill()
-    finally:
-        proc.wait()
+    command = [
+        *(sys.executable, "-m", "reconciler", "--environments-dir"),
+        *(str(directory / "environments"), "apply", "--auto-approve", "--journal", str(journal)),
+    ]
+    errors = directory / "stderr.txt"
+    with errors.open("w") as stderr:
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, **ENVIRON},
+            cwd=directory,
+        )
+        try:
+            if by_progress:
+                # ~5 requests to plan, ~5 per step, ~5 to check convergence.
+                target = rng.randint(1, 10 + 5 * steps)
+                while proc.poll() is None and arrivals.of(tenant) < target:
+                    time.sleep(0.002)
+                time.sleep(rng.uniform(0, 0.02))
+                trigger = "after the N-th request arrived"
+            else:
+                time.sleep(rng.uniform(0.05, 0.9))
+                trigger = "at a random time"
+            finished = proc.poll() is not None
+            proc.kill()
+        finally:
+            proc.wait()
+    if finished:  # it beat the kill: then it must have succeeded
+        assert proc.returncode == 0, errors.read_text()
     wait_settled(app, tenant, LATENCY_MS)
     case_held = check_killed_journal(journal, app, tenant)
     writes_before = len(app.history(tenant))
