@@ -10,8 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apply_helpers import FORWARD, OFF, ON, ON_YAML, SANDBOX_SECRET, seed, writes
+from apply_helpers import FORWARD, OFF, ON, SANDBOX_SECRET, seed, writes
 from click.testing import CliRunner, Result
+from env_helpers import ON_YAML
 from plan_helpers import make_env
 
 from reconciler.apply import apply_run
