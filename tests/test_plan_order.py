@@ -182,8 +182,8 @@ def test_changed_api_key_and_trailing_slash_url_are_changes() -> None:
 
     (step,) = plan.steps
     assert step.changes == (
-        FieldChange("availability_webhook.api_key", SENSITIVE, SENSITIVE_CHANGED),
         FieldChange("availability_webhook.url", URL_A, URL_A + "/"),
+        FieldChange("availability_webhook.api_key", SENSITIVE, SENSITIVE_CHANGED),
     )
     assert API_KEY_A not in repr(plan) and API_KEY_B not in repr(step.changes)
 

@@ -8,6 +8,7 @@ import pytest
 from client_helpers import TENANT, WEBHOOK, api_requests, make_app, make_client
 
 from reconciler.model import ABSENT, SENSITIVE, UNKNOWN
+from reconciler.plan import shown_value
 from reconciler.sandbox.app import SandboxApp
 from reconciler.settings import BY_KEY
 from reconciler.settings.availability_webhook import is_masked
@@ -85,5 +86,8 @@ def test_deleting_what_is_already_gone_is_fine(app: SandboxApp, status: int) -> 
     assert api_requests(app) == [("DELETE", PATH, status)]
 
 
-def test_the_api_key_is_the_secret_field() -> None:
-    assert HOOK.mask(dict(WEBHOOK)) == {**WEBHOOK, "api_key": SENSITIVE}
+def test_the_api_key_is_the_secret_field_and_fields_keep_the_documented_order() -> None:
+    shuffled = {name: WEBHOOK[name] for name in sorted(WEBHOOK, reverse=True)}
+    shown = shown_value(HOOK, {**shuffled, "updated_at": "2025-01-01T00:00:00Z"})
+    assert shown == {**WEBHOOK, "api_key": SENSITIVE}
+    assert list(shown) == ["url", "api_key", "external_identifier", "timeout"]

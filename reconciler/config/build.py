@@ -23,10 +23,6 @@ from reconciler.settings import REGISTRY
 _FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
     "availability_webhook": {"external_identifier": "product_id"},
 }
-# Canonical field order of each normalised value (the order NewStore documents them in).
-_FIELD_ORDER: dict[str, tuple[str, ...]] = {
-    "availability_webhook": ("url", "api_key", "external_identifier", "timeout"),
-}
 
 
 def url_problem(url: str, *, allow_query: bool) -> str | None:
@@ -142,8 +138,7 @@ class _Builder:
                 fields = {**_FIELD_DEFAULTS.get(key, {}), **value}
                 if key == "availability_webhook":
                     fields["timeout"] = int(fields["timeout"])
-                order = _FIELD_ORDER.get(key, tuple(fields))
-                desired[key] = {name: fields[name] for name in order}
+                desired[key] = setting.normalize(fields)
             else:
                 invalid.add(key)
         return desired, invalid

@@ -16,7 +16,7 @@ from reconciler.config.resolve import Merged
 from reconciler.config.yamlsafe import child_path
 from reconciler.errors import Problem
 from reconciler.resources import schema_path
-from reconciler.settings import BY_KEY
+from reconciler.settings import BY_KEY, REGISTRY
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -79,12 +79,13 @@ def closest(word: str, choices: Iterable[str]) -> str | None:
 
 
 def _bare_null(path: str) -> str:
-    if path == "availability_webhook":
+    setting = BY_KEY.get(path)
+    if setting is not None and setting.deletable:
         return (
-            "has no value; a bare null is not a delete: write `absent` to delete the webhook "
-            "config, or remove the key to leave it unmanaged"
+            "has no value; a bare null is not a delete: write `absent` to delete the "
+            "configuration, or remove the key to leave it unmanaged"
         )
-    if path in BY_KEY:
+    if setting is not None:
         return f"has no value; a bare null is not allowed: remove the key to leave {path} unmanaged"
     return "has no value; give one or remove the key"
 
@@ -102,8 +103,9 @@ def _message(error: ValidationError, path: str) -> str:
         kinds = error.validator_value
         kinds = kinds if isinstance(kinds, list) else [kinds]
         wanted = " or ".join(_KINDS.get(str(k), str(k)) for k in kinds)
-        if error.instance == "absent" and "." not in path:
-            return f"`absent` only applies to availability_webhook; {path} must be {wanted}"
+        if error.instance == "absent" and path in BY_KEY:
+            deletable = ", ".join(s.key for s in REGISTRY if s.deletable)
+            return f"`absent` only applies to {deletable}; {path} must be {wanted}"
         return f"must be {wanted}, not {_kind(error.instance)}"
     if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         low, high = schema.get("minimum"), schema.get("maximum")

@@ -29,7 +29,6 @@ NO_DOCUMENT = (404, 422)
 
 class AssociateApp(Setting):
     key = "associate_app"
-    title = "Associate App use_new_om_ui"
     path = "/api/v1/associate-app/config"
     deletable = False
     default: ClassVar[Value] = {"use_new_om_ui": False}

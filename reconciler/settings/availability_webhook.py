@@ -34,9 +34,9 @@ def is_masked(api_key: Any) -> bool:
 
 class AvailabilityWebhook(Setting):
     key = "availability_webhook"
-    title = "Availability webhook config"
     path = "/v0/config/availability/webhook"
     secret_fields = frozenset({"api_key"})
+    field_order = FIELDS
     deletable = True
     default: ClassVar[Value] = ABSENT
 

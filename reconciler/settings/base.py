@@ -9,7 +9,7 @@ plus one line in `reconciler.settings.REGISTRY`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from reconciler.model import ABSENT, Fields, Value
 
@@ -19,10 +19,13 @@ if TYPE_CHECKING:
 
 class Setting(ABC):
     key: ClassVar[str]  # the environment file's key, e.g. "availability_webhook"
-    title: ClassVar[str]  # for people, e.g. "Availability webhook config"
     path: ClassVar[str]  # API path under the tenant's base_url
     secret_fields: ClassVar[frozenset[str]] = frozenset()
     server_managed_fields: ClassVar[frozenset[str]] = frozenset({"updated_at"})
+    # Managed fields in the order people read them (plans, dumps); unlisted ones follow, sorted.
+    field_order: ClassVar[tuple[str, ...]] = ()
+    # Whether the configuration can be removed (`key: absent` in a file, a delete step). Only
+    # settings with `deletable = True` implement `delete`; config refuses `absent` for others.
     deletable: ClassVar[bool] = False
     # The value a tenant has before anyone configured it (what `read` returns then).
     default: ClassVar[Value] = ABSENT
@@ -40,15 +43,13 @@ class Setting(ABC):
         raise NotImplementedError(f"{self.key} cannot be deleted")
 
     def normalize(self, value: Value) -> Value:
-        """Canonical form used for diffs and fingerprints (override for representation quirks)."""
+        """Canonical form used for diffs and fingerprints: the managed fields in `field_order`
+        (override for representation quirks)."""
         if value is ABSENT:
             return ABSENT
-        return {k: v for k, v in sorted(value.items()) if k not in self.server_managed_fields}
-
-    def mask(self, value: Value) -> Value | Any:
-        """The value with secret fields replaced by "(sensitive)", safe to print or store."""
-        from reconciler.model import SENSITIVE
-
-        if value is ABSENT:
-            return ABSENT
-        return {k: (SENSITIVE if k in self.secret_fields else v) for k, v in value.items()}
+        rank = {name: index for index, name in enumerate(self.field_order)}
+        names = sorted(
+            (name for name in value if name not in self.server_managed_fields),
+            key=lambda name: (rank.get(name, len(rank)), name),
+        )
+        return {name: value[name] for name in names}

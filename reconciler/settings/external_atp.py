@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 class ExternalATP(Setting):
     key = "external_atp"
-    title = "External ATP flag"
     path = "/v0/config/routing/uses_external_atp"
     deletable = False
     default: ClassVar[Value] = {"enabled": False}

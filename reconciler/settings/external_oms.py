@@ -22,7 +22,6 @@ CONFLICT_ATTEMPTS = 3
 
 class ExternalOMS(Setting):
     key = "external_oms"
-    title = "External OMS flag"
     path = "/v0/config/sales_order/external_oms"
     deletable = False
     default: ClassVar[Value] = {"enabled": False}

@@ -1,11 +1,15 @@
-"""One list of secrets, derived from the settings: a fifth setting's secret is covered
-everywhere its `secret_fields` say, without a second list to keep in step."""
+"""What a setting module declares is what every layer uses: a fifth setting's secret is covered
+everywhere its `secret_fields` say, and `absent` is accepted exactly where `deletable` says,
+without a second list to keep in step."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from jsonschema import Draft202012Validator
+
 from reconciler.client import SECRET_KEYS, NewStoreClient
+from reconciler.config.schema import environment_schema
 from reconciler.dump import setting_lines
 from reconciler.model import UNKNOWN, Fields, Value
 from reconciler.settings import REGISTRY, SECRET_PATHS, Setting, secret_paths
@@ -57,3 +61,14 @@ def test_dump_writes_a_new_settings_secret_and_masked_fields_as_references() -> 
     assert lines[3].startswith("  region: ${ACME_STAGING_LOYALTY_HOOK_REGION}  # NewStore answers")
     assert variables == ["ACME_STAGING_LOYALTY_HOOK_TOKEN", "ACME_STAGING_LOYALTY_HOOK_REGION"]
     assert warnings == []
+
+
+def test_the_schema_accepts_absent_exactly_for_deletable_settings() -> None:
+    schema = environment_schema()
+    validator = Draft202012Validator(schema)
+    accepts_absent = {
+        setting.key: validator.evolve(schema=schema["properties"][setting.key]).is_valid("absent")
+        for setting in REGISTRY
+    }
+    assert accepts_absent == {setting.key: setting.deletable for setting in REGISTRY}
+    assert [key for key, ok in accepts_absent.items() if ok] == ["availability_webhook"]
