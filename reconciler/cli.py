@@ -22,6 +22,7 @@ from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.parallelism import DEFAULT_PARALLELISM
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as Unix shells report a Ctrl-C
 
 
 @dataclass
@@ -31,30 +32,43 @@ class Globals:
     verbose: int
 
 
-def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+def _error(message: str, code: int = EXIT_ERROR) -> int:
     click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
+    return code
 
 
 class ReconcilerGroup(click.Group):
     """Turns every error into a one-paragraph message and an exit code, in one place."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Bare `reconciler` is a request for help, so it is answered like `--help`: on
+        # stdout, exit 0 (click >= 8.2 would print it to stderr as an error, exit 2).
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(EXIT_OK)
+        return super().parse_args(ctx, args)
+
+    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
         kwargs["standalone_mode"] = False
         try:
             rv = super().main(*args, **kwargs)
-        except click.exceptions.Exit as exc:
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            _fail("aborted.")
+            code = rv if isinstance(rv, int) else EXIT_OK
+        except click.Abort as exc:
+            # click turns Ctrl-C into Abort, the interrupt kept as its context (a prompt
+            # does the same with Ctrl-D, which is no interrupt).
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                code = _error("interrupted.", EXIT_INTERRUPTED)
+            else:
+                code = _error("aborted.")
         except click.ClickException as exc:
+            exc.show()  # for usage errors: the usage line and where to find help, too
             # Usage errors exit 1, not click's 2: 2 means "changes pending" in this tool.
-            _fail(exc.format_message())
+            code = EXIT_ERROR
         except ReconcilerError as exc:
-            _fail(str(exc), exc.exit_code)
+            code = _error(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            _fail("interrupted.", 130)
-        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+            code = _error("interrupted.", EXIT_INTERRUPTED)
+        sys.exit(code)
 
 
 # Options shared by several commands, defined once; each command words its own help.

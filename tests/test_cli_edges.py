@@ -1,16 +1,21 @@
 """The command line at its edges, through the real CLI: output files checked before any
-tenant is read."""
+tenant is read; no command, usage errors and Ctrl-C."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
-from reconciler.sandbox import SandboxApp
+from reconciler.sandbox import SandboxApp, SandboxConfig
 
 WriteEnv = Callable[..., Path]
 Sandbox = tuple[SandboxApp, str]
@@ -35,7 +40,7 @@ def _refused_before_reading(result: Result, sandbox: SandboxApp, *expected: str)
     assert result.exit_code == 1, result.output
     for text in expected:
         assert text in result.stderr
-    assert result.stderr.startswith("Error: ") and "Traceback" not in result.output
+    assert "Error: " in result.stderr and "Traceback" not in result.output
     assert sandbox.requests(TENANT) == [], "refused before reading the tenant"
 
 
@@ -95,3 +100,69 @@ def test_apply_journal_in_missing_directories_is_fine(
 
     assert result.exit_code == 0, result.output
     assert journal.stat().st_size > 0
+
+
+# --- no command, usage errors, Ctrl-C ------------------------------------------------------------
+
+
+def _run(*args: str, stdout: Any = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_no_command_prints_the_help_on_stdout_and_succeeds() -> None:
+    result = _run()
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: reconciler [OPTIONS] COMMAND [ARGS]...")
+    assert "Commands:" in result.stdout and "apply" in result.stdout
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "usage", "error"),
+    [
+        (["plan", "--bogus"], "reconciler plan [OPTIONS] [ENV]...", "No such option '--bogus'"),
+        (["nosuch"], "reconciler [OPTIONS] COMMAND [ARGS]...", "No such command 'nosuch'."),
+        (["drift", "--format", "xml"], "reconciler drift [OPTIONS] [ENV]...", "'xml' is not"),
+    ],
+)
+def test_usage_errors_show_the_usage_and_exit_1_not_2(
+    args: list[str], usage: str, error: str
+) -> None:
+    result = _run(*args)
+
+    assert result.returncode == 1, "2 means changes pending in this tool"
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"Usage: {usage}"
+    assert lines[1].startswith("Try 'reconciler") and lines[1].endswith("--help' for help.")
+    assert lines[-1].startswith("Error: ") and error in lines[-1]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("sandbox_config", [SandboxConfig(latency_ms=300)], indirect=True)
+def test_ctrl_c_exits_130_with_one_line(live_sandbox: Sandbox, directory: Path) -> None:
+    sandbox, _ = live_sandbox
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "--environments-dir", str(directory), "plan"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not sandbox.requests(TENANT) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sandbox.requests(TENANT), "the plan reached the sandbox"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+
+    assert proc.returncode == 130, out + err
+    assert err.strip() == "Error: interrupted."
