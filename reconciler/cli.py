@@ -37,6 +37,23 @@ def _error(message: str, code: int = EXIT_ERROR) -> int:
     return code
 
 
+def _exit(code: int) -> NoReturn:
+    try:
+        sys.stdout.flush()
+    except OSError:
+        # Python's SIGPIPE recipe: point stdout at /dev/null, so that the interpreter's last
+        # flush of what could not be written does not print "Exception ignored ..." on exit.
+        try:
+            stdout = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):
+            pass  # not a real file (a test runner's buffer): nothing is flushed at exit
+        else:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stdout)
+            os.close(devnull)
+    sys.exit(code)
+
+
 class ReconcilerGroup(click.Group):
     """Turns every error into a one-paragraph message and an exit code, in one place."""
 
@@ -68,7 +85,16 @@ class ReconcilerGroup(click.Group):
             code = _error(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             code = _error("interrupted.", EXIT_INTERRUPTED)
-        sys.exit(code)
+        except OSError as exc:
+            # The core turns its own file errors into ReconcilerErrors, so one without a file
+            # name is a stream refusing a write: stdout on a full disk or a closed pipe.
+            if exc.filename is not None:
+                raise
+            if isinstance(exc, BrokenPipeError):
+                code = EXIT_ERROR  # the reader left (`| head`) having seen all it wanted
+            else:
+                code = _error(f"cannot write output: {exc.strerror or type(exc).__name__}.")
+        _exit(code)
 
 
 # Options shared by several commands, defined once; each command words its own help.

@@ -1,8 +1,9 @@
 """The command line at its edges, through the real CLI: output files checked before any
-tenant is read; no command, usage errors and Ctrl-C."""
+tenant is read; no command, usage errors and Ctrl-C; stdout on a full disk or a closed pipe."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -166,3 +167,36 @@ def test_ctrl_c_exits_130_with_one_line(live_sandbox: Sandbox, directory: Path) 
 
     assert proc.returncode == 130, out + err
     assert err.strip() == "Error: interrupted."
+
+
+# --- stdout that refuses writes --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args", [["plan"], ["drift", "--format", "json"], ["--help"]], ids=" ".join
+)
+def test_a_full_disk_on_stdout_is_one_line_and_exit_1(
+    live_sandbox: Sandbox, directory: Path, args: list[str]
+) -> None:
+    with open("/dev/full", "w") as full:
+        result = _run("--environments-dir", str(directory), *args, stdout=full)
+
+    assert result.returncode == 1
+    assert result.stderr == "Error: cannot write output: No space left on device.\n"
+
+
+@pytest.mark.parametrize(
+    "args", [["plan"], ["drift", "--format", "json"], ["--help"]], ids=" ".join
+)
+def test_a_reader_that_left_ends_the_run_quietly(
+    live_sandbox: Sandbox, directory: Path, args: list[str]
+) -> None:
+    read, write = os.pipe()
+    os.close(read)  # like `| head` that has already seen enough
+    try:
+        result = _run("--environments-dir", str(directory), *args, stdout=write)
+    finally:
+        os.close(write)
+
+    assert result.returncode == 1
+    assert result.stderr == "", "no traceback, no 'Exception ignored'"
