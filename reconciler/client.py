@@ -289,7 +289,10 @@ class _ClientCredentials(httpx.Auth):
         self._api_origin = api_origin
         self._token: str | None = None
         self._expires_at = 0.0
-        self._lock = threading.Lock()
+        # Guards the three fields above and below; a fetch in progress is the flag, which
+        # the other threads wait on.
+        self._changed = threading.Condition()
+        self._fetching = False
         self.issued: list[str] = []  # every token fetched, so an echo of an old one is scrubbed
 
     @property
@@ -312,16 +315,34 @@ class _ClientCredentials(httpx.Auth):
             yield request
 
     def _current_token(self, stale: str | None) -> Generator[httpx.Request, httpx.Response, str]:
-        with self._lock:
-            token = self._token
-            if token is not None and token != stale and time.monotonic() < self._expires_at:
-                return token
+        """The cached token, unless it is `stale` or about to expire; then one thread fetches a
+        new one while the others wait for it (settings are read side by side on one client).
+
+        No lock is held across the `yield` that sends the token request: httpx may suspend or
+        abandon the flow there, and a held lock would then stall every other request."""
+        with self._changed:
+            while True:
+                token = self._token
+                if token is not None and token != stale and time.monotonic() < self._expires_at:
+                    return token
+                if not self._fetching:
+                    self._fetching = True
+                    break
+                self._changed.wait()
+        token, expires_at = None, 0.0
+        try:
             started = time.monotonic()
             response = yield self._token_request()
             millis = int((time.monotonic() - started) * 1000)
-            token, self._expires_at = self._parse_token(response, millis)
-            self._token = token
-            return token
+            token, expires_at = self._parse_token(response, millis)
+        finally:
+            # On failure the waiters find no fresh token and try for themselves.
+            with self._changed:
+                if token is not None:
+                    self._token, self._expires_at = token, expires_at
+                self._fetching = False
+                self._changed.notify_all()
+        return token
 
     def _token_request(self) -> httpx.Request:
         return httpx.Request(

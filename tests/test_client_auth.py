@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from client_helpers import TENANT, api_requests, make_app, make_client, make_env, token_requests
 
+from reconciler.client import NewStoreClient
 from reconciler.errors import AuthError, IPBlockedError
+from reconciler.model import Value
 from reconciler.sandbox.app import SandboxApp
 from reconciler.settings import REGISTRY
 
@@ -137,3 +140,33 @@ def test_a_non_json_403_from_the_token_endpoint_is_the_ip_block(app: SandboxApp)
     assert "Wait 5 minutes" in str(caught.value)
     assert token_requests(app) == 1
     assert api_requests(app) == []
+
+
+def _read_side_by_side(client: NewStoreClient) -> list[Value]:
+    """Every setting read at once on one client, as `read_live` does; a hang fails, not waits."""
+    with ThreadPoolExecutor(max_workers=len(REGISTRY)) as pool:
+        futures = [pool.submit(setting.read, client) for setting in REGISTRY]
+        return [future.result(timeout=30) for future in futures]
+
+
+def test_reads_side_by_side_share_one_token_fetch(app: SandboxApp) -> None:
+    # A slow token endpoint: every read arrives while the first fetch is still under way.
+    app.set_faults([{"path": TOKEN_PATH, "latency_ms": 200, "times": None}])
+    with make_client(app) as client:
+        values = _read_side_by_side(client)
+        assert client.token_requests == 1
+    assert values[2] == {"enabled": False}
+    assert token_requests(app) == 1
+    assert len(api_requests(app)) == len(REGISTRY)
+
+
+def test_a_failed_token_fetch_hands_over_to_a_waiting_read(app: SandboxApp) -> None:
+    # The first fetch fails slowly while the other reads wait for it; one of them then fetches
+    # the token everyone uses, including the failed fetch's own retry.
+    app.set_faults([{"path": TOKEN_PATH, "status": 503, "latency_ms": 200, "times": 1}])
+    with make_client(app) as client:
+        values = _read_side_by_side(client)
+        assert client.token_requests == 1
+    assert values[0] == {"enabled": False}
+    assert token_requests(app) == 2
+    assert len(api_requests(app)) == len(REGISTRY)
