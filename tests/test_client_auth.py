@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from client_helpers import TENANT, api_requests, make_app, make_client, make_env, token_requests
@@ -149,24 +150,24 @@ def _read_side_by_side(client: NewStoreClient) -> list[Value]:
         return [future.result(timeout=30) for future in futures]
 
 
-def test_reads_side_by_side_share_one_token_fetch(app: SandboxApp) -> None:
-    # A slow token endpoint: every read arrives while the first fetch is still under way.
-    app.set_faults([{"path": TOKEN_PATH, "latency_ms": 200, "times": None}])
+@pytest.mark.parametrize(
+    ("fault", "fetches"),
+    [
+        # A slow token endpoint: every read arrives while the first fetch is under way.
+        ({"latency_ms": 200, "times": None}, 1),
+        # The first fetch fails slowly while the others wait; one of them then fetches the
+        # token everyone uses, the failed fetch's own retry included.
+        ({"status": 503, "latency_ms": 200, "times": 1}, 2),
+    ],
+    ids=["slow", "first-fails"],
+)
+def test_reads_side_by_side_share_one_token(
+    app: SandboxApp, fault: dict[str, Any], fetches: int
+) -> None:
+    app.set_faults([{"path": TOKEN_PATH, **fault}])
     with make_client(app) as client:
         values = _read_side_by_side(client)
         assert client.token_requests == 1
     assert values[2] == {"enabled": False}
-    assert token_requests(app) == 1
-    assert len(api_requests(app)) == len(REGISTRY)
-
-
-def test_a_failed_token_fetch_hands_over_to_a_waiting_read(app: SandboxApp) -> None:
-    # The first fetch fails slowly while the other reads wait for it; one of them then fetches
-    # the token everyone uses, including the failed fetch's own retry.
-    app.set_faults([{"path": TOKEN_PATH, "status": 503, "latency_ms": 200, "times": 1}])
-    with make_client(app) as client:
-        values = _read_side_by_side(client)
-        assert client.token_requests == 1
-    assert values[0] == {"enabled": False}
-    assert token_requests(app) == 2
+    assert token_requests(app) == fetches
     assert len(api_requests(app)) == len(REGISTRY)
