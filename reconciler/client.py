@@ -446,16 +446,25 @@ class NewStoreClient:
         self._limiter = limiter or HostLimiter.for_host(base.netloc.decode("ascii"))
         self._backoff = backoff
         self._auth = _ClientCredentials(env, (base.scheme, base.host, base.port))
-        self._http = httpx.Client(
-            base_url=conn.base_url,
-            auth=self._auth,
-            timeout=conn.timeout,
-            verify=_ssl_context(conn.ca_bundle),
-            follow_redirects=False,
-            transport=transport,
-            trust_env=True,
-            headers={"Accept": "application/json"},
-        )
+        try:
+            self._http = httpx.Client(
+                base_url=conn.base_url,
+                auth=self._auth,
+                timeout=conn.timeout,
+                verify=_ssl_context(conn.ca_bundle),
+                follow_redirects=False,
+                transport=transport,
+                trust_env=True,
+                headers={"Accept": "application/json"},
+            )
+        except ValueError as exc:
+            # httpx reads proxy settings from the environment here; their text may carry a
+            # proxy password, so only the exception's type is named.
+            raise ConfigError(
+                f"{env.file}: cannot set up the HTTP client for {base.host} "
+                f"({type(exc).__name__}): check the proxy variables (HTTPS_PROXY, HTTP_PROXY, "
+                "ALL_PROXY, NO_PROXY) and connection.base_url"
+            ) from None
         self.last_request_id: str | None = None
         # Secret values this client sent or read (a webhook api_key, the new one or the live
         # one): NewStore may echo either back in an error.

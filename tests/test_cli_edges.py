@@ -200,3 +200,23 @@ def test_a_reader_that_left_ends_the_run_quietly(
 
     assert result.returncode == 1
     assert result.stderr == "", "no traceback, no 'Exception ignored'"
+
+
+# --- the environment around the HTTP client ----------------------------------------------------
+
+
+def test_a_broken_proxy_variable_is_one_clear_error_without_its_password(
+    live_sandbox: Sandbox, directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # httpx reads proxy variables while building the client; an unusable one used to end in a
+    # ValueError traceback whose text held the proxy URL (and so any password in it).
+    monkeypatch.setenv("ALL_PROXY", "bogus://proxyuser:proxy-password-1234@proxy.invalid:3128")
+
+    result = _cli(directory, "plan")
+
+    assert result.exit_code == 1, result.output
+    assert "cannot set up the HTTP client" in result.stderr
+    assert "ALL_PROXY" in result.stderr
+    assert "proxy-password-1234" not in result.output + result.stderr
+    assert "Traceback" not in result.output
+    assert live_sandbox[0].requests(TENANT) == []
