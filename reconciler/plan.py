@@ -480,6 +480,10 @@ def build_plan(env: Environment, live: Mapping[str, Value]) -> EnvPlan:
     for setting_key, why in order:
         setting = BY_KEY[setting_key]
         before, after = live[setting_key], desired[setting_key]
+        if after is ABSENT and not setting.deletable:
+            # Config validation refuses this already; the planner must never emit a DELETE the
+            # API does not have, whoever built the Environment.
+            plan.blocked_by.append(f"{setting_key} cannot be deleted through NewStore's API")
         gates, blocked = _gates(env, setting_key, before, after)
         plan.blocked_by += blocked
         gate_words = " and ".join(f"gate {g.name}" for g in gates)

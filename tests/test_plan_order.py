@@ -217,3 +217,11 @@ def test_fingerprints_cover_every_setting_read() -> None:
     plan = build_plan(make_env(ALL_ON), ALL_OFF)
     assert list(plan.fingerprints) == list(ALL_ON)
     assert plan.desired_fingerprint.startswith("sha256:")
+
+
+def test_a_delete_of_a_setting_the_api_cannot_delete_is_blocked() -> None:
+    # The config loader refuses `external_oms: absent`; the planner must not rely on that.
+    env = make_env({"external_oms": ABSENT})
+    plan = build_plan(env, {"external_oms": {"enabled": True}})
+    assert plan.status is Status.BLOCKED
+    assert any("external_oms cannot be deleted" in reason for reason in plan.blocked_by)
