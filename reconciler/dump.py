@@ -28,7 +28,7 @@ from reconciler.config.yamlsafe import load_file
 from reconciler.errors import ConfigError, ValidationFailed
 from reconciler.fsutil import atomic_write_text
 from reconciler.model import ABSENT, UNKNOWN, Environment, Value
-from reconciler.plan import read_live
+from reconciler.plan import default_client, read_live
 from reconciler.rules import violations
 from reconciler.settings import REGISTRY, Setting
 
@@ -196,12 +196,9 @@ def dump_environment(
                 "so adjust it there"
             )
 
-    if client_factory is None:
-        from reconciler.client import NewStoreClient
-
-        client_factory = NewStoreClient
+    factory = client_factory or default_client
     everything = replace(env, desired={s.key: s.default for s in REGISTRY})
-    with client_factory(everything) as client:
+    with factory(everything) as client:
         live = read_live(everything, client)
 
     for rule in violations(live):
