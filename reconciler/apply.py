@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
     from reconciler.client import NewStoreClient
     from reconciler.journal import Journal
+    from reconciler.lock import TenantLock
 
 
 # --- what happens, as it happens --------------------------------------------------------------
@@ -532,13 +533,15 @@ def apply_run(
     client_factory: ClientFactory | None = None,
     on_event: OnEvent = _ignore,
     probe_transport: httpx.BaseTransport | None = None,
+    locks: Sequence[TenantLock] = (),
 ) -> list[EnvResult]:
     """Apply every environment of `run` with changes, one after another, in order.
 
     Converged environments need nothing. Refuses before writing anything when an environment
     could not be planned, or is blocked (`refuse_unready`); with `keep_going`, blocked ones are
     skipped instead (BlockedError at the end), and one failing does not stop the rest (which
-    are otherwise reported "not attempted").
+    are otherwise reported "not attempted"). `locks` (held by the caller, `lock.tenant_locks`)
+    are recorded in the journal's start line.
     """
     by_name = {env.name: env for env in envs}
     refuse_unready(run, keep_going=keep_going)
@@ -548,6 +551,7 @@ def apply_run(
         environments=[p.name for p in run.environments],
         skip_probe=skip_probe,
         keep_going=keep_going,
+        locks=[lock.journal_fields() for lock in locks],
     )
     results: list[EnvResult] = []
     stopped = False

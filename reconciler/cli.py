@@ -13,13 +13,17 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.parallelism import DEFAULT_PARALLELISM
+
+if TYPE_CHECKING:
+    from reconciler.lock import TenantLock
+    from reconciler.model import Environment
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as Unix shells report a Ctrl-C
@@ -249,6 +253,30 @@ def plan(
     return EXIT_OK
 
 
+def _hold_apply_locks(
+    environments: list[Environment], timeout: float, no_lock: bool
+) -> list[TenantLock]:
+    """Take the per-tenant apply locks for the rest of the command (released when click closes
+    its context, however the command ends); returns the lock records for the journal."""
+    from reconciler.lock import SKIPPED_UNSUPPORTED, Holder, tenant_locks
+
+    def waiting(tenant: str, holder: Holder, timeout: float) -> None:
+        click.echo(
+            f"Waiting up to {timeout:g} s for another `reconciler apply` ({holder.describe()}) "
+            f"to finish applying tenant {tenant}…",
+            err=True,
+        )
+
+    locks: list[TenantLock] = click.get_current_context().with_resource(
+        tenant_locks(environments, timeout=timeout, enabled=not no_lock, on_wait=waiting)
+    )
+    if any(lock.skipped_because == SKIPPED_UNSUPPORTED for lock in locks):
+        click.echo(
+            f"Warning: {SKIPPED_UNSUPPORTED}: applying without the per-tenant lock.", err=True
+        )
+    return locks
+
+
 @cli.command()
 @click.argument("envs", nargs=-1, metavar="[ENV]...")
 @click.option(
@@ -284,6 +312,21 @@ def plan(
     "whole.",
 )
 @_parallelism_option(help="Environments read at the same time while planning.")
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    show_default=True,
+    help="Wait this long for another apply of the same tenant on this machine to finish "
+    "(0: refuse at once).",
+)
+@click.option(
+    "--no-lock",
+    is_flag=True,
+    help="Do not take the per-tenant apply lock (recorded in the journal); only when you are "
+    "sure no other apply of these tenants runs.",
+)
 @click.pass_obj
 def apply(
     g: Globals,
@@ -294,6 +337,8 @@ def apply(
     journal_file: Path | None,
     keep_going: bool,
     parallelism: int,
+    lock_timeout: float,
+    no_lock: bool,
 ) -> int:
     """Make the live state match the environment files, one checked step at a time."""
     from reconciler.apply import (
@@ -329,9 +374,13 @@ def apply(
                 "`reconciler plan --out` here and review that."
             )
         environments = load_environments(g.environments_dir, names) if names else []
+        # Locked before the plan file is checked against the live state, so that what is
+        # checked is what is written to.
+        locks = _hold_apply_locks(environments, lock_timeout, no_lock)
         run = check_plan_file(doc, str(plan_file), environments, parallelism=parallelism)
     else:
         environments = load_environments(g.environments_dir, envs)
+        locks = _hold_apply_locks(environments, lock_timeout, no_lock)
         run = plan_environments(environments, parallelism=parallelism)
     click.echo(render_text(run, color=g.color), nl=False)
 
@@ -371,6 +420,7 @@ def apply(
             keep_going=keep_going,
             skip_probe=skip_probe,
             on_event=lambda event: click.echo(render_event(event), nl=False),
+            locks=locks,
         )
     applied = [r for r in results if r.status == "applied"]
     total = sum(r.steps for r in applied)

@@ -115,3 +115,16 @@ def write_env(
         return path
 
     return write
+
+
+# -- apply lock --------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _private_lock_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test's applies (in-process and subprocesses) lock in a directory of their own, so
+    tests never wait on each other or on a real apply on the same machine. Outside tmp_path:
+    some tests check that nothing else appears there."""
+    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
