@@ -54,14 +54,23 @@ class ConfigError(ReconcilerError):
     """Bad input in an environment file or on the command line."""
 
 
+MAX_PROBLEMS_SHOWN = 50
+"""A generated file can have thousands of problems; the first ones are the ones to fix."""
+
+
 class ValidationFailed(ConfigError):
-    """Every problem found while loading environments, reported together."""
+    """Every problem found while loading environments, reported together: all of them in
+    `.problems`, the first MAX_PROBLEMS_SHOWN (in file and line order) in the message."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.message))
         count = len(self.problems)
-        lines = "\n".join(f"  {p}" for p in self.problems)
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} found:\n{lines}")
+        lines = [f"  {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN]]
+        more = count - len(lines)
+        if more:
+            lines.append(f"  … and {more} more problem{'s' if more != 1 else ''} (fix these first)")
+        listed = "\n".join(lines)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} found:\n{listed}")
 
 
 class PlanFileError(ReconcilerError):
