@@ -1,11 +1,15 @@
 """Races: two applies on one tenant at once, and someone changing a setting between plan and
 apply (for `apply`, and for `apply --plan`).
 
-The loser of a race must stop with a clear "changed underneath" (or find the work already
-done and skip it); no write may ever break a safety rule that the state before it did not
-break; and a rerun converges. An out-of-band change made between a plan's read and apply's
-re-read is placed exactly: a fault rule passes the plan's GET of the setting through and holds
-the next GET of it for 400 ms, and the test changes the setting while that GET is held.
+Two applies at once from one machine: the per-tenant lock refuses the loser before it reads
+anything (or, when their runs did not overlap, the later one plans from the earlier one's
+result), so no write can land between the other's re-read and write: no write breaks a rule,
+whatever the two want. The same races with `--no-lock` keep apply's own defence tested: the
+loser stops with a clear "changed underneath" (or finds the work already done and skips it).
+No write may ever break a safety rule that the state before it did not break; and a rerun
+converges. An out-of-band change made between a plan's read and apply's re-read is placed
+exactly: a fault rule passes the plan's GET of the setting through and holds the next GET of it
+for 400 ms, and the test changes the setting while that GET is held.
 """
 
 from __future__ import annotations
@@ -120,66 +124,111 @@ def _converges(directory: Path) -> Result:
 
 # --- two applies at once ---------------------------------------------------------------------
 
+LOCKED = "refused: the other run holds the tenant's lock"
+NOTHING_TO_DO = "found nothing to do"
+LOCKING = [True, False]
+LOCK_IDS = ["locked", "no-lock"]
 
-def _outcome(proc: subprocess.Popen[str]) -> str:
+
+def _locked(err: str) -> bool:
+    """Refused by the lock, before reading anything: one `Error:` line naming the holder."""
+    if "is applying tenant" not in err:
+        return False
+    assert err.startswith("Error: another `reconciler apply` (pid "), err
+    assert "from this machine; nothing was written." in err and err.count("\n") == 1, err
+    return True
+
+
+def _outcome(proc: subprocess.Popen[str], journal: Path) -> str:
     out, err = proc.communicate(timeout=60)
     assert "Traceback" not in err, err
     if proc.returncode == 0:
+        if "Nothing to do" in out:
+            return NOTHING_TO_DO
         return "skipped work already done" if "already done" in out else "applied"
     assert proc.returncode == 1, out + err
+    if _locked(err):
+        assert not journal.exists(), "a refused run writes nothing, not even its journal"
+        return LOCKED
     assert "changed underneath" in err, out + err
     assert "Another apply or a hand edit changed it since it was read" in err
     return "stopped: changed underneath"
 
 
-def _same(server: Server, seed: int) -> list[str]:
+def _apply_args(lock: bool, journal: str) -> list[str]:
+    return ["apply", "--auto-approve", "--journal", journal, *([] if lock else ["--no-lock"])]
+
+
+def _same(server: Server, seed: int, lock: bool) -> list[str]:
     rng = random.Random(30_000 + seed)
     case = scenario(seed)
-    tenant = f"same-{seed}"
+    tenant = f"same-{seed}" if lock else f"same-nolock-{seed}"
     start = server.seed(tenant, case.live)
     directory = server.directory(tenant, case, tenant)
-    first = _start(directory, "apply", "--auto-approve", "--journal", "a.jsonl")
+    first = _start(directory, *_apply_args(lock, "a.jsonl"))
     time.sleep(rng.uniform(0, 0.05))
-    second = _start(directory, "apply", "--auto-approve", "--journal", "b.jsonl")
-    outcomes = [_outcome(first), _outcome(second)]
+    second = _start(directory, *_apply_args(lock, "b.jsonl"))
+    outcomes = [
+        _outcome(first, directory.parent / "a.jsonl"),
+        _outcome(second, directory.parent / "b.jsonl"),
+    ]
+    if lock:
+        # One ran alone; the other was refused, or ran once the first had finished.
+        assert sorted(outcomes) in (
+            sorted(["applied", LOCKED]),
+            sorted(["applied", NOTHING_TO_DO]),
+            [NOTHING_TO_DO, NOTHING_TO_DO],  # the seed's live state is already the target
+            sorted([NOTHING_TO_DO, LOCKED]),
+        ), outcomes
+    else:
+        assert LOCKED not in outcomes
     assert _violations_after(server.app.history(tenant), [(0, start)]) == []
     _converges(directory)
     return outcomes
 
 
-def test_two_applies_of_one_environment_at_once(server: Server) -> None:
+@pytest.mark.parametrize("lock", LOCKING, ids=LOCK_IDS)
+def test_two_applies_of_one_environment_at_once(server: Server, lock: bool) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda seed: _same(server, seed), SAME_SEEDS))
-    count("races", "same environment applied twice at once (pairs)", len(results))
-    for outcome, n in Counter(o for pair in results for o in pair).items():
-        count("races", f"same environment: {outcome}", n)
+        results = list(pool.map(lambda seed: _same(server, seed, lock), SAME_SEEDS))
+    what = "same environment" if lock else "same environment, --no-lock"
+    count("races", f"{what} applied twice at once (pairs)", len(results))
+    outcomes = Counter(o for pair in results for o in pair)
+    for outcome, n in outcomes.items():
+        count("races", f"{what}: {outcome}", n)
+    if lock:
+        assert outcomes[LOCKED] > 0, "the runs overlapped, so the lock must have refused some"
 
 
-def _conflict(server: Server, seed: int) -> list[str]:
+def _conflict(server: Server, seed: int, lock: bool) -> list[str]:
     """Two checkouts at once: one turns the external OMS on, the other goes back.
 
-    Beyond what one environment can do to itself, and beyond what apply can prevent: NewStore
-    has no locks or ETags, so a write can land between the other run's re-read of a rule
-    partner and its own write (see RELIABILITY.md). What must hold: each such break is either
-    undone by the runs themselves or reported loudly by one of them, and a rerun repairs it.
-    The CI recipes run one apply at a time for this reason."""
+    With the lock (both checkouts on one machine), the runs cannot interleave: no write may
+    break a rule. Without it (`--no-lock`, or two machines), this is beyond what apply can
+    prevent: NewStore has no locks or ETags, so a write can land between the other run's
+    re-read of a rule partner and its own write (see RELIABILITY.md). What must hold then:
+    each such break is either undone by the runs themselves or reported loudly by one of them,
+    and a rerun repairs it. The CI recipes run one apply at a time for this reason."""
     rng = random.Random(40_000 + seed)
-    tenant = f"conflict-{seed}"
+    tenant = f"conflict-{seed}" if lock else f"conflict-nolock-{seed}"
     forward = scenario(3 * seed)
     back = scenario(3 * seed + 1)
     start = server.seed(tenant, rng.choice([forward.live, back.live]))
     one = server.directory(f"{tenant}-forward", forward, tenant)
     other = server.directory(f"{tenant}-back", back, tenant)
-    first = _start(one, "apply", "--auto-approve", "--journal", "a.jsonl")
+    first = _start(one, *_apply_args(lock, "a.jsonl"))
     time.sleep(rng.uniform(0, 0.1))
-    second = _start(other, "apply", "--auto-approve", "--journal", "b.jsonl")
+    second = _start(other, *_apply_args(lock, "b.jsonl"))
     outcomes, errors = [], []
     for proc in (first, second):
         out, err = proc.communicate(timeout=60)
         errors.append(err)
         assert "Traceback" not in err, err
         if proc.returncode == 0:
-            outcomes.append("applied")
+            outcomes.append(NOTHING_TO_DO if "Nothing to do" in out else "applied")
+        elif _locked(err):
+            assert lock, err
+            outcomes.append(LOCKED)
         elif "changed underneath" in err:
             outcomes.append("stopped: changed underneath")
         elif "did not converge: after every step succeeded" in err:
@@ -193,6 +242,9 @@ def _conflict(server: Server, seed: int) -> list[str]:
             outcomes.append("stopped: the write would have broken a rule")
     history = server.app.history(tenant)
     broken = _violations_after(history, [(0, start)])
+    if lock:
+        assert broken == [], "with the lock the runs cannot interleave"
+        assert set(outcomes) <= {"applied", NOTHING_TO_DO, LOCKED}, outcomes
     if history and violations(state_to_values(history[-1]["state_after"])):
         # Left broken: a run whose last re-read saw it must have said so, loudly.
         assert any("WARNING: THE LIVE STATE, RE-READ JUST NOW, BREAKS" in e for e in errors)
@@ -201,12 +253,17 @@ def _conflict(server: Server, seed: int) -> list[str]:
     return [*outcomes, *(["a write broke a rule (window between re-read and write)"] * len(broken))]
 
 
-def test_two_checkouts_that_disagree_at_once(server: Server) -> None:
+@pytest.mark.parametrize("lock", LOCKING, ids=LOCK_IDS)
+def test_two_checkouts_that_disagree_at_once(server: Server, lock: bool) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda seed: _conflict(server, seed), CONFLICT_SEEDS))
-    count("races", "opposite migrations at once (pairs)", len(results))
-    for outcome, n in Counter(o for pair in results for o in pair).items():
-        count("races", f"opposite migrations: {outcome}", n)
+        results = list(pool.map(lambda seed: _conflict(server, seed, lock), CONFLICT_SEEDS))
+    what = "opposite migrations" if lock else "opposite migrations, --no-lock"
+    count("races", f"{what} at once (pairs)", len(results))
+    outcomes = Counter(o for pair in results for o in pair)
+    for outcome, n in outcomes.items():
+        count("races", f"{what}: {outcome}", n)
+    if lock:
+        assert outcomes[LOCKED] > 0, "the runs overlapped, so the lock must have refused some"
 
 
 # --- an out-of-band change between plan and apply -----------------------------------------------
