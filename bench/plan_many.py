@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -76,6 +77,12 @@ def _start_sandbox(latency_ms: int) -> tuple[subprocess.Popen[str], str]:
     raise SystemExit(f"the sandbox exited ({process.returncode}) before listening")
 
 
+def _children_cpu() -> tuple[float, float]:
+    """User and system CPU seconds of every child process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime, usage.ru_stime
+
+
 def _median_seconds(command: list[str], runs: int, env: dict[str, str]) -> float:
     times = []
     for _ in range(runs):
@@ -123,9 +130,11 @@ def main() -> None:
                 (directory / f"{tenant}.yaml").write_text(ENV_FILE.format(tenant=tenant, url=url))
             command = [sys.executable, "-m", "reconciler", "--environments-dir", str(directory)]
             command += ["plan", "--parallelism", str(parallelism)]
+            cpu_before = _children_cpu()
             started = time.perf_counter()
             result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
             wall = time.perf_counter() - started
+            plan_user, plan_sys = (b - a for a, b in zip(cpu_before, _children_cpu(), strict=True))
             if result.returncode != 0:
                 raise SystemExit(f"plan exited {result.returncode}:\n{result.stderr}")
             histogram, total = _count_requests(url, tenants)
@@ -134,7 +143,11 @@ def main() -> None:
             load_s = _median_seconds(offline, args.runs, env)
     finally:
         sandbox.terminate()
+        cpu_before = _children_cpu()
         sandbox.wait()
+        sandbox_user, sandbox_sys = (
+            b - a for a, b in zip(cpu_before, _children_cpu(), strict=True)
+        )
 
     ideal = args.envs * ROUND_TRIPS_PER_ENV * args.latency_ms / 1000 / parallelism
     print(
@@ -150,6 +163,11 @@ def main() -> None:
     )
     print(f"  ratio            {wall / ideal:8.2f} × the ideal (target: within 2×)")
     print(f"    reading only   {(wall - load_s) / ideal:8.2f} × the ideal")
+    print(f"  plan CPU         {plan_user:8.2f} s user, {plan_sys:.2f} s system")
+    print(
+        f"  sandbox CPU      {sandbox_user:8.2f} s user, {sandbox_sys:.2f} s system "
+        "(its whole life: start-up, the run, the counting)"
+    )
     print(f"  requests         {total} ({total / args.envs:.1f} per environment)")
     print(
         "  per environment  1 token request and 1 GET per setting: "
