@@ -125,6 +125,19 @@ def test_starts_prints_how_to_connect_answers_and_stops_on_ctrl_c() -> None:
     assert "Error on request" not in stderr
 
 
+def test_ctrl_c_stops_with_an_idle_keep_alive_connection_open() -> None:
+    with sandbox_process() as process, httpx.Client(base_url=process.url, timeout=10) as client:
+        first = client.post(TOKEN, data=CREDENTIALS)
+        second = client.get(f"/_sandbox/tenants/{TENANT}/state")
+        ports = {
+            r.extensions["network_stream"].get_extra_info("client_addr")[1] for r in (first, second)
+        }
+        assert len(ports) == 1  # one connection, still open and idle in the client's pool
+        code, stderr = process.interrupt()  # waits at most 10 s
+    assert code == 0
+    assert "Traceback" not in stderr
+
+
 def test_state_file_survives_a_restart(tmp_path: Path) -> None:
     state_file = tmp_path / "sandbox-state.json"
     hook = {

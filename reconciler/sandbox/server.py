@@ -3,6 +3,13 @@
 Threaded, so a hundred slow clients are served at once (latency is a sleep in the handler
 thread). We bind the listening socket ourselves and hand werkzeug its descriptor: werkzeug
 would print to stderr and `sys.exit(1)` on a busy port, and we want a one-line `ConfigError`.
+
+Connections are kept alive (HTTP/1.1). werkzeug's own handler answers every request with
+`Connection: close`, which made each of a run's requests a new TCP connection and a new server
+thread, and hid whether the client reuses its connections. Our handler writes the answer
+itself, always with a Content-Length, and first reads what is left of the request body so the
+next request on the connection starts clean. Closing the server closes its open connections,
+so an idle keep-alive connection neither delays Ctrl-C nor reaches a stopped server's app.
 """
 
 from __future__ import annotations
@@ -12,26 +19,161 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.exceptions import InternalServerError
+from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.wsgi import LimitedStream
 
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
     from types import FrameType
 
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
+
     from reconciler.sandbox.app import SandboxApp
 
 _BACKLOG = 256
+# Bodies up to this size are read to the end to keep the connection; a larger one (the app
+# refuses it with 413 unread) goes through werkzeug, which answers and closes.
+_KEEP_ALIVE_MAX_BODY = 1024 * 1024
+# An idle connection's thread ends after this long; clients reuse theirs within seconds
+# (httpx keeps one for 5 s), so this only reaps connections a client forgot.
+_IDLE_SECONDS = 60.0
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _Server(ThreadedWSGIServer):
+    """werkzeug's threaded server that knows its open connections, to close them when it
+    closes (its handler threads are daemons: nothing else would end an idle one)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Before werkzeug's constructor, which already calls server_close.
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def opened(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(connection)
+
+    def closed(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(WSGIRequestHandler):
+    """Serves keep-alive connections; logs each request like werkzeug's handler."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = _IDLE_SECONDS
+    # The head and the body of an answer are two writes: with Nagle's algorithm the body
+    # waits for the client's delayed ACK of the head, up to 40 ms on a reused connection.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.opened(self.connection)
+
+    def finish(self) -> None:
+        self.server.closed(self.connection)
+        super().finish()
+
+    def run_wsgi(self) -> None:
+        length = _content_length(self.headers.get("Content-Length"))
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        if chunked or length is None or length > _KEEP_ALIVE_MAX_BODY:
+            self.close_connection = True
+            super().run_wsgi()
+            return
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        environ = self.environ = self.make_environ()
+        body = LimitedStream(environ["wsgi.input"], length)
+        environ["wsgi.input"] = body
+        try:
+            status, headers, payload = _call(self.server.app, environ)
+        except ConnectionError as exc:  # the app dropped the connection (a fault rule)
+            self.close_connection = True
+            self.connection_dropped(exc, environ)
+            return
+        except Exception:
+            self.close_connection = True
+            self.server.log("error", f"Error on request:\n{traceback.format_exc()}")
+            status, headers, payload = _call(InternalServerError(), environ)
+        body.exhaust()
+        self._answer(environ, status, headers, payload)
+
+    def _answer(
+        self, environ: WSGIEnvironment, status: str, headers: list[tuple[str, str]], payload: bytes
+    ) -> None:
+        code_text, _, phrase = status.partition(" ")
+        code = int(code_text)
+        self.send_response(code, phrase)
+        names = set()
+        for name, value in headers:
+            if name.lower() != "connection":
+                self.send_header(name, value)
+                names.add(name.lower())
+        bodiless = code in (204, 304) or 100 <= code < 200 or environ["REQUEST_METHOD"] == "HEAD"
+        if "content-length" not in names and not bodiless:
+            self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+
+class _QuietHandler(_Handler):
     """No access log: tests run many servers, and pytest would collect every line."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+
+def _content_length(value: str | None) -> int | None:
+    """The request body's length (0 without the header); None when the header is unusable."""
+    if value is None:
+        return 0
+    value = value.strip()
+    return int(value) if value.isdigit() else None
+
+
+def _call(
+    app: WSGIApplication, environ: WSGIEnvironment
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Run a WSGI app to completion: its status line, headers and whole body (the sandbox's
+    answers are small)."""
+    started: list[tuple[str, list[tuple[str, str]]]] = []
+    written: list[bytes] = []
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], object]:
+        started[:] = [(status, headers)]
+        return written.append
+
+    chunks: Iterable[bytes] = app(environ, start_response)
+    try:
+        written.extend(chunks)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    status, headers = started[0]
+    return status, headers, b"".join(written)
 
 
 def base_url(host: str, port: int) -> str:
@@ -53,13 +195,8 @@ def bind(
         hint = " Is another sandbox running? Choose another --port." if port else ""
         raise ConfigError(f"cannot listen on {base_url(host, port)}: {reason}.{hint}") from exc
     try:
-        server: BaseWSGIServer = make_server(
-            host,
-            port,
-            app,
-            threaded=True,
-            request_handler=_QuietHandler if quiet else WSGIRequestHandler,
-            fd=listener.fileno(),
+        server: BaseWSGIServer = _Server(
+            host, port, app, _QuietHandler if quiet else _Handler, fd=listener.fileno()
         )
     finally:
         # werkzeug duplicated the descriptor; ours is no longer needed.
