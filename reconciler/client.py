@@ -174,11 +174,19 @@ def _describe_transport_error(exc: httpx.TransportError) -> str:
 
 def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
     if ca_bundle is None:
-        return _default_ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        cert_file, cert_dir = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+        # The first environments of a run all get here at once; `functools.cache` does not
+        # stop them each building a context before one is cached (16 CA bundle parses, ~0.4 s
+        # of CPU at the default parallelism).
+        with _default_ssl_context_lock:
+            return _default_ssl_context(cert_file, cert_dir)
     try:
         return ssl.create_default_context(cafile=ca_bundle)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot use CA bundle {ca_bundle}: {exc.strerror or exc}") from None
+
+
+_default_ssl_context_lock = threading.Lock()
 
 
 @functools.cache
