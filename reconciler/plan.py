@@ -13,7 +13,7 @@ import hmac
 import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
@@ -522,11 +522,14 @@ def read_live(
     if len(settings) < 2:
         return {s.key: s.read(client) for s in settings}
     if reads is not None:
-        values = list(reads.map(lambda s: s.read(client), settings))
+        futures = [reads.submit(s.read, client) for s in settings]
+        # Every read ends before the first failure is raised: the caller closes the client
+        # then, and a read still under way would find it closed.
+        wait(futures)
     else:
         with ThreadPoolExecutor(max_workers=len(settings)) as pool:
-            values = list(pool.map(lambda s: s.read(client), settings))
-    return {s.key: value for s, value in zip(settings, values, strict=True)}
+            futures = [pool.submit(s.read, client) for s in settings]
+    return {s.key: future.result() for s, future in zip(settings, futures, strict=True)}
 
 
 def probe_for(env: Environment, *, transport: httpx.BaseTransport | None = None) -> str:

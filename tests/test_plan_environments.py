@@ -73,6 +73,25 @@ def test_plans_every_environment_in_order_and_isolates_failures(app: SandboxApp)
     assert set(prod.fingerprints) == {"external_oms", "external_atp"}
 
 
+def test_a_failed_read_waits_for_the_environments_other_reads(app: SandboxApp) -> None:
+    """The first failure is reported only once every read of the environment has ended: the
+    client is closed right after, and a read still under way would find it closed."""
+    app.seed("acme-dev", {})
+    app.set_faults(
+        [
+            {"path": "/acme-dev/v0/config/sales_order/external_oms", "status": 500},
+            {"path": "/acme-dev/api/v1/associate-app/config", "latency_ms": 300},
+        ]
+    )
+    run = plan_environments([_env(ALL_ON, "acme-dev")], client_factory=_in_process(app))
+    [plan] = run.environments
+    assert plan.status is Status.ERROR
+    assert "external_oms" in (plan.error or "")
+    # Logged by the sandbox once answered: the slow read had finished when the plan returned.
+    answered = [(r["path"], r["status"]) for r in app.requests("acme-dev")]
+    assert ("/acme-dev/api/v1/associate-app/config", 200) in answered
+
+
 def test_parallelism_must_be_positive() -> None:
     from reconciler.errors import ConfigError
 
