@@ -63,9 +63,9 @@ from reconciler.settings import BY_KEY, REGISTRY, Setting
 if TYPE_CHECKING:
     import httpx
 
-    from reconciler.client import NewStoreClient
     from reconciler.journal import Journal
     from reconciler.lock import TenantLock
+    from reconciler.newstore.client import NewStoreClient
 
 
 # --- what happens, as it happens --------------------------------------------------------------

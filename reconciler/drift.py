@@ -29,7 +29,7 @@ from reconciler.plan import Action, EnvPlan, FieldChange, Status, plan_environme
 from reconciler.settings import REGISTRY
 
 if TYPE_CHECKING:
-    from reconciler.client import NewStoreClient
+    from reconciler.newstore.client import NewStoreClient
 
 FORMAT_VERSION: Final = 1
 _SETTING_ORDER: Final = {s.key: i for i, s in enumerate(REGISTRY)}

@@ -33,7 +33,7 @@ from reconciler.rules import violations
 from reconciler.settings import REGISTRY, Setting
 
 if TYPE_CHECKING:
-    from reconciler.client import NewStoreClient
+    from reconciler.newstore.client import NewStoreClient
 
 # The sections a dump copies from its source file, in the order it writes them (settings go
 # between `connection` and `gates`, as in the examples).

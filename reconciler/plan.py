@@ -36,7 +36,7 @@ from reconciler.settings import BY_KEY, REGISTRY, Setting
 if TYPE_CHECKING:
     import httpx
 
-    from reconciler.client import NewStoreClient
+    from reconciler.newstore.client import NewStoreClient
 
 ClientFactory: TypeAlias = Callable[[Environment], AbstractContextManager["NewStoreClient"]]
 """Builds the client of one environment; tests pass one on the in-process sandbox."""
@@ -536,7 +536,7 @@ def probe_for(env: Environment, *, transport: httpx.BaseTransport | None = None)
     """Run the webhook-probe gate of `env`: its gates.webhook_probe sample sent to its desired
     webhook. Returns the probe's summary; raises BlockedError saying why it failed, or why it
     cannot run."""
-    from reconciler.client import probe_webhook
+    from reconciler.newstore.probe import probe_webhook
 
     target, probe = _probe_target(env), env.gates.webhook_probe
     if target is None or probe is None:
@@ -582,10 +582,11 @@ def _run_probes(env: Environment, plan: EnvPlan) -> None:
 def default_client(env: Environment) -> AbstractContextManager[NewStoreClient]:
     """The client of `env` as every command builds it (imported here, not at the top, so that
     commands that never talk HTTP start without loading httpx)."""
-    from reconciler.client import NewStoreClient
+    from reconciler.newstore.client import NewStoreClient
+    from reconciler.settings import SECRET_KEYS
 
     # The client picks its host's shared limiter, so a 429 slows every environment on it.
-    return NewStoreClient(env)
+    return NewStoreClient(env, secret_keys=SECRET_KEYS)
 
 
 def plan_environments(

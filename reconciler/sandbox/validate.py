@@ -3,7 +3,8 @@
 Each check returns every problem found (empty list = valid), phrased like NewStore's own
 messages. The Associate App document and the availability webhook request are validated
 against the schemas in the vendored spec files (`specs/`, verbatim copies of
-`../shared/newstore-api/openapi/`, see `specs/SOURCE.md`), so the sandbox cannot drift from the spec by hand-copying.
+`../shared/newstore-api/openapi/`, see `specs/SOURCE.md`), so the sandbox cannot drift from
+the spec by hand-copying.
 """
 
 from __future__ import annotations

@@ -33,4 +33,18 @@ SECRET_PATHS: frozenset[str] = secret_paths(REGISTRY)
 """The one list of secrets: config refuses them as literals, the client scrubs them from errors,
 every output masks them. Derived, so a new setting's `secret_fields` are covered everywhere."""
 
-__all__ = ["BY_KEY", "CLIENT_SECRET_PATH", "REGISTRY", "SECRET_PATHS", "Setting", "secret_paths"]
+SECRET_KEYS: frozenset[str] = frozenset(
+    {path.rsplit(".", 1)[1] for path in SECRET_PATHS} | {"access_token"}
+)
+"""Body keys whose string values are secrets wherever they appear in a request or answer: what
+the commands hand the NewStore client to scrub (it imports no setting)."""
+
+__all__ = [
+    "BY_KEY",
+    "CLIENT_SECRET_PATH",
+    "REGISTRY",
+    "SECRET_KEYS",
+    "SECRET_PATHS",
+    "Setting",
+    "secret_paths",
+]

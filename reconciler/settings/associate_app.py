@@ -18,7 +18,7 @@ from reconciler.settings.base import Setting
 if TYPE_CHECKING:
     import httpx
 
-    from reconciler.client import NewStoreClient
+    from reconciler.newstore.client import NewStoreClient
 
 SECTION = "ui_configurations"
 FIELD = "use_new_om_ui"
@@ -52,7 +52,7 @@ class AssociateApp(Setting):
         return {FIELD: bool(enabled)}
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
-        from reconciler.client import request_id_of
+        from reconciler.newstore.problem import request_id_of
 
         response = client.request(self.key, "GET", self.path, ok=(200, *NO_DOCUMENT))
         if response.status_code in NO_DOCUMENT:

@@ -16,7 +16,7 @@ from reconciler.model import ABSENT, UNKNOWN, Fields, Value
 from reconciler.settings.base import Setting
 
 if TYPE_CHECKING:
-    from reconciler.client import NewStoreClient
+    from reconciler.newstore.client import NewStoreClient
 
 FIELDS = ("url", "api_key", "external_identifier", "timeout")
 MIN_API_KEY_LENGTH = 20  # NewStore's own minimum: anything shorter cannot be the real key
@@ -62,7 +62,7 @@ class AvailabilityWebhook(Setting):
         return value
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
-        from reconciler.client import request_id_of
+        from reconciler.newstore.problem import request_id_of
 
         if value.get("api_key") is UNKNOWN:
             raise ValueError("cannot write a webhook config whose api_key is unknown")
@@ -76,7 +76,7 @@ class AvailabilityWebhook(Setting):
         return request_id_of(response)
 
     def delete(self, client: NewStoreClient) -> str | None:
-        from reconciler.client import request_id_of
+        from reconciler.newstore.problem import request_id_of
 
         # NewStore does not say what DELETE answers when nothing is configured; "gone" is gone.
         response = client.request(self.key, "DELETE", self.path, ok=(200, 204, 404))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 from reconciler.model import ABSENT, Fields, Value
 
 if TYPE_CHECKING:
-    from reconciler.client import NewStoreClient
+    from reconciler.newstore.client import NewStoreClient
 
 
 class Setting(ABC):

@@ -13,7 +13,7 @@ from reconciler.model import Fields, Value
 from reconciler.settings.base import Setting
 
 if TYPE_CHECKING:
-    from reconciler.client import NewStoreClient
+    from reconciler.newstore.client import NewStoreClient
 
 
 class ExternalATP(Setting):
@@ -40,7 +40,7 @@ class ExternalATP(Setting):
         return {"enabled": enabled}
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
-        from reconciler.client import request_id_of
+        from reconciler.newstore.problem import request_id_of
 
         response = client.request(
             self.key,

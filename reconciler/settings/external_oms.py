@@ -15,7 +15,7 @@ from reconciler.model import Fields, Value
 from reconciler.settings.base import Setting
 
 if TYPE_CHECKING:
-    from reconciler.client import NewStoreClient
+    from reconciler.newstore.client import NewStoreClient
 
 CONFLICT_ATTEMPTS = 3
 
@@ -48,7 +48,7 @@ class ExternalOMS(Setting):
         return {"enabled": enabled}
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
-        from reconciler.client import request_id_of
+        from reconciler.newstore.problem import request_id_of
 
         desired = {"enabled": bool(value["enabled"])}
         attempt = 1

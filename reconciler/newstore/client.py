@@ -1,0 +1,379 @@
+"""NewStoreClient: all HTTP traffic to one environment's NewStore tenant.
+
+One `NewStoreClient` per environment. It owns an `httpx.Client` (pooled connections, the
+environment's timeout and CA bundle, redirects *not* followed), fetches one access token and
+reuses it until shortly before it expires, retries transient failures (429, 502-504, dropped
+connections) with exponential backoff inside the environment's retry budget, and turns every
+other failure into a `reconciler.errors.NewStoreError` subclass that names the setting, method,
+path, status and NewStore's request id.
+
+Secrets never leave this module in text: errors and log lines are built from the method, path,
+status and NewStore's own message/request id only, with any known secret scrubbed out of the
+latter. Which body keys hold secrets is the caller's knowledge (`secret_keys`): this layer
+imports no setting.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, TypeVar
+
+import httpx
+import tenacity
+
+from reconciler.errors import (
+    AuthError,
+    ConfigError,
+    ConflictError,
+    IPBlockedError,
+    NewStoreError,
+    RejectedError,
+    RetryBudgetExhausted,
+    TransportError,
+)
+from reconciler.model import Environment
+from reconciler.net import is_loopback
+from reconciler.newstore.auth import IP_BLOCKED, IP_BLOCKED_HINT, ClientCredentials
+from reconciler.newstore.limiter import HostLimiter
+from reconciler.newstore.problem import (
+    MIN_SCRUBBED_SECRET,
+    json_body,
+    parse_retry_after,
+    problem_detail,
+    request_id_of,
+    scrub,
+    secret_values,
+)
+from reconciler.newstore.retries import BACKOFF_SECONDS, Transient, retrying
+from reconciler.newstore.transport import (
+    RETRYABLE_STATUSES,
+    UNDECODABLE,
+    Outcome,
+    StatusKind,
+    classify_status,
+    classify_transport_error,
+    ssl_context,
+)
+
+log = logging.getLogger("reconciler.http")
+
+E = TypeVar("E", bound=NewStoreError)
+
+TOKEN_KEYS = frozenset({"access_token"})
+"""Body keys whose values are secrets whatever the caller says: the OAuth access token."""
+
+GENERIC_SECRET_KEYS = frozenset({"api_key", "client_secret", "password", "secret", "token"})
+"""Used when a caller passes no `secret_keys`: a safety net, not the list (the settings own it)."""
+
+
+class NewStoreClient:
+    """All HTTP traffic to one environment's NewStore tenant."""
+
+    def __init__(
+        self,
+        env: Environment,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        limiter: HostLimiter | None = None,
+        backoff: float = BACKOFF_SECONDS,
+        secret_keys: Collection[str] | None = None,
+    ) -> None:
+        """`secret_keys`: the body keys whose values are secrets (the caller's settings know
+        them); without it, the names secrets have in NewStore's APIs."""
+        self.env = env
+        self._secret_keys = TOKEN_KEYS | frozenset(
+            GENERIC_SECRET_KEYS if secret_keys is None else secret_keys
+        )
+        conn = env.connection
+        base = httpx.URL(conn.base_url)
+        token_url = httpx.URL(conn.token_url)
+        if transport is None:
+            # An injected transport (the in-process sandbox) never reaches the network; real
+            # traffic must be encrypted unless it stays on this machine.
+            for what, url in (("base_url", base), ("token_url", token_url)):
+                if url.scheme != "https" and not (url.scheme == "http" and is_loopback(url.host)):
+                    raise ConfigError(
+                        f"{env.file}: connection.{what} must be https "
+                        f"(plain http only for loopback hosts), got {url.scheme}://{url.host}"
+                    )
+        self._base_path = base.path.rstrip("/")
+        self._limiter = limiter or HostLimiter.for_host(base.netloc.decode("ascii"))
+        self._backoff = backoff
+        self._auth = ClientCredentials(env, (base.scheme, base.host, base.port))
+        try:
+            self._http = httpx.Client(
+                base_url=conn.base_url,
+                auth=self._auth,
+                timeout=conn.timeout,
+                verify=ssl_context(conn.ca_bundle),
+                follow_redirects=False,
+                transport=transport,
+                trust_env=True,
+                headers={"Accept": "application/json"},
+            )
+        except ValueError as exc:
+            # httpx reads proxy settings from the environment here; their text may carry a
+            # proxy password, so only the exception's type is named.
+            raise ConfigError(
+                f"{env.file}: cannot set up the HTTP client for {base.host} "
+                f"({type(exc).__name__}): check the proxy variables (HTTPS_PROXY, HTTP_PROXY, "
+                "ALL_PROXY, NO_PROXY) and connection.base_url"
+            ) from None
+        self.last_request_id: str | None = None
+        # Secret values this client sent or read (a webhook api_key, the new one or the live
+        # one): NewStore may echo either back in an error.
+        self._seen_secrets: set[str] = set()
+        self._secrets_lock = threading.Lock()
+
+    def __enter__(self) -> NewStoreClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"NewStoreClient({self.env.name!r}, {self.env.connection.base_url!r})"
+
+    @property
+    def token_requests(self) -> int:
+        """How many access tokens this client fetched."""
+        return self._auth.fetched
+
+    def full_path(self, path: str) -> str:
+        """The path as NewStore sees it (base path + relative path), for messages and logs."""
+        return self._base_path + path
+
+    def error(
+        self,
+        cls: type[E],
+        setting: str,
+        method: str,
+        path: str,
+        message: str,
+        *,
+        response: httpx.Response | None = None,
+        detail: str = "",
+        hint: str = "",
+    ) -> E:
+        """A `NewStoreError` of type `cls` for this environment, filled from `response`."""
+        if response is not None and not detail:
+            detail = problem_detail(response)
+        return cls(
+            message,
+            setting=setting,
+            method=method,
+            path=self.full_path(path),
+            status=response.status_code if response is not None else None,
+            request_id=request_id_of(response) if response is not None else None,
+            detail=scrub(detail, self._known_secrets()),
+            environment=self.env.name,
+            hint=hint,
+        )
+
+    def body(self, setting: str, response: httpx.Response) -> Any:
+        """The JSON body of a successful answer (None when empty); RejectedError if not JSON.
+
+        Secrets in it (a live api_key NewStore answers in clear) are remembered, so that a
+        later error echoing them is scrubbed like one echoing a secret we sent."""
+        if not response.content:
+            return None
+        try:
+            body = jsonlib.loads(response.content)
+        except ValueError:
+            request = response.request
+            raise self.error(
+                RejectedError,
+                setting,
+                request.method,
+                request.url.path.removeprefix(self._base_path),
+                "NewStore answered with a body that is not JSON",
+                response=response,
+            ) from None
+        # A masked stub ("****", "ab••") is no secret, and scrubbing a short one would mangle
+        # ordinary words in later messages.
+        self._remember_secrets(
+            value
+            for value in secret_values(body, self._secret_keys)
+            if len(value) >= MIN_SCRUBBED_SECRET
+        )
+        return body
+
+    def _remember_secrets(self, values: Iterable[str]) -> None:
+        # Settings are read side by side on one client: guard the set against a reader
+        # iterating it in _known_secrets.
+        with self._secrets_lock:
+            self._seen_secrets.update(values)
+
+    def _known_secrets(self) -> list[str]:
+        with self._secrets_lock:
+            seen = list(self._seen_secrets)
+        return [self.env.connection.client_secret, *self._auth.issued, *seen]
+
+    # ----------------------------------------------------------------------------------------
+
+    def request(
+        self,
+        setting: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        ok: Collection[int] = (200,),
+    ) -> httpx.Response:
+        """Send one API call (retrying transient failures) and return the response whose
+        status is in `ok`; any other outcome raises a `NewStoreError` subclass.
+
+        Retrying writes is safe here: every setter NewStore offers for these settings is "set
+        to this value" (POST/PUT of the full value; DELETE is idempotent), so repeating one is
+        harmless. A connection dropped after NewStore committed a write just sets the same
+        value again.
+        """
+        if not path.startswith("/"):
+            raise ValueError(f"path must be relative to base_url and start with '/': {path!r}")
+        self._remember_secrets(secret_values(json, self._secret_keys))
+        started = time.monotonic()
+        budget = self.env.connection.retry_max_seconds
+        attempts = max(1, self.env.connection.retry_attempts)
+        shown = self.full_path(path)
+
+        def remaining() -> float:
+            return max(0.0, budget - (time.monotonic() - started))
+
+        def attempt() -> httpx.Response:
+            return self._attempt(setting, method, path, json, ok, remaining)
+
+        def on_retry(failure: Transient | None, number: int, sleep: float) -> None:
+            reason = failure.reason if failure is not None else "failed"
+            after = " (Retry-After)" if failure is not None and failure.retry_after else ""
+            log.info(
+                "%s %s: %s; attempt %d of %d, retrying in %.2f s%s",
+                method,
+                shown,
+                reason,
+                number,
+                attempts,
+                sleep,
+                after,
+            )
+
+        policy = retrying(
+            attempts=attempts,
+            budget=budget,
+            backoff=self._backoff,
+            remaining=remaining,
+            on_retry=on_retry,
+        )
+        try:
+            return policy(attempt)
+        except tenacity.RetryError as err:
+            last = err.last_attempt.exception()
+            assert isinstance(last, Transient)
+            count = err.last_attempt.attempt_number
+            elapsed = time.monotonic() - started
+            raise RetryBudgetExhausted(
+                f"gave up after {count} attempt{'s' if count != 1 else ''} in {elapsed:.1f} s: "
+                f"{last.reason}",
+                setting=setting,
+                method=method,
+                path=shown,
+                status=last.status,
+                request_id=last.request_id,
+                detail=scrub(last.detail, self._known_secrets()),
+                environment=self.env.name,
+                hint="NewStore or the network is struggling; run again later "
+                "(or raise connection.retry.attempts / connection.retry.max_seconds).",
+            ) from None
+
+    def _attempt(
+        self,
+        setting: str,
+        method: str,
+        path: str,
+        body: Any,
+        ok: Collection[int],
+        remaining: Callable[[], float],
+    ) -> httpx.Response:
+        shown = self.full_path(path)
+        with self._limiter.slot(remaining()) as waited:
+            if waited:
+                log.info("%s %s: host paused after a 429, waited %.2f s", method, shown, waited)
+            started = time.monotonic()
+            try:
+                response = self._http.request(method, path, json=body)
+            except httpx.TransportError as exc:
+                reason, outcome = classify_transport_error(exc)
+                log.info("%s %s → %s", method, shown, reason)
+                if outcome is Outcome.FAIL:
+                    raise self.error(TransportError, setting, method, path, reason) from None
+                raise Transient(reason) from None
+            except httpx.DecodingError:
+                log.info("%s %s → %s", method, shown, UNDECODABLE)
+                raise self.error(RejectedError, setting, method, path, UNDECODABLE) from None
+        millis = int((time.monotonic() - started) * 1000)
+        request_id = request_id_of(response)
+        self.last_request_id = request_id
+        status = response.status_code
+        log.info(
+            "%s %s → %d in %d ms%s",
+            method,
+            shown,
+            status,
+            millis,
+            f" (request id {request_id})" if request_id else "",
+        )
+        if status in ok:
+            return response
+        if status in RETRYABLE_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if status == 429 and retry_after:
+                self._limiter.pause(min(retry_after, remaining()))
+            raise Transient(
+                f"NewStore answered {status}",
+                status=status,
+                request_id=request_id,
+                detail=scrub(problem_detail(response), self._known_secrets()),
+                retry_after=retry_after,
+            )
+        raise self._classify(setting, method, path, response)
+
+    def _classify(
+        self, setting: str, method: str, path: str, response: httpx.Response
+    ) -> NewStoreError:
+        kind = classify_status(response.status_code, isinstance(json_body(response), dict))
+        cls, message, hint = _STATUS_ERRORS[kind]
+        if kind is StatusKind.REDIRECT:
+            location = httpx.URL(response.headers.get("location", ""))
+            target = location.host or self.env.connection.base_url
+            message = message.format(target=target)
+        return self.error(cls, setting, method, path, message, response=response, hint=hint)
+
+
+# What each kind of unaccepted answer becomes (RETRYABLE ones only once the budget is spent).
+_STATUS_ERRORS: dict[StatusKind, tuple[type[NewStoreError], str, str]] = {
+    StatusKind.IP_BLOCKED: (IPBlockedError, IP_BLOCKED, IP_BLOCKED_HINT),
+    StatusKind.AUTH: (
+        AuthError,
+        "NewStore refused the access token, also after fetching a new one",
+        "Check that the API client has permission for this setting.",
+    ),
+    StatusKind.REDIRECT: (
+        RejectedError,
+        "NewStore redirected to {target}; redirects are not followed, so the access "
+        "token never leaves the configured host",
+        "Check connection.base_url.",
+    ),
+    StatusKind.CONFLICT: (
+        ConflictError,
+        "another update of this setting happened at the same time (409)",
+        "",
+    ),
+    StatusKind.RETRYABLE: (RejectedError, "NewStore rejected the call", ""),
+    StatusKind.REJECTED: (RejectedError, "NewStore rejected the call", ""),
+}
