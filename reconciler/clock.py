@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 
 def now_iso() -> str:
     """Now in UTC as ISO 8601 with microseconds and a `Z`: sorts as text, reads everywhere."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+Clock: TypeAlias = Callable[[], datetime]
+"""Where "now" comes from for the change-window policy: `system_clock` in use; tests pass
+their own (a parameter, never an environment variable, so no user can move "now")."""
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
+from reconciler.policy import ALWAYS, Policy
+
 
 class _Absent(enum.Enum):
     ABSENT = "absent"
@@ -95,6 +97,7 @@ class Environment:
     # webhook api_key in clear.
     desired: Mapping[str, Value] = field(repr=False)
     gates: Gates = Gates()
+    policy: Policy = ALWAYS  # when apply may write (`policy:`); ALWAYS when the file has none
     # key path ("availability_webhook.url") -> where it was written; for messages.
     locations: Mapping[str, Location] = field(default_factory=dict, repr=False, compare=False)
 

@@ -7,6 +7,7 @@ https-or-loopback URLs, files that must exist, and the safety rules on the desir
 from __future__ import annotations
 
 import os
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from reconciler.config.yamlsafe import child_path
 from reconciler.errors import Problem
 from reconciler.model import ABSENT, Connection, Environment, Gates, Value, WebhookProbe
 from reconciler.net import is_loopback
+from reconciler.policy import DAYS, Freeze, Policy, Window
 from reconciler.rules import RULES
 from reconciler.settings import REGISTRY
 
@@ -194,6 +196,64 @@ class _Builder:
             newstore_stock_confirmed=bool(gates.get("newstore_stock_confirmed", False)),
         )
 
+    def policy(self) -> Policy:
+        """`policy`, checked for what the schema cannot: a known timezone, real dates, a
+        freeze that ends after it starts, a window that is not empty."""
+        section = self.data.get("policy")
+        # Not self.section(): a problem inside one window must not hide the others'.
+        if not isinstance(section, dict) or self.reported("policy"):
+            section = {}
+        timezone = section.get("timezone", "UTC")
+        if isinstance(timezone, str) and self.ok("policy.timezone") and timezone != "UTC":
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                self.report(
+                    "policy.timezone",
+                    f"unknown timezone `{timezone}`: use an IANA name such as "
+                    "America/New_York, Europe/Berlin or UTC",
+                )
+        windows = []
+        for index, window in enumerate(section.get("apply_windows") or []):
+            path = child_path("policy.apply_windows", index)
+            if not isinstance(window, dict) or not self.ok(path):
+                continue
+            start = time.fromisoformat(window["from"])
+            end = None if window["to"] == "24:00" else time.fromisoformat(window["to"])
+            if end == start:
+                self.report(
+                    child_path(path, "to"),
+                    'must differ from `from` (a whole day is `from: "00:00"`, `to: "24:00"`)',
+                )
+                continue
+            days = frozenset(DAYS.index(day) for day in window["days"])
+            windows.append(Window(days, start, end))
+        freezes = []
+        for index, freeze in enumerate(section.get("freezes") or []):
+            path = child_path("policy.freezes", index)
+            if not isinstance(freeze, dict) or not self.ok(path):
+                continue
+            bounds: list[date] = []
+            for key in ("from", "to"):
+                try:
+                    bounds.append(date.fromisoformat(freeze[key]))
+                except ValueError:
+                    self.report(child_path(path, key), "is not a date in the calendar")
+            if len(bounds) != 2:
+                continue
+            if bounds[1] < bounds[0]:
+                self.report(
+                    child_path(path, "to"),
+                    f"the freeze ends ({bounds[1]}) before it starts ({bounds[0]})",
+                )
+                continue
+            freezes.append(Freeze(bounds[0], bounds[1], freeze["reason"]))
+        if not isinstance(timezone, str):
+            timezone = "UTC"
+        return Policy(timezone=timezone, windows=tuple(windows), freezes=tuple(freezes))
+
 
 def build_environment(
     name: str, merged: Merged, bad: set[str]
@@ -212,6 +272,7 @@ def build_environment(
     builder.webhook_url()
     desired, invalid = builder.desired()
     builder.rules(desired, invalid)
+    policy = builder.policy()
     if builder.problems or bad or connection is None:
         return None, builder.problems
     return (
@@ -222,6 +283,7 @@ def build_environment(
             connection=connection,
             desired=desired,
             gates=builder.gates(),
+            policy=policy,
             locations=merged.locations,
         ),
         [],

@@ -125,6 +125,8 @@ def _message(error: ValidationError, path: str) -> str:
     if keyword == "minItems":
         count = error.validator_value
         return f"must list at least {count} item{'s' if count != 1 else ''}"
+    if keyword == "uniqueItems":
+        return "must not list the same item twice"
     if keyword == "const":
         return f"must be `{error.validator_value}`"
     if keyword == "enum":
