@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
+from reconciler.clock import Clock, system_clock
 from reconciler.errors import (
     ApplyError,
     BlockedError,
@@ -57,10 +58,13 @@ from reconciler.plan import (
     read_live,
     shown_value,
 )
+from reconciler.policy import Decision, decide, decision_dict, explain
 from reconciler.rules import RULES, Rule, violations
 from reconciler.settings import BY_KEY, REGISTRY, Setting
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import httpx
 
     from reconciler.journal import Journal
@@ -75,7 +79,7 @@ class Outcome(enum.StrEnum):
     APPLIED = "applied"
     SKIPPED = "skipped"  # the setting already had its target value
     FAILED = "failed"
-    BLOCKED = "blocked"  # a gate stopped it
+    BLOCKED = "blocked"  # a gate or the policy stopped it
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,13 @@ def _show(setting: Setting, value: Value) -> str:
     return "absent" if shown is None else json.dumps(shown, ensure_ascii=False, sort_keys=True)
 
 
+def _policy_words(decision: Decision) -> str:
+    return (
+        f'{explain(decision)}. In an emergency, apply again with --break-glass "REASON" '
+        "(it overrides windows and freezes only, and is recorded)"
+    )
+
+
 def _rules(rules: Sequence[Rule]) -> str:
     return "; ".join(f"{rule}: {rule.consequence}" for rule in rules)
 
@@ -141,8 +152,11 @@ class _EnvironmentApply:
         skip_probe: bool,
         on_event: OnEvent,
         probe_transport: httpx.BaseTransport | None,
+        clock: Clock = system_clock,
+        break_glass: str | None = None,
     ) -> None:
         self.env, self.plan, self.client, self.journal = env, plan, client, journal
+        self.clock, self.break_glass = clock, break_glass
         self.skip_probe = skip_probe
         self.on_event = on_event
         self.probe_transport = probe_transport
@@ -161,6 +175,7 @@ class _EnvironmentApply:
     def run(self) -> list[StepFinished]:
         for number, step in enumerate(self.plan.steps, 1):
             try:
+                self._policy(number, step)
                 self._gates(number, step)
                 self._step(number, step)
             except ReconcilerError as exc:
@@ -212,6 +227,35 @@ class _EnvironmentApply:
             setting=step.setting,
             action=str(step.action),
             **fields,
+        )
+
+    # -- (0) the policy ------------------------------------------------------------------------
+
+    def _policy(self, number: int, step: Step) -> None:
+        # Asked again before every step, not once per run: a long run (a slow probe, retries,
+        # hundreds of environments) can cross a window's end or a freeze's start.
+        decision = decide(self.env.policy, self.clock())
+        if decision.allowed:
+            return
+        if self.break_glass is None:
+            self._blocked(number, step, "policy", _policy_words(decision))
+        self._record(
+            "policy",
+            step,
+            result="overridden",
+            break_glass=self.break_glass,
+            **decision_dict(decision),
+        )
+        self.on_event(
+            GateChecked(
+                self.env.name,
+                number,
+                self.total,
+                step.setting,
+                "policy",
+                "overridden",
+                f"{explain(decision)}; --break-glass: {self.break_glass}",
+            )
         )
 
     # -- (1) gates -------------------------------------------------------------------------------
@@ -472,9 +516,13 @@ def apply_environment(
     skip_probe: bool = False,
     on_event: OnEvent = _ignore,
     probe_transport: httpx.BaseTransport | None = None,
+    clock: Clock = system_clock,
+    break_glass: str | None = None,
 ) -> list[StepFinished]:
     """Apply one environment's planned steps, then check it converged; returns what each step
-    came to. Raises ApplyError / ChangedUnderneath / BlockedError (with the safe-state report)."""
+    came to. Raises ApplyError / ChangedUnderneath / BlockedError (with the safe-state report).
+    Before each step the environment's policy is asked at `clock()`; `break_glass` (a reason)
+    overrides it."""
     return _EnvironmentApply(
         env,
         plan,
@@ -483,6 +531,8 @@ def apply_environment(
         skip_probe=skip_probe,
         on_event=on_event,
         probe_transport=probe_transport,
+        clock=clock,
+        break_glass=break_glass,
     ).run()
 
 
@@ -534,6 +584,8 @@ def apply_run(
     on_event: OnEvent = _ignore,
     probe_transport: httpx.BaseTransport | None = None,
     locks: Sequence[TenantLock] = (),
+    clock: Clock = system_clock,
+    break_glass: str | None = None,
 ) -> list[EnvResult]:
     """Apply every environment of `run` with changes, one after another, in order.
 
@@ -542,6 +594,11 @@ def apply_run(
     skipped instead (BlockedError at the end), and one failing does not stop the rest (which
     are otherwise reported "not attempted"). `locks` (held by the caller, `lock.tenant_locks`)
     are recorded in the journal's start line.
+
+    Every environment with changes is checked against its policy at `clock()` before the
+    first write of the run (`held_by_policy`), and again before each of its steps; a blocked
+    one is refused like a gate-blocked one. `break_glass` (the reason) overrides the policy,
+    never a gate or safety rule, and is recorded in the journal.
     """
     by_name = {env.name: env for env in envs}
     refuse_unready(run, keep_going=keep_going)
@@ -552,13 +609,18 @@ def apply_run(
         skip_probe=skip_probe,
         keep_going=keep_going,
         locks=[lock.journal_fields() for lock in locks],
+        **({"break_glass": break_glass} if break_glass is not None else {}),
     )
+    held = held_by_policy(envs, run, clock(), journal, break_glass=break_glass)
+    if held and not keep_going:
+        journal.record("end", result="blocked", environments=dict.fromkeys(held, "blocked"))
+        raise BlockedError(_held_message("nothing applied", held))
     results: list[EnvResult] = []
     stopped = False
     for plan in run.environments:
         if plan.status is Status.CONVERGED:
             results.append(EnvResult(plan.name, "converged"))
-        elif plan.status is Status.BLOCKED:
+        elif plan.status is Status.BLOCKED or plan.name in held:
             results.append(EnvResult(plan.name, "blocked"))
         elif stopped:
             results.append(EnvResult(plan.name, "not attempted", len(plan.steps)))
@@ -574,6 +636,8 @@ def apply_run(
                         skip_probe=skip_probe,
                         on_event=on_event,
                         probe_transport=probe_transport,
+                        clock=clock,
+                        break_glass=break_glass,
                     )
             except (ApplyError, BlockedError) as exc:
                 results.append(EnvResult(plan.name, "failed", len(plan.steps), exc))
@@ -593,12 +657,60 @@ def apply_run(
     )
     if failed:
         raise _combined(failed, results)
+    if held:
+        raise BlockedError(
+            _held_message("not applied", held) + " (--keep-going: the others ran, see above.)"
+        )
     if blocked:
         raise BlockedError(
             f"not applied: {', '.join(blocked)} {'is' if len(blocked) == 1 else 'are'} blocked "
             "(see the plan above for why); every other environment was applied."
         )
     return results
+
+
+def held_by_policy(
+    envs: Sequence[Environment],
+    run: RunPlan,
+    now: datetime,
+    journal: Journal,
+    *,
+    break_glass: str | None,
+) -> dict[str, Decision]:
+    """The environments with changes whose policy forbids writing at `now`, each with its
+    decision; none with `break_glass`. Journals every refusal or override."""
+    by_name = {env.name: env for env in envs}
+    held: dict[str, Decision] = {}
+    for plan in run.environments:
+        if plan.status is not Status.CHANGES:
+            continue  # a converged environment has nothing to write: never blocked
+        env = by_name[plan.name]
+        decision = decide(env.policy, now)
+        if decision.allowed:
+            continue
+        journal.record(
+            "policy",
+            environment=env.name,
+            tenant=env.tenant,
+            result="blocked" if break_glass is None else "overridden",
+            **({"break_glass": break_glass} if break_glass is not None else {}),
+            **decision_dict(decision),
+        )
+        if break_glass is None:
+            held[env.name] = decision
+    return held
+
+
+def _held_message(what: str, held: Mapping[str, Decision]) -> str:
+    listed = "\n".join(f"  {name}: {explain(decision)}" for name, decision in held.items())
+    names = ", ".join(held)
+    return (
+        f"{what}: {names} {'is' if len(held) == 1 else 'are'} blocked by "
+        f"{'its' if len(held) == 1 else 'their'} change policy:\n{listed}\n"
+        "Apply again once writes are allowed. In an emergency, apply with --break-glass "
+        '"REASON": it overrides windows and freezes only (never a gate or a safety rule) '
+        "and the reason is recorded in the output and the journal."
+    )
 
 
 def _combined(failed: list[EnvResult], results: list[EnvResult]) -> ApplyError | BlockedError:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from reconciler import __version__
+from reconciler.clock import Clock, system_clock
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.parallelism import DEFAULT_PARALLELISM
 
@@ -34,6 +35,16 @@ class Globals:
     environments_dir: Path
     color: bool
     verbose: int
+    clock: Clock = system_clock  # "now" for the change-window policy
+
+
+@dataclass(frozen=True)
+class Injected:
+    """What a test hands the CLI in-process, as click's `obj`
+    (`CliRunner().invoke(cli, args, obj=Injected(clock=...))`). No flag or environment
+    variable reaches it: nothing a user sets may move "now" out of a freeze."""
+
+    clock: Clock
 
 
 def _error(message: str, code: int = EXIT_ERROR) -> int:
@@ -156,7 +167,8 @@ def _use_color(no_color: bool) -> bool:
 @click.pass_context
 def cli(ctx: click.Context, environments_dir: Path, no_color: bool, verbose: int) -> None:
     """Manage a NewStore tenant's external-OMS integration as code."""
-    ctx.obj = Globals(environments_dir, _use_color(no_color), verbose)
+    clock = ctx.obj.clock if isinstance(ctx.obj, Injected) else system_clock
+    ctx.obj = Globals(environments_dir, _use_color(no_color), verbose, clock)
     if verbose:
         # The `reconciler` logger only: on the root logger, httpx would log full URLs (query
         # strings included) and httpcore, at -vv, every response header.
@@ -224,7 +236,9 @@ def plan(
         _check_output_file(out, "plan file")
     environments = load_environments(g.environments_dir, envs)
     with progress(len(environments), "planned") as done:
-        run = plan_environments(environments, parallelism=parallelism, probe=probe, on_done=done)
+        run = plan_environments(
+            environments, parallelism=parallelism, probe=probe, on_done=done, now=g.clock()
+        )
     # One timestamp, so that `--format json` and `--out` print the very same document.
     generated_at = datetime.now(UTC)
     if fmt == "json":
@@ -327,6 +341,13 @@ def _hold_apply_locks(
     help="Do not take the per-tenant apply lock (recorded in the journal); only when you are "
     "sure no other apply of these tenants runs.",
 )
+@click.option(
+    "--break-glass",
+    metavar="REASON",
+    help="Write even outside the environments' apply windows or inside a freeze (an "
+    "emergency); REASON is recorded in the output and the journal. Never overrides a gate or "
+    "a safety rule.",
+)
 @click.pass_obj
 def apply(
     g: Globals,
@@ -339,6 +360,7 @@ def apply(
     parallelism: int,
     lock_timeout: float,
     no_lock: bool,
+    break_glass: str | None,
 ) -> int:
     """Make the live state match the environment files, one checked step at a time."""
     from reconciler.apply import (
@@ -354,6 +376,12 @@ def apply(
     from reconciler.render.steps import render_event
     from reconciler.render.text import render_text
 
+    if break_glass is not None:
+        break_glass = " ".join(break_glass.split())
+        if not break_glass:
+            raise ConfigError(
+                '--break-glass needs a reason, e.g. --break-glass "external OMS down, INC-1234"'
+            )
     journal_path = journal_file or default_path()
     _check_output_file(journal_path, "apply journal", makes_directories=True)
     if plan_file is not None:
@@ -381,7 +409,7 @@ def apply(
     else:
         environments = load_environments(g.environments_dir, envs)
         locks = _hold_apply_locks(environments, lock_timeout, no_lock)
-        run = plan_environments(environments, parallelism=parallelism)
+        run = plan_environments(environments, parallelism=parallelism, now=g.clock())
     click.echo(render_text(run, color=g.color), nl=False)
 
     errors = [env for env in run.environments if env.status is Status.ERROR]
@@ -413,6 +441,11 @@ def apply(
 
     with Journal(journal_path) as journal:
         click.echo(f"Journal: {journal.path}")
+        if break_glass is not None:
+            click.echo(
+                f"Break glass: {break_glass} (apply windows and freezes are overridden for "
+                "this run; gates and safety rules still hold)"
+            )
         results = apply_run(
             environments,
             run,
@@ -421,6 +454,8 @@ def apply(
             skip_probe=skip_probe,
             on_event=lambda event: click.echo(render_event(event), nl=False),
             locks=locks,
+            clock=g.clock,
+            break_glass=break_glass,
         )
     applied = [r for r in results if r.status == "applied"]
     total = sum(r.steps for r in applied)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from reconciler.errors import BlockedError, ConfigError, ReconcilerError
@@ -30,6 +31,7 @@ from reconciler.model import (
     Value,
 )
 from reconciler.parallelism import DEFAULT_PARALLELISM
+from reconciler.policy import ALWAYS, Decision, decide
 from reconciler.rules import RULES, Rule, is_enabled, violations
 from reconciler.settings import BY_KEY, REGISTRY, Setting
 
@@ -102,6 +104,10 @@ class EnvPlan:
     live: dict[str, Any] = field(default_factory=dict)
     desired_fingerprint: str = ""
     error: str = ""  # Status.ERROR only: the one-paragraph failure message
+    # Whether an apply at planning time may write, by the environment's `policy` (only for an
+    # environment with a policy and steps); never changes `status`: plans are never blocked
+    # by the calendar, applies are.
+    policy: Decision | None = None
 
 
 @dataclass
@@ -579,6 +585,14 @@ def _run_probes(env: Environment, plan: EnvPlan) -> None:
         plan.status = Status.BLOCKED
 
 
+def policy_now(env: Environment, plan: EnvPlan, now: datetime) -> Decision | None:
+    """What `env`'s policy says of applying `plan` at `now`; None when there is nothing to
+    write or no policy to ask."""
+    if not plan.steps or env.policy == ALWAYS:
+        return None
+    return decide(env.policy, now)
+
+
 def default_client(env: Environment) -> AbstractContextManager[NewStoreClient]:
     """The client of `env` as every command builds it (imported here, not at the top, so that
     commands that never talk HTTP start without loading httpx)."""
@@ -596,6 +610,7 @@ def plan_environments(
     client_factory: ClientFactory | None = None,
     probe: bool = False,
     on_done: Callable[[EnvPlan], None] | None = None,
+    now: datetime | None = None,
 ) -> RunPlan:
     """Read and plan every environment, `parallelism` at a time, in the order given.
 
@@ -603,6 +618,7 @@ def plan_environments(
     the others are planned regardless. With `probe`, webhook-probe gates run now (they
     otherwise run at apply) and a failing probe blocks its environment. `on_done(plan)` is
     called from the worker threads as each environment finishes (for progress reports).
+    With `now`, each plan with steps says whether its policy lets an apply write at `now`.
     """
     if parallelism < 1:
         raise ConfigError(f"--parallelism must be at least 1, got {parallelism}.")
@@ -616,6 +632,8 @@ def plan_environments(
             return EnvPlan(name=env.name, tenant=env.tenant, status=Status.ERROR, error=str(exc))
         if probe:
             _run_probes(env, plan)
+        if now is not None:
+            plan.policy = policy_now(env, plan, now)
         return plan
 
     def plan_and_report(env: Environment) -> EnvPlan:

@@ -19,6 +19,7 @@ from reconciler import __version__
 from reconciler.errors import PlanFileError
 from reconciler.fsutil import atomic_write_text
 from reconciler.plan import EnvPlan, RunPlan, Step
+from reconciler.policy import decision_dict
 
 FORMAT_VERSION: Final = 1
 # A real plan nests about ten levels deep; a hostile one could nest deep enough to exhaust the
@@ -55,6 +56,9 @@ def _env_dict(env: EnvPlan) -> dict[str, Any]:
         "live_violations": list(env.live_violations),
         "notes": list(env.notes),
         "error": env.error,
+        # Only where a policy has something to say, so plans of tenants without one keep
+        # their shape.
+        **({"policy": decision_dict(env.policy)} if env.policy is not None else {}),
     }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from reconciler.model import SENSITIVE, SENSITIVE_CHANGED, UNKNOWN_SHOWN
 from reconciler.plan import EnvPlan, Gate, RunPlan, Status
+from reconciler.policy import Decision, explain
 
 _MARKERS = frozenset({SENSITIVE, SENSITIVE_CHANGED, UNKNOWN_SHOWN})
 
@@ -61,4 +62,15 @@ def run_summary(run: RunPlan) -> str:
     return (
         f"Plan: {plural(len(envs), 'environment')}, {plural(changes, 'change')}, "
         f"{blocked} blocked, {plural(errors, 'error')}"
+    )
+
+
+def policy_state(decision: Decision) -> str:
+    """Whether an apply now may write, for the plan's reader: "apply now: allowed by the policy
+    until …" or "apply now: BLOCKED by policy rule freeze: …; next allowed …"."""
+    if decision.allowed:
+        return f"apply now: {explain(decision)}"
+    return (
+        f"apply now: BLOCKED {explain(decision).removeprefix('blocked ')} "
+        '(`apply --break-glass "REASON"` overrides it in an emergency)'
     )

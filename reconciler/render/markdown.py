@@ -9,6 +9,7 @@ from reconciler.render._format import (
     code,
     env_summary,
     gate_state,
+    policy_state,
     run_summary,
     show_value,
 )
@@ -34,6 +35,9 @@ def _env_section(env: EnvPlan) -> list[str]:
         lines += ["⛔ **Blocked** (reasons above): apply refuses this environment.", ""]
     if env.status is Status.CONVERGED:
         return [*lines, "No changes: the live state matches the desired state.", ""]
+    if env.policy is not None:
+        icon = "🕒" if env.policy.allowed else "⏸️"
+        lines += [f"{icon} **{policy_state(env.policy)}**", ""]
     for number, step in enumerate(env.steps, 1):
         lines.append(f"{number}. **{step.setting}**: {step.action}")
     lines.append("")
@@ -73,6 +77,11 @@ def render_markdown(run: RunPlan) -> str:
     if blocked:
         lines += ["### ⛔ Blocked: apply will refuse these until resolved", ""]
         lines += [f"- **{env.name}**: {reason}" for env in blocked for reason in env.blocked_by]
+        lines.append("")
+    held = [env for env in run.environments if env.policy and not env.policy.allowed]
+    if held:
+        lines += ["### ⏸️ Outside the change policy: an apply right now would be refused", ""]
+        lines += [f"- **{env.name}**: {policy_state(env.policy)}" for env in held if env.policy]
         lines.append("")
     if errors:
         lines += ["### ❌ Errors: these environments could not be planned", ""]

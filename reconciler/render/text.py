@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from reconciler.plan import Action, EnvPlan, RunPlan, Status
-from reconciler.render._format import env_summary, gate_state, run_summary, show_value
+from reconciler.render._format import (
+    env_summary,
+    gate_state,
+    policy_state,
+    run_summary,
+    show_value,
+)
 
 _ACTION_COLOR = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red"}
 _STATUS_COLOR = {
@@ -40,6 +46,9 @@ def _env_lines(env: EnvPlan, color: bool) -> list[str]:
         lines.append(f"       why: {step.why}")
         for gate in step.gates:
             lines.append(f"       gate {gate.name} ({gate_state(gate)}): {gate.description}")
+    if env.policy is not None:
+        shown = policy_state(env.policy)
+        lines.append("  " + (shown if env.policy.allowed else style(shown, fg="red", bold=True)))
     lines += [f"  note: {note}" for note in env.notes]
     summary = f"{env.name}: {env_summary(env)}"
     lines.append(style(summary, fg=_STATUS_COLOR[env.status]))
