@@ -54,6 +54,7 @@ from reconciler.plan import (
     differs,
     fingerprint,
     fingerprint_key,
+    policy_now,
     probe_for,
     read_live,
     shown_value,
@@ -803,6 +804,7 @@ def check_plan_file(
     *,
     client_factory: ClientFactory | None = None,
     parallelism: int = 8,
+    now: datetime | None = None,
 ) -> RunPlan:
     """Check that a verified plan file (`planfile.load_plan_file`) still holds for `envs`, and
     return its plan re-made from the live state.
@@ -853,7 +855,10 @@ def check_plan_file(
                     f"{env.name} {line}"
                     for line in _moved(setting, planned["live"].get(name), value)
                 ]
-        return build_plan(env, live), moved
+        plan = build_plan(env, live)
+        if now is not None:
+            plan.policy = policy_now(env, plan, now)
+        return plan, moved
 
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(envs)))) as pool:
         rechecked = list(pool.map(recheck, envs))

@@ -405,7 +405,9 @@ def apply(
         # Locked before the plan file is checked against the live state, so that what is
         # checked is what is written to.
         locks = _hold_apply_locks(environments, lock_timeout, no_lock)
-        run = check_plan_file(doc, str(plan_file), environments, parallelism=parallelism)
+        run = check_plan_file(
+            doc, str(plan_file), environments, parallelism=parallelism, now=g.clock()
+        )
     else:
         environments = load_environments(g.environments_dir, envs)
         locks = _hold_apply_locks(environments, lock_timeout, no_lock)

@@ -284,6 +284,7 @@ def test_apply_of_a_reviewed_plan_file_is_checked_against_the_policy_at_apply_ti
     )
 
     assert result.exit_code == 3, result.output
+    assert "apply now: BLOCKED by policy rule apply_windows" in result.stdout
     assert "blocked by policy rule apply_windows" in result.stderr
     assert writes(sandbox, "acme-prod") == []
 
