@@ -45,6 +45,7 @@ GITHUB_CONTEXT = {
     "github.server_url": "https://github.example",
     "github.repository": "acme/newstore-config",
     "github.run_id": "4242",
+    "inputs.break_glass": "",  # apply.yml run on push; by hand it holds the reason
 }
 GITLAB_VARIABLES = {
     "CI_COMMIT_SHA": HEAD_SHA,
@@ -178,6 +179,7 @@ class Pipeline(Protocol):
     def plan(self) -> JobRun: ...
     def apply(self) -> JobRun: ...
     def drift(self) -> JobRun: ...
+    def break_glass(self, reason: str) -> None: ...
 
 
 _EXPRESSION = re.compile(r"\$\{\{\s*(.+?)\s*\}\}")
@@ -193,9 +195,14 @@ class GitHub:
 
     def __init__(self, workdir: Path, secrets: dict[str, str]) -> None:
         self.workdir, self.secrets = workdir, secrets
+        self.inputs: dict[str, str] = {}
 
     def plan(self) -> JobRun:
         return self._job("plan.yml", "plan")
+
+    def break_glass(self, reason: str) -> None:
+        """The next runs are apply.yml run by hand with this break-glass reason."""
+        self.inputs["break_glass"] = reason
 
     def apply(self) -> JobRun:
         return self._job("apply.yml", "apply")
@@ -207,6 +214,7 @@ class GitHub:
         workflow = _load(GITHUB / workflow_name)
         assert workflow["defaults"]["run"]["shell"] == "bash"
         context = dict(GITHUB_CONTEXT) | {f"secrets.{k}": v for k, v in self.secrets.items()}
+        context |= {f"inputs.{k}": v for k, v in self.inputs.items()}
         summary = self.workdir.parent / "summary.md"
         summary.write_text("")
         log: list[str] = []
@@ -259,6 +267,10 @@ class GitLab:
 
     def plan(self) -> JobRun:
         return self._job("plan")
+
+    def break_glass(self, reason: str) -> None:
+        """The next runs are a pipeline run by hand with RECONCILER_BREAK_GLASS set."""
+        self.secrets["RECONCILER_BREAK_GLASS"] = reason
 
     def apply(self) -> JobRun:
         return self._job("apply")
@@ -425,6 +437,52 @@ def test_drift_errors_fail_the_job(pipeline: Pipeline) -> None:
     assert not (pipeline.workdir / "issue.md").exists()
 
 
+FOREVER_FROZEN = """\
+policy:
+  freezes:
+    - from: 2000-01-01
+      to: 2999-12-31
+      reason: peak season, for as long as this test can run
+"""
+
+
+@pytest.mark.e2e
+def test_a_freeze_blocks_the_apply_job_clearly_until_someone_breaks_glass(
+    pipeline: Pipeline, live_sandbox: tuple[SandboxApp, str], secrets: dict[str, str]
+) -> None:
+    sandbox, _ = live_sandbox
+    work = pipeline.workdir
+    staging = work / "environments" / "acme-staging.yaml"
+    staging.write_text(staging.read_text() + FOREVER_FROZEN)
+
+    # The review: changes pending, and the comment says an apply now would be refused.
+    run = pipeline.plan()
+    assert run.ok, run.log
+    assert run.outputs == _exitcode(pipeline, "2")
+    comment = (work / pipeline.comment_file).read_text()
+    assert comment.startswith(f"{MARKER}\n### 📝 Changes pending")
+    assert "> ⏸️ **Not right now:**" in comment
+    assert "apply now: BLOCKED by policy rule freeze" in comment
+
+    # The merge: the apply job fails, writing nothing, and says why and when.
+    run = pipeline.apply()
+    assert not run.ok
+    assert "blocked by policy rule freeze" in run.log
+    assert "peak season, for as long as this test can run" in run.log
+    assert "blocked by the change policy or a gate" in run.log
+    assert sandbox.history("acme-staging") == []
+
+    # The emergency: run by hand with a reason; the same reviewed plan is applied.
+    pipeline.break_glass("external OMS down, INC-4711")
+    run = pipeline.apply()
+    assert run.ok, run.log
+    assert "Break glass: external OMS down, INC-4711" in run.log
+    assert sandbox.state("acme-staging")["uses_external_atp"] is True
+    journal = (work / "apply-journal.jsonl").read_text()
+    assert '"break_glass": "external OMS down, INC-4711"' in journal
+    _assert_no_secret(comment + run.log + journal, secrets)
+
+
 def _exitcode(pipeline: Pipeline, code: str) -> dict[str, str]:
     """The step outputs a job run should have: GitHub passes the exit code on, GitLab keeps it
     in the shell."""
@@ -463,7 +521,9 @@ def test_gitlab_ci_matches_gitlab_schema() -> None:
 def test_github_triggers() -> None:
     plan, apply, drift = (_trigger(_load(GITHUB / name)) for name in WORKFLOWS)
     assert plan == {"pull_request": {"paths": ["environments/**"]}}
-    assert apply == {"push": {"branches": ["main"], "paths": ["environments/**"]}}
+    assert apply["push"] == {"branches": ["main"], "paths": ["environments/**"]}
+    assert set(apply) == {"push", "workflow_dispatch"}
+    assert apply["workflow_dispatch"]["inputs"]["break_glass"]["required"] is True
     assert set(drift) == {"schedule", "workflow_dispatch"}
     assert drift["schedule"][0]["cron"]
 
@@ -515,7 +575,8 @@ def test_every_reconciler_command_is_in_a_tested_script() -> None:
     expected = {
         "reconciler validate",
         "reconciler plan --format markdown --detailed-exitcode --out plan.json",
-        "reconciler apply --plan plan.json --auto-approve --journal apply-journal.jsonl",
+        "reconciler apply --plan plan.json --auto-approve --journal apply-journal.jsonl"
+        ' "${glass[@]}"',
         "reconciler drift --format markdown",
     }
     github = [step.get("run", "") for _, _, step in _github_steps()]
