@@ -574,6 +574,25 @@ def refuse_unready(run: RunPlan, *, keep_going: bool) -> None:
         )
 
 
+def refuse_held(run: RunPlan, *, keep_going: bool, break_glass: str | None) -> None:
+    """Like `refuse_unready`, for the change policy as the plan saw it (`EnvPlan.policy`), so
+    that nobody is asked to confirm an apply that would be refused: raise BlockedError unless
+    `break_glass`, or `keep_going` and another environment may be written. `apply_run` asks the
+    policy again, with its clock, before the first write."""
+    if break_glass is not None:
+        return
+    held = {
+        p.name: p.policy
+        for p in run.environments
+        if p.status is Status.CHANGES and p.policy is not None and not p.policy.allowed
+    }
+    if not held:
+        return
+    free = [p for p in run.environments if p.status is Status.CHANGES and p.name not in held]
+    if not (keep_going and free):
+        raise BlockedError(_held_message("nothing applied", held))
+
+
 def apply_run(
     envs: Sequence[Environment],
     run: RunPlan,

@@ -367,6 +367,7 @@ def apply(
         apply_run,
         check_plan_file,
         plan_file_environments,
+        refuse_held,
         refuse_unready,
     )
     from reconciler.config import load_environments
@@ -420,6 +421,7 @@ def apply(
     if errors:
         return EXIT_ERROR
     refuse_unready(run, keep_going=keep_going)
+    refuse_held(run, keep_going=keep_going, break_glass=break_glass)
     pending = [env for env in run.environments if env.status is Status.CHANGES]
     if not pending:
         click.echo("Nothing to do: the live state already matches.")

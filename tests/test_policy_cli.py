@@ -83,12 +83,34 @@ def test_apply_inside_a_freeze_writes_nothing_and_exits_3(
     assert "change freeze 2026-11-20 to 2026-12-31 (America/New_York): peak season" in error
     assert FIRST_WINDOW_AFTER in error
     assert "--break-glass" in error
-    # The plan printed first says so too.
+    # The plan printed first says so too; refused before any confirmation, so no journal.
     assert "apply now: BLOCKED by policy rule freeze" in result.stdout
-    (blocked,) = [e for e in read_journal(tmp_path / "j") if e["phase"] == "policy"]
-    assert blocked["result"] == "blocked" and blocked["rule"] == "freeze"
-    assert blocked["next_allowed"] == "2027-01-04T02:00:00-05:00"
-    assert read_journal(tmp_path / "j")[-1]["result"] == "blocked"
+    assert not (tmp_path / "j").exists()
+
+
+def test_a_window_closing_between_the_plan_and_the_first_write_stops_the_run_whole(
+    live_sandbox: Sandbox, write_env: WriteEnv, tmp_path: Path
+) -> None:
+    sandbox, base = live_sandbox
+    write_env("acme-prod", "acme-prod", base, ON_YAML + POLICY_YAML)
+    directory = write_env("acme-staging", "acme-staging", base, ON_YAML).parent
+    # Planned at 05:30, inside the window; the run's first write would come at 06:00, after it.
+    clock = advancing(datetime(2027, 1, 4, 5, 30, tzinfo=NY), timedelta(minutes=30))
+
+    result = run_at(clock, directory, "apply", "--auto-approve", "--journal", "j")
+
+    assert result.exit_code == 3, result.output
+    assert "apply now: allowed by the policy until 2027-01-04 06:00 EST" in result.stdout
+    assert "nothing applied: acme-prod is blocked by its change policy" in result.stderr
+    assert "next allowed 2027-01-05 02:00 EST" in result.stderr
+    assert writes(sandbox, "acme-prod") == writes(sandbox, "acme-staging") == []
+    journal = read_journal(tmp_path / "j")
+    (blocked,) = [e for e in journal if e["phase"] == "policy"]
+    assert blocked["environment"] == "acme-prod"
+    assert blocked["result"] == "blocked" and blocked["rule"] == "apply_windows"
+    assert blocked["checked_at"] == "2027-01-04T06:00:00-05:00"
+    assert blocked["next_allowed"] == "2027-01-05T02:00:00-05:00"
+    assert journal[-1]["phase"] == "end" and journal[-1]["result"] == "blocked"
 
 
 def test_the_same_apply_with_break_glass_converges_and_records_the_reason(
