@@ -28,6 +28,9 @@ RULE_WINDOW: Final = "apply_windows"
 # a few hops; the cap only guards against a policy no moment satisfies (validation refuses
 # those, but the core never trusts that).
 _MAX_HOPS: Final = 1000
+# Windows that join into one stretch (e.g. every day, 00:00-24:00) are followed this many weeks
+# ahead; past that the stretch has no end in sight.
+_MAX_WEEKS: Final = 60
 
 
 @dataclass(frozen=True)
@@ -95,12 +98,13 @@ def _utc(day: date, at: time | None, zone: tzinfo) -> datetime:
 
 
 def _window_spans(policy: Policy, around: datetime) -> list[tuple[datetime, datetime]]:
-    """Every window's (start, end) in UTC that starts from the local day before `around` to a
-    week and a day after it, sorted."""
+    """Every window's (start, end) in UTC that starts from two local days before `around` (a
+    window lasts at most 25 hours: under a day, plus a DST hour) to a week and a day after it,
+    sorted."""
     zone = policy.zone
     today = around.astimezone(zone).date()
     spans = []
-    for offset in range(-1, 9):
+    for offset in range(-2, 9):
         day = today + timedelta(days=offset)
         for window in policy.windows:
             if day.weekday() not in window.days:
@@ -130,20 +134,25 @@ def _freeze_at(policy: Policy, now: datetime) -> tuple[Freeze, datetime] | None:
 
 def _window_at(policy: Policy, now: datetime) -> tuple[bool, datetime | None]:
     """Whether `now` is inside a window, and the next window edge after it: the end of the
-    window it is in (windows that touch or overlap are joined), else the next start."""
+    window it is in (windows that touch or overlap are joined; None when they never stop within
+    reach), else the next start."""
     if not policy.windows:
         return True, None
     spans = _window_spans(policy, now)
-    inside = False
-    end: datetime | None = None
-    for start, stop in spans:
-        if start <= now < stop or (inside and end is not None and start <= end):
-            inside = True
-            end = stop if end is None else max(end, stop)
-    if inside:
-        return True, end
-    starts = [start for start, _ in spans if start > now]
-    return False, min(starts) if starts else None
+    containing = [stop for start, stop in spans if start <= now < stop]
+    if not containing:
+        starts = [start for start, _ in spans if start > now]
+        return False, min(starts) if starts else None
+    end = max(containing)
+    for _ in range(_MAX_WEEKS):
+        # Sorted by start and `end` only grows: one pass joins every chain of windows.
+        for start, stop in spans:
+            if start <= end < stop:
+                end = stop
+        if end < spans[-1][0]:
+            return True, end  # every span that could run on past `end` was looked at
+        spans = _window_spans(policy, end)
+    return True, None
 
 
 def _next_allowed(policy: Policy, now: datetime) -> datetime | None:

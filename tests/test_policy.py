@@ -3,10 +3,12 @@ midnight, DST changes, a freeze's last day, overlapping freezes, and what comes 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.policy import (
     ALWAYS,
@@ -194,3 +196,52 @@ def test_a_decision_as_json_carries_local_times() -> None:
 def test_a_naive_datetime_is_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
         decide(POLICY, datetime(2026, 11, 27, 11))
+
+
+# -- properties: for any policy and moment, the answers agree with each other ---------------------
+
+_ZONES = ("UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata")
+_MINUTES = st.integers(0, 24 * 60 - 1).map(lambda m: time(m // 60, m % 60))
+_WINDOWS = st.builds(
+    Window,
+    st.frozensets(st.integers(0, 6), min_size=1),
+    _MINUTES,
+    st.one_of(st.none(), _MINUTES),
+).filter(lambda w: w.start != w.end)
+_DAYS = st.dates(date(2026, 1, 1), date(2027, 12, 31))
+_FREEZES = st.tuples(_DAYS, st.integers(0, 40)).map(
+    lambda t: Freeze(t[0], t[0] + timedelta(days=t[1]), "frozen")
+)
+_POLICIES = st.builds(
+    Policy,
+    st.sampled_from(_ZONES),
+    st.lists(_WINDOWS, max_size=3).map(tuple),
+    st.lists(_FREEZES, max_size=3).map(tuple),
+)
+_MOMENTS = st.datetimes(
+    datetime(2026, 1, 1),
+    datetime(2027, 12, 31),
+    timezones=st.just(UTC),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_POLICIES, _MOMENTS)
+def test_the_next_allowed_time_is_allowed_and_nothing_before_it_is(
+    policy: Policy, now: datetime
+) -> None:
+    decision = decide(policy, now)
+    if decision.allowed:
+        if decision.until is not None:
+            assert decision.until > now
+            assert not decide(policy, decision.until).allowed
+            assert decide(policy, decision.until - timedelta(microseconds=1)).allowed
+        return
+    assert decision.rule in (RULE_FREEZE, RULE_WINDOW)
+    assert decision.next_allowed is not None  # windows recur every week, freezes end
+    assert decision.next_allowed > now
+    assert decide(policy, decision.next_allowed).allowed
+    span = decision.next_allowed - now
+    for fraction in (0.25, 0.5, 0.75, 0.999):
+        assert not decide(policy, now + span * fraction).allowed
+    assert not decide(policy, decision.next_allowed - timedelta(microseconds=1)).allowed
