@@ -265,6 +265,7 @@ def test_plan_shows_whether_an_apply_now_is_allowed_in_every_format(
     assert text.exit_code == 2, text.output
     assert markdown.exit_code == 0 and as_json.exit_code == 0
     assert "apply now: BLOCKED by policy rule freeze" in text.stdout
+    assert "acme-prod: 4 to change, apply held by its change policy now" in text.stdout
     assert FIRST_WINDOW_AFTER in text.stdout
     assert text.stdout.count("apply now") == 1, "a converged environment has nothing to say"
     assert "### ⏸️ Outside the change policy: an apply right now would be refused" in markdown.stdout

@@ -51,6 +51,8 @@ def env_summary(env: EnvPlan) -> str:
     if env.status is Status.CONVERGED:
         return "no changes"
     changes = f"{len(env.steps)} to change"
+    if env.policy is not None and not env.policy.allowed:
+        changes += ", apply held by its change policy now"
     return f"{changes}, blocked" if env.status is Status.BLOCKED else changes
 
 
