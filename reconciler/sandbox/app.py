@@ -6,7 +6,9 @@ One WSGI app serves, by path:
     GET|POST        /<t>/v0/config/sales_order/external_oms
     GET|PUT|DELETE  /<t>/v0/config/availability/webhook
     GET|POST        /<t>/v0/config/routing/uses_external_atp
-    GET|PUT         /<t>/api/v1/associate-app/config
+    GET|POST        /<t>/v0/config/sales_order/external_order_webhook
+    GET|PUT|PATCH   /<t>/api/v1/associate-app/config
+    GET|PUT|PATCH|DELETE /<t>/api/v1/associate-app/config/<store id>
     GET|PUT         /_sandbox/tenants/<t>/state           admin (no auth): seed / inspect
     GET             /_sandbox/tenants/<t>/history         every write, with the state after it
     GET|DELETE      /_sandbox/tenants/<t>/requests        every API and token request
@@ -48,6 +50,7 @@ from reconciler.errors import ConfigError
 from reconciler.sandbox import validate
 from reconciler.sandbox.faults import Fault, FaultBook, FaultRule, parse_rules
 from reconciler.sandbox.state import (
+    STORE_ID_RE,
     WEBHOOK_FIELDS,
     TenantState,
     check_tenant,
@@ -61,10 +64,11 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 DEFAULT_WEBHOOK_API_KEY = "sandbox-webhook-api-key-0001"
+ORDER_WEBHOOK_DEFAULT_TIMEOUT = 15  # the spec: "the default is 15"
 WEBHOOK_PATH = "/_sandbox/webhook/availabilities"
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The spec declares `security: []` for reading the Associate App config.
-_PUBLIC_OPERATIONS = frozenset({("associate_app", "GET")})
+_PUBLIC_OPERATIONS = frozenset({("associate_app", "GET"), ("associate_app_store", "GET")})
 _MAX_BODY = 1024 * 1024
 
 _Result: TypeAlias = tuple[Response, bool]  # the response, and whether the state changed
@@ -118,7 +122,17 @@ _ROUTES = (
     ("external_oms", f"/{_T}/v0/config/sales_order/external_oms", ("GET", "POST")),
     ("webhook_config", f"/{_T}/v0/config/availability/webhook", ("GET", "PUT", "DELETE")),
     ("external_atp", f"/{_T}/v0/config/routing/uses_external_atp", ("GET", "POST")),
-    ("associate_app", f"/{_T}/api/v1/associate-app/config", ("GET", "PUT")),
+    (
+        "external_order_webhook",
+        f"/{_T}/v0/config/sales_order/external_order_webhook",
+        ("GET", "POST"),
+    ),
+    ("associate_app", f"/{_T}/api/v1/associate-app/config", ("GET", "PUT", "PATCH")),
+    (
+        "associate_app_store",
+        f"/{_T}/api/v1/associate-app/config/<store>",
+        ("GET", "PUT", "PATCH", "DELETE"),
+    ),
     ("admin_state", f"/_sandbox/tenants/{_T}/state", ("GET", "PUT")),
     ("admin_history", f"/_sandbox/tenants/{_T}/history", ("GET",)),
     ("admin_requests", f"/_sandbox/tenants/{_T}/requests", ("GET", "DELETE")),
@@ -126,7 +140,16 @@ _ROUTES = (
     ("webhook", WEBHOOK_PATH, ("POST",)),
     ("admin_webhook_requests", "/_sandbox/webhook/requests", ("GET", "DELETE")),
 )
-_API_ENDPOINTS = frozenset({"external_oms", "webhook_config", "external_atp", "associate_app"})
+_API_ENDPOINTS = frozenset(
+    {
+        "external_oms",
+        "webhook_config",
+        "external_atp",
+        "associate_app",
+        "external_order_webhook",
+        "associate_app_store",
+    }
+)
 
 
 def _kind(endpoint: str | None, path: str) -> str:
@@ -170,6 +193,13 @@ class SandboxApp:
             ("external_atp", "POST"): self._post_external_atp,
             ("associate_app", "GET"): self._get_associate_app,
             ("associate_app", "PUT"): self._put_associate_app,
+            ("associate_app", "PATCH"): self._patch_associate_app,
+            ("external_order_webhook", "GET"): self._get_order_webhook,
+            ("external_order_webhook", "POST"): self._post_order_webhook,
+            ("associate_app_store", "GET"): self._get_store_config,
+            ("associate_app_store", "PUT"): self._put_store_config,
+            ("associate_app_store", "PATCH"): self._patch_store_config,
+            ("associate_app_store", "DELETE"): self._delete_store_config,
         }
 
     # -- the Python face (what the admin endpoints do) -----------------------------------------
@@ -189,6 +219,8 @@ class SandboxApp:
             parsed.external_oms_updated_at = stamp
         if parsed.uses_external_atp is not None:
             parsed.uses_external_atp_updated_at = stamp
+        if parsed.external_order_webhook is not None:
+            parsed.external_order_webhook_updated_at = stamp
         with self._lock:
             self._tenants[tenant] = parsed
             self._persist()
@@ -391,6 +423,12 @@ class SandboxApp:
             denied = self._authorize(request, rid, tenant)
             if denied is not None:
                 return denied
+        if endpoint == "associate_app_store":
+            store = request.path.rsplit("/", 1)[1]
+            if not STORE_ID_RE.fullmatch(store):
+                message = "Configuration file is not readable: no such store."
+                return _problem(422, rid, error_code="configuration_not_readable", message=message)
+            request.environ["sandbox.store"] = store
         response, changed = self._handlers[(endpoint, method)](state, request, rid)
         if changed:
             self._persist()
@@ -417,9 +455,7 @@ class SandboxApp:
         assert state.availability_webhook is not None
         shown = dict(state.availability_webhook)
         if self.config.mask_webhook_api_key or state.options["mask_webhook_api_key"]:
-            key = str(shown["api_key"])
-            # Same length as the key, so a masked answer still satisfies the spec's minLength.
-            shown["api_key"] = "*" * max(len(key) - 4, 4) + key[-4:]
+            shown["api_key"] = _masked(str(shown["api_key"]))
         return shown
 
     def _get_webhook(self, state: TenantState, request: Request, rid: str) -> _Result:
@@ -476,6 +512,108 @@ class SandboxApp:
             return _problem(422, rid, messages=problems), False
         state.associate_app_config = copy.deepcopy(body)
         return _json(body), True
+
+    def _patch_associate_app(self, state: TenantState, request: Request, rid: str) -> _Result:
+        # The spec does not say how PATCH merges; the sandbox applies a JSON merge patch
+        # (RFC 7386: objects merge, null removes a key, anything else replaces) and validates
+        # the result as a whole, as PUT does.
+        if state.associate_app_config is None:
+            return self._get_associate_app(state, request, rid)
+        return self._patch_document(
+            state.associate_app_config, request, rid, store=None, state=state
+        )
+
+    def _patch_document(
+        self,
+        base: dict[str, Any],
+        request: Request,
+        rid: str,
+        *,
+        store: str | None,
+        state: TenantState,
+    ) -> _Result:
+        try:
+            patch = _json_body(request)
+        except ValueError:
+            message = "Invalid JSON. Received configuration could not be parsed."
+            return _problem(400, rid, error_code="bad_request", message=message), False
+        merged = _merge_patch(base, patch)
+        problems = validate.check_associate_app(merged)
+        if problems:
+            return _problem(422, rid, messages=problems), False
+        if store is None:
+            state.associate_app_config = merged
+        else:
+            state.associate_app_store_configs[store] = merged
+        return _json(merged), True
+
+    # -- store-level Associate App documents (a store's document replaces the global one) --
+
+    def _get_store_config(self, state: TenantState, request: Request, rid: str) -> _Result:
+        doc = state.associate_app_store_configs.get(request.environ["sandbox.store"])
+        if doc is None:
+            # The spec's 422 "Configuration file is not readable": this store has no document
+            # of its own (it uses the global one).
+            message = "Configuration file is not readable: the store has no configuration."
+            return _problem(
+                422, rid, error_code="configuration_not_readable", message=message
+            ), False
+        return _json(doc), False
+
+    def _put_store_config(self, state: TenantState, request: Request, rid: str) -> _Result:
+        try:
+            body = _json_body(request)
+        except ValueError:
+            message = "Invalid JSON. Received configuration could not be parsed."
+            return _problem(400, rid, error_code="bad_request", message=message), False
+        problems = validate.check_associate_app(body)
+        if problems:
+            return _problem(422, rid, messages=problems), False
+        state.associate_app_store_configs[request.environ["sandbox.store"]] = copy.deepcopy(body)
+        return _json(body), True
+
+    def _patch_store_config(self, state: TenantState, request: Request, rid: str) -> _Result:
+        store = request.environ["sandbox.store"]
+        doc = state.associate_app_store_configs.get(store)
+        if doc is None:
+            return self._get_store_config(state, request, rid)
+        return self._patch_document(doc, request, rid, store=store, state=state)
+
+    def _delete_store_config(self, state: TenantState, request: Request, rid: str) -> _Result:
+        doc = state.associate_app_store_configs.pop(request.environ["sandbox.store"], None)
+        if doc is None:
+            message = "An error has occurred: the store has no configuration to delete."
+            return _problem(422, rid, error_code="configuration_not_found", message=message), False
+        return _json(doc), True
+
+    # -- the external order webhook (NewStore fetches external orders through it) -------------
+
+    def _get_order_webhook(self, state: TenantState, request: Request, rid: str) -> _Result:
+        hook = state.external_order_webhook
+        if hook is None:
+            # Never set: the spec only documents 200 (with a required value) and a default
+            # error; NewStore's other tenant settings answer a missing one with 404.
+            message = "No external order webhook configuration found."
+            return _problem(404, rid, error_code="not_found", message=message), False
+        shown = dict(hook)
+        if self.config.mask_webhook_api_key or state.options["mask_webhook_api_key"]:
+            shown["api_key"] = _masked(str(shown["api_key"]))
+        updated_at = state.external_order_webhook_updated_at or state.created_at
+        return _json({"value": shown, "updated_at": updated_at}), False
+
+    def _post_order_webhook(self, state: TenantState, request: Request, rid: str) -> _Result:
+        body, problems = _parse(request, validate.check_order_webhook)
+        if problems:
+            message = " ".join(problems)
+            return _problem(400, rid, error_code="bad_request", message=message), False
+        value = body["value"]
+        state.external_order_webhook = {
+            "url": value["url"],
+            "api_key": value["api_key"],
+            "timeout": value.get("timeout", ORDER_WEBHOOK_DEFAULT_TIMEOUT),
+        }
+        state.external_order_webhook_updated_at = now_iso()
+        return _empty(200), True
 
     # -- the sample availability webhook --------------------------------------------------------
 
@@ -534,6 +672,24 @@ class SandboxApp:
             return _problem(400, rid, message="The request body is not valid JSON.")
         except ConfigError as exc:
             return _problem(400, rid, message=str(exc))
+
+
+def _masked(key: str) -> str:
+    # Same length as the key, so a masked answer still satisfies the spec's minLength.
+    return "*" * max(len(key) - 4, 4) + key[-4:]
+
+
+def _merge_patch(base: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch of `patch` onto `base` (a new value; neither is changed)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    merged = copy.deepcopy(base) if isinstance(base, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge_patch(merged.get(key), value)
+    return merged
 
 
 def _json_body(request: Request) -> Any:

@@ -1,8 +1,9 @@
 """What the sandbox remembers per tenant, how it is seeded, and how it survives a restart.
 
-The public state shape is the contract's: the four settings, keyed as NewStore names them.
+The public state shape is the contract's: the settings, keyed as NewStore names them, and the
+store-level Associate App documents by store id.
 Sandbox-only behaviour switches live in `options` (shown only when they differ from the
-defaults, so the usual state is exactly the contract's four keys). Timestamps NewStore returns
+defaults, so the usual state is exactly the contract's keys). Timestamps NewStore returns
 as `updated_at` are kept beside the state, not in it: they are server-managed.
 """
 
@@ -20,8 +21,17 @@ from reconciler.errors import ConfigError
 from reconciler.fsutil import atomic_write_text
 
 TENANT_RE = re.compile(r"[a-z0-9-]+")
-STATE_KEYS = ("external_oms", "availability_webhook", "uses_external_atp", "associate_app_config")
+STATE_KEYS = (
+    "external_oms",
+    "availability_webhook",
+    "uses_external_atp",
+    "associate_app_config",
+    "external_order_webhook",
+    "associate_app_store_configs",
+)
 WEBHOOK_FIELDS = ("url", "api_key", "external_identifier", "timeout")
+ORDER_WEBHOOK_FIELDS = ("url", "api_key", "timeout")
+STORE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DEFAULT_OPTIONS: dict[str, Any] = {
     # "flat" answers GET external_oms in the older spec's `{"enabled": bool}` shape.
     "external_oms_shape": "wrapped",
@@ -130,7 +140,10 @@ class TenantState:
     associate_app_config: dict[str, Any] | None = field(
         default_factory=default_associate_app_config
     )
+    external_order_webhook: dict[str, Any] | None = None
+    associate_app_store_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_OPTIONS))
+    external_order_webhook_updated_at: str | None = None
     created_at: str = field(default_factory=now_iso)
     external_oms_updated_at: str | None = None
     uses_external_atp_updated_at: str | None = None
@@ -153,6 +166,7 @@ class TenantState:
             "created_at": self.created_at,
             "external_oms_updated_at": self.external_oms_updated_at,
             "uses_external_atp_updated_at": self.uses_external_atp_updated_at,
+            "external_order_webhook_updated_at": self.external_order_webhook_updated_at,
         }
 
     @classmethod
@@ -163,6 +177,7 @@ class TenantState:
         state.created_at = str(raw.get("created_at") or state.created_at)
         state.external_oms_updated_at = raw.get("external_oms_updated_at")
         state.uses_external_atp_updated_at = raw.get("uses_external_atp_updated_at")
+        state.external_order_webhook_updated_at = raw.get("external_order_webhook_updated_at")
         return state
 
 
@@ -209,6 +224,32 @@ def parse_seed(body: Any) -> TenantState:
         if doc is not None and not isinstance(doc, dict):
             problems.append("associate_app_config must be null or an object")
         state.associate_app_config = copy.deepcopy(doc)
+
+    order_hook = body.get("external_order_webhook")
+    if order_hook is not None:
+        if not isinstance(order_hook, dict) or set(order_hook) != set(ORDER_WEBHOOK_FIELDS):
+            problems.append(
+                f"external_order_webhook must be null or an object with {ORDER_WEBHOOK_FIELDS}"
+            )
+        elif not all(isinstance(order_hook[key], str) for key in ("url", "api_key")) or not (
+            isinstance(order_hook["timeout"], int) and not isinstance(order_hook["timeout"], bool)
+        ):
+            problems.append(
+                "external_order_webhook: url and api_key must be strings, timeout an integer"
+            )
+    state.external_order_webhook = copy.deepcopy(order_hook)
+
+    stores = body.get("associate_app_store_configs") or {}
+    if not isinstance(stores, dict) or not all(
+        isinstance(doc, dict) and isinstance(store, str) and STORE_ID_RE.fullmatch(store)
+        for store, doc in stores.items()
+    ):
+        problems.append(
+            "associate_app_store_configs must be an object of store id "
+            "(letters, digits, '_', '-') to configuration object"
+        )
+        stores = {}
+    state.associate_app_store_configs = copy.deepcopy(stores)
 
     options = body.get("options", {})
     if not isinstance(options, dict):

@@ -71,6 +71,29 @@ def check_webhook_config(body: Any) -> list[str]:
     return problems
 
 
+def check_order_webhook(body: Any) -> list[str]:
+    """POST /v0/config/sales_order/external_order_webhook: `{"value": {url, api_key, timeout?}}`
+    (url an absolute URI, api_key non-empty, timeout an integer of at most 25)."""
+    if not isinstance(body, dict):
+        return ["The request body must be a JSON object."]
+    value = body.get("value")
+    if not isinstance(value, dict):
+        return ["Please provide value as an object."]
+    problems = [f"Please provide value.{key}." for key in ("url", "api_key") if key not in value]
+    url = value.get("url")
+    if "url" in value:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or not _SCHEME_RE.fullmatch(parts.scheme) or not parts.netloc:
+            problems.append("value.url must be an absolute URI.")
+    api_key = value.get("api_key")
+    if "api_key" in value and not (isinstance(api_key, str) and api_key):
+        problems.append("value.api_key must be a non-empty string.")
+    timeout = value.get("timeout")
+    if "timeout" in value and not (_is_int(timeout) and timeout <= 25):
+        problems.append("value.timeout must be an integer of at most 25.")
+    return problems
+
+
 def check_external_atp(body: Any) -> list[str]:
     """POST /v0/config/routing/uses_external_atp: `{"value": bool}`."""
     if not isinstance(body, dict):
