@@ -307,7 +307,7 @@ class _EnvironmentApply:
         setting = BY_KEY[step.setting]
         request_id: str | None = None
         try:
-            current = setting.read(self.client)
+            current = setting.read_managed(self.client, step.after)
             self.latest[step.setting] = current
             if not differs(setting, current, step.after):
                 self._record("result", step, result=str(Outcome.SKIPPED), request_id=None)
@@ -342,7 +342,7 @@ class _EnvironmentApply:
                 raise
             self._record("result", step, result=str(Outcome.APPLIED), request_id=request_id)
 
-            settled = setting.read(self.client)
+            settled = setting.read_managed(self.client, step.after)
             self.latest[step.setting] = settled
             if differs(setting, settled, step.after):
                 message = (
@@ -380,7 +380,9 @@ class _EnvironmentApply:
         partners = set().union(*(pair for pair in pairs if step.setting in pair)) - {step.setting}
         for setting in REGISTRY:
             if setting.key in partners and setting.key in self.env.desired:
-                self.latest[setting.key] = setting.read(self.client)
+                self.latest[setting.key] = setting.read_managed(
+                    self.client, self.env.desired[setting.key]
+                )
         before = violations(self.latest)
         added = [
             r for r in violations({**self.latest, step.setting: step.after}) if r not in before

@@ -616,8 +616,16 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int) -> int:
     help="Write the environment file here instead of printing it.",
 )
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option(
+    "--store",
+    "stores",
+    multiple=True,
+    metavar="ID",
+    help="Also write this store's Associate App document (repeatable; NewStore cannot list "
+    "stores).",
+)
 @click.pass_obj
-def dump(g: Globals, env: str, out: Path | None, force: bool) -> None:
+def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str, ...]) -> None:
     """Write ENV's live state as an environment file that plans zero changes.
 
     ENV's file supplies the tenant, connection, extends and gates (its settings may be left
@@ -629,7 +637,7 @@ def dump(g: Globals, env: str, out: Path | None, force: bool) -> None:
     (source,) = discover(g.environments_dir, [env])
     if out is not None:
         check_out(out, force=force)
-    result = dump_environment(source, out=out)
+    result = dump_environment(source, out=out, stores=stores)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if out is None:

@@ -3,8 +3,10 @@
 How a team adopts the tool: write a file with just `tenant` and `connection` (and `extends`,
 `gates`), dump it, review and commit the result. The source file supplies those sections,
 copied as written (comments and `${...}` references kept, nothing substituted); its settings,
-if any, are ignored, and all four are read live. The webhook api_key is only ever written as a
-`${...}` reference named after the environment; a header comment lists every variable to set.
+if any, are ignored, and all of them are read live (with `--store ID`, the named stores'
+Associate App documents too: NewStore cannot list stores). A webhook api_key is only ever
+written as a `${...}` reference named after the environment; a header comment lists every
+variable to set.
 
 A live state that breaks a safety rule is still dumped, with a warning naming the rule: the file
 then fails validation until someone decides which side to fix.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +33,7 @@ from reconciler.model import ABSENT, UNKNOWN, Environment, Value
 from reconciler.plan import default_client, read_live
 from reconciler.rules import violations
 from reconciler.settings import REGISTRY, Setting
+from reconciler.settings.associate_app import store_field
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient
@@ -41,6 +44,7 @@ _HEAD_SECTIONS: Final = ("extends", "tenant", "connection")
 _TAIL_SECTIONS: Final = ("gates",)
 _SCHEMA_LINE: Final = "# yaml-language-server: $schema=../schemas/environment.schema.json"
 _REFERENCE: Final = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+STORE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -143,11 +147,17 @@ def setting_lines(
 ) -> list[str]:
     """One setting's block of the dumped file. A secret field, or a field NewStore answered
     masked, is written as a `${...}` reference only, and its variable appended to
-    `variables`."""
+    `variables`. A setting that is not configured and cannot be deleted through the API is left
+    out (unmanaged): `absent` would be a validation error for it."""
+    if value is ABSENT and not setting.deletable:
+        return [
+            f"# {setting.key}: not configured in NewStore; NewStore's API cannot delete it, so "
+            "it is left unmanaged here"
+        ]
     if value is ABSENT:
         return [f"{setting.key}: absent"]
     lines = [f"{setting.key}:"]
-    for name, field_value in value.items():
+    for name, field_value in setting.to_file(value).items():
         if name in setting.secret_fields or field_value is UNKNOWN:
             variable = secret_variable(env_name, setting.key, name)
             variables.append(variable)
@@ -157,14 +167,24 @@ def setting_lines(
                 why = "export NewStore's current value; it is never written here"
             lines.append(f"  {name}: ${{{variable}}}  # {why}")
             continue
-        if name == "url":
+        if name in setting.url_fields:
             field_value, stripped = _without_credentials(field_value)
             if stripped:
                 warnings.append(
-                    f"the live {setting.key}.url embeds credentials (user:password@); "
+                    f"the live {setting.key}.{name} embeds credentials (user:password@); "
                     "they are left out of the dump, so plan will show the url changing"
                 )
-        lines.append(f"  {name}: {_scalar(field_value)}")
+        lines += _mapping_lines(name, field_value, "  ")
+    return lines
+
+
+def _mapping_lines(name: str, value: Any, indent: str) -> list[str]:
+    """`name: value` in block style, nested mappings indented under their key."""
+    if not isinstance(value, dict) or not value:
+        return [f"{indent}{name}: {_scalar(value)}"]
+    lines = [f"{indent}{name}:"]
+    for key, item in value.items():
+        lines += _mapping_lines(str(key), item, indent + "  ")
     return lines
 
 
@@ -177,10 +197,17 @@ def dump_environment(
     out: Path | None = None,
     environ: Mapping[str, str] | None = None,
     client_factory: Callable[[Environment], AbstractContextManager[NewStoreClient]] | None = None,
+    stores: Sequence[str] = (),
 ) -> Dump:
     """Read the live state of every setting of the environment in `path` and render it as an
     environment file. `out` is where the file will be written (relative paths are adjusted to
-    it); None for stdout, where paths are kept as written."""
+    it); None for stdout, where paths are kept as written. `stores` are the store ids whose
+    Associate App documents are read too (NewStore cannot list them)."""
+    bad = [store for store in stores if not STORE_ID.fullmatch(store)]
+    if bad:
+        raise ConfigError(
+            f"--store {bad[0]!r} is not a store id: use 1-64 letters, digits, '_' or '-'."
+        )
     env, merged_raw = load_unmanaged(path, environ=environ)
     schema_line, sections, raw = _own_sections(path)
     warnings: list[str] = []
@@ -197,7 +224,12 @@ def dump_environment(
             )
 
     factory = client_factory or default_client
-    everything = replace(env, desired={s.key: s.default for s in REGISTRY})
+    defaults = {s.key: s.default for s in REGISTRY}
+    if stores:
+        app = defaults["associate_app"]
+        assert app is not ABSENT
+        defaults["associate_app"] = {**app, **{store_field(s): None for s in dict.fromkeys(stores)}}
+    everything = replace(env, desired=defaults)
     with factory(everything) as client:
         live = read_live(everything, client)
 

@@ -271,7 +271,7 @@ def order_steps(
     """The differing settings of `desired` in a safe apply order, each with why it sits there;
     None when every order adds a rule violation on some intermediate state.
 
-    Every permutation is tried (at most 4! = 24). An order is safe when no step adds a violation
+    Every permutation is tried (at most 5! = 120). An order is safe when no step adds a violation
     that the state before it did not have; among safe orders the one whose prefixes carry the
     fewest violations in total wins (it repairs a broken live state earliest), then the first
     in REGISTRY order, which is the order NewStore's documentation prescribes.
@@ -476,6 +476,17 @@ def build_plan(env: Environment, live: Mapping[str, Value]) -> EnvPlan:
     for s in managed:
         plan.notes += _unknown_notes(s, live[s.key], desired[s.key], s.key in differing)
     plan.notes += _unchecked_rule_notes(env, differing)
+    for s in managed:
+        # Only when a step could move a rule this setting is part of: a converged plan, or
+        # one that changes unrelated settings, has nothing to warn about.
+        partners = {
+            k
+            for r in RULES
+            if s.key in (r.if_setting, r.then_setting)
+            for k in (r.if_setting, r.then_setting)
+        } | {s.key}
+        if partners & differing:
+            plan.notes += s.notes(desired[s.key])
 
     order = order_steps(live, desired)
     if order is None:
@@ -526,15 +537,15 @@ def read_live(
     """
     settings = [s for s in REGISTRY if s.key in env.desired]
     if len(settings) < 2:
-        return {s.key: s.read(client) for s in settings}
+        return {s.key: s.read_managed(client, env.desired[s.key]) for s in settings}
     if reads is not None:
-        futures = [reads.submit(s.read, client) for s in settings]
+        futures = [reads.submit(s.read_managed, client, env.desired[s.key]) for s in settings]
         # Every read ends before the first failure is raised: the caller closes the client
         # then, and a read still under way would find it closed.
         wait(futures)
     else:
         with ThreadPoolExecutor(max_workers=len(settings)) as pool:
-            futures = [pool.submit(s.read, client) for s in settings]
+            futures = [pool.submit(s.read_managed, client, env.desired[s.key]) for s in settings]
     return {s.key: future.result() for s, future in zip(settings, futures, strict=True)}
 
 

@@ -23,8 +23,23 @@ def is_enabled(value: Value) -> bool:
     return value is not ABSENT and bool(value.get("enabled"))
 
 
+def _new_om_ui_fields(value: Value) -> list[str]:
+    """The Associate App fields that turn the new order UI on: the global document's flag,
+    and each managed store document's (`stores.<id>.use_new_om_ui`; None = the store has no
+    document of its own, so it follows the global one)."""
+    if value is ABSENT:
+        return []
+    return [name for name, on in value.items() if name.endswith("use_new_om_ui") and on is True]
+
+
 def _new_om_ui(value: Value) -> bool:
-    return value is not ABSENT and bool(value.get("use_new_om_ui"))
+    """use_new_om_ui is in effect anywhere managed: globally or in any managed store."""
+    return bool(_new_om_ui_fields(value))
+
+
+def _first_new_om_ui(value: Value) -> str | None:
+    found = _new_om_ui_fields(value)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,9 @@ class Rule:
     then_setting: str
     then_holds: Callable[[Value], bool]
     consequence: str  # what goes wrong for the retailer when the rule is broken
+    # The field of `if_setting` that makes `if_holds` true (for messages that point at the
+    # line to fix); None = the setting's only field.
+    if_field: Callable[[Value], str | None] = lambda value: None
 
     def holds(self, state: Mapping[str, Value]) -> bool | None:
         """True/False, or None when a setting it needs is not in `state` (unmanaged)."""
@@ -76,12 +94,25 @@ RULES: tuple[Rule, ...] = (
     Rule(
         3,
         "new-om-ui-needs-external-oms",
-        "use_new_om_ui true ⇒ the external OMS flag is on",
+        "use_new_om_ui true (globally or in a managed store) ⇒ the external OMS flag is on",
         "associate_app",
         _new_om_ui,
         "external_oms",
         is_enabled,
         "the Associate App shows order history from an OMS that holds no orders",
+        _first_new_om_ui,
+    ),
+    Rule(
+        4,
+        "new-om-ui-needs-order-webhook",
+        "use_new_om_ui true (globally or in a managed store) ⇒ the external order webhook is "
+        "configured",
+        "associate_app",
+        _new_om_ui,
+        "external_order_webhook",
+        _exists,
+        "the Associate App's order screens have nowhere to fetch external orders from",
+        _first_new_om_ui,
     ),
 )
 

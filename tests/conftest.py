@@ -30,6 +30,8 @@ INPROCESS_URL = "http://sandbox.local"
 
 CLIENT_SECRET_VAR = "SANDBOX_CLIENT_SECRET"
 WEBHOOK_API_KEY_VAR = "SANDBOX_WEBHOOK_API_KEY"
+ORDER_WEBHOOK_API_KEY_VAR = "SANDBOX_ORDER_WEBHOOK_API_KEY"
+ORDER_WEBHOOK_API_KEY = "sandbox-order-webhook-key-0001"
 
 
 @pytest.fixture
@@ -89,11 +91,12 @@ def write_env(
 
     The connection block is filled in; `body` (dedented YAML) is appended, with every
     `{sandbox}` replaced by base_url, e.g. `url: {sandbox}/_sandbox/webhook/availabilities`.
-    Secrets come from ${SANDBOX_CLIENT_SECRET} and ${SANDBOX_WEBHOOK_API_KEY}, which this
-    fixture sets to the sandbox's values. The environments dir is the returned path's parent.
+    Secrets come from ${SANDBOX_CLIENT_SECRET}, ${SANDBOX_WEBHOOK_API_KEY} and
+    ${SANDBOX_ORDER_WEBHOOK_API_KEY}, which this fixture sets to the sandbox's values. The environments dir is the returned path's parent.
     """
     monkeypatch.setenv(CLIENT_SECRET_VAR, sandbox_config.client_secret)
     monkeypatch.setenv(WEBHOOK_API_KEY_VAR, sandbox_config.webhook_api_key)
+    monkeypatch.setenv(ORDER_WEBHOOK_API_KEY_VAR, ORDER_WEBHOOK_API_KEY)
     directory = tmp_path / "environments"
     directory.mkdir(exist_ok=True)
 

@@ -29,6 +29,10 @@ availability_webhook:
   timeout: 5
 external_atp:
   enabled: true
+external_order_webhook:
+  url: https://oms.acme.example/newstore
+  api_key: ${SANDBOX_ORDER_WEBHOOK_API_KEY}
+  timeout: 15
 associate_app:
   use_new_om_ui: true
 gates:

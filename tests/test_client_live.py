@@ -14,6 +14,11 @@ ON = {
     "external_oms": {"enabled": True},
     "availability_webhook": WEBHOOK,
     "external_atp": {"enabled": True},
+    "external_order_webhook": {
+        "url": "https://oms.acme.example/newstore",
+        "api_key": "order-webhook-key-0123456789",
+        "timeout": 15,
+    },
     "associate_app": {"use_new_om_ui": True},
 }
 

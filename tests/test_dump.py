@@ -14,7 +14,8 @@ from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 from reconciler.sandbox.state import default_associate_app_config
 
 LIVE_KEY = "live-webhook-key-only-newstore-has-01"
-SECRETS = (LIVE_KEY, DEFAULT_WEBHOOK_API_KEY, "sandbox-secret")
+ORDER_KEY = "live-order-webhook-key-newstore-has-01"
+SECRETS = (LIVE_KEY, ORDER_KEY, DEFAULT_WEBHOOK_API_KEY, "sandbox-secret")
 
 
 def _state(*, oms: bool | None, hook: bool, atp: bool | None, ui: bool) -> dict[str, Any]:
@@ -32,6 +33,14 @@ def _state(*, oms: bool | None, hook: bool, atp: bool | None, ui: bool) -> dict[
         else None,
         "uses_external_atp": atp,
         "associate_app_config": document,
+        # The new order UI fetches external orders through it (rule 4).
+        "external_order_webhook": {
+            "url": "https://oms.acme.example/newstore",
+            "api_key": ORDER_KEY,
+            "timeout": 15,
+        }
+        if ui
+        else None,
     }
 
 
@@ -91,6 +100,17 @@ def test_dump_then_plan_shows_no_changes(
     # Masked, NewStore cannot tell: any key of the right shape plans to zero.
     key = "some-other-key-of-20-chars" if sandbox_config.mask_webhook_api_key else LIVE_KEY
     monkeypatch.setenv("ACME_ADOPT_ATP_API_KEY", key)
+    order = STATES[state] is not None and STATES[state]["external_order_webhook"] is not None
+    if order:
+        assert "  api_key: ${ACME_ADOPT_EXTERNAL_ORDER_WEBHOOK_API_KEY}  # " in dumped
+        masked = sandbox_config.mask_webhook_api_key
+        monkeypatch.setenv(
+            "ACME_ADOPT_EXTERNAL_ORDER_WEBHOOK_API_KEY",
+            "some-other-key-of-20-chars" if masked else ORDER_KEY,
+        )
+    else:
+        # Never set, and the API has no DELETE: left unmanaged, not `absent`.
+        assert "\n# external_order_webhook: not configured in NewStore" in dumped
     plan = run_cli(directory, "plan", "--detailed-exitcode")
     assert plan.exit_code == 0, plan.output
     assert "acme-adopt: no changes" in plan.stdout

@@ -34,6 +34,7 @@ class _Fifth(Setting):
 def test_the_secret_paths_are_every_settings_secret_fields_and_the_client_secret() -> None:
     assert {
         "availability_webhook.api_key",
+        "external_order_webhook.api_key",
         "connection.client_secret",
     } == SECRET_PATHS
     assert secret_paths((*REGISTRY, _Fifth())) == SECRET_PATHS | {"loyalty_hook.token"}

@@ -18,13 +18,8 @@ from reconciler.errors import Problem
 from reconciler.model import ABSENT, Connection, Environment, Gates, Value, WebhookProbe
 from reconciler.net import is_loopback
 from reconciler.policy import DAYS, Freeze, Policy, Window
-from reconciler.rules import RULES
+from reconciler.rules import RULES, Rule
 from reconciler.settings import REGISTRY
-
-# Fields a setting may leave out of the file, and the value they then have.
-_FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "availability_webhook": {"external_identifier": "product_id"},
-}
 
 
 def url_problem(url: str, *, allow_query: bool) -> str | None:
@@ -137,26 +132,31 @@ class _Builder:
             elif value == "absent":
                 desired[key] = ABSENT
             elif isinstance(value, dict):
-                fields = {**_FIELD_DEFAULTS.get(key, {}), **value}
-                if key == "availability_webhook":
-                    fields["timeout"] = int(fields["timeout"])
-                desired[key] = setting.normalize(fields)
+                desired[key] = setting.from_file(value)
             else:
                 invalid.add(key)
         return desired, invalid
 
-    def webhook_url(self) -> None:
-        webhook = self.data.get("availability_webhook")
-        path = "availability_webhook.url"
-        if isinstance(webhook, dict) and isinstance(webhook.get("url"), str) and self.ok(path):
-            why = url_problem(webhook["url"], allow_query=True)
-            if why:
-                self.report(path, why)
+    def setting_urls(self) -> None:
+        for setting in REGISTRY:
+            section = self.data.get(setting.key)
+            if not isinstance(section, dict):
+                continue
+            for name in sorted(setting.url_fields):
+                path = child_path(setting.key, name)
+                if isinstance(section.get(name), str) and self.ok(path):
+                    why = url_problem(section[name], allow_query=setting.url_query_allowed)
+                    if why:
+                        self.report(path, why)
 
     def rules(self, desired: dict[str, Value], invalid: set[str]) -> None:
-        def where(key: str) -> str:
+        def where(key: str, rule: Rule | None = None) -> str:
             value = desired.get(key)
-            # Point at the one field a flag-like setting has, e.g. external_atp.enabled.
+            # Point at the field that breaks the rule (a store's flag), else at the one field
+            # a flag-like setting has, e.g. external_atp.enabled.
+            name = rule.if_field(value) if rule is not None and value is not None else None
+            if name is not None:
+                return f"{key}.{name}"
             if isinstance(value, dict) and len(value) == 1:
                 return child_path(key, next(iter(value)))
             return key
@@ -168,12 +168,12 @@ class _Builder:
             if cause in desired and rule.if_holds(desired[cause]):
                 if effect not in desired:
                     self.report(
-                        where(cause),
+                        where(cause, rule),
                         f"{rule} cannot be checked: {effect} is not managed in this "
                         f"environment; add it (if the rule broke, {rule.consequence})",
                     )
                 elif not rule.then_holds(desired[effect]):
-                    self.report(where(cause), f"breaks {rule}: {rule.consequence}")
+                    self.report(where(cause, rule), f"breaks {rule}: {rule.consequence}")
             elif (
                 effect in desired and not rule.then_holds(desired[effect]) and cause not in desired
             ):
@@ -269,7 +269,7 @@ def build_environment(
         builder.report("tenant", "`tenant` is required (the NewStore tenant id, e.g. acme-staging)")
     tenant = tenant if isinstance(tenant, str) and builder.ok("tenant") else ""
     connection = builder.connection(tenant)
-    builder.webhook_url()
+    builder.setting_urls()
     desired, invalid = builder.desired()
     builder.rules(desired, invalid)
     policy = builder.policy()

@@ -10,11 +10,13 @@ from reconciler.settings.availability_webhook import AvailabilityWebhook
 from reconciler.settings.base import Setting
 from reconciler.settings.external_atp import ExternalATP
 from reconciler.settings.external_oms import ExternalOMS
+from reconciler.settings.external_order_webhook import ExternalOrderWebhook
 
 REGISTRY: tuple[Setting, ...] = (
     ExternalOMS(),
     AvailabilityWebhook(),
     ExternalATP(),
+    ExternalOrderWebhook(),
     AssociateApp(),
 )
 BY_KEY: dict[str, Setting] = {s.key: s for s in REGISTRY}

@@ -1,18 +1,30 @@
-"""Associate App `ui_configurations.use_new_om_ui`, inside `/api/v1/associate-app/config`.
+"""Associate App `ui_configurations.use_new_om_ui`, globally (`/api/v1/associate-app/config`)
+and in the store documents the file lists (`/api/v1/associate-app/config/{storeId}`).
 
-The document is large and strictly validated, and only PUT of the whole document has
-documented semantics (PATCH's merge rules are not). So a write is: GET the document right
-before writing (there is no ETag to guard with), change that one field, PUT everything back
-with every other key exactly as read, in the same order. The reconciler never creates the
-document: it has required sections the reconciler knows nothing about.
+A store's own document replaces the global one for that store; deleting it gives the store the
+global one again. The value is flat: `use_new_om_ui` (the global document) and, per managed
+store, `stores.<id>.use_new_om_ui`: true/false, or None when the store has no document of its
+own (it follows the global one). NewStore cannot list stores, so only the listed ones are read.
+
+The documents are large and strictly validated, and only PUT of a whole document has documented
+semantics (PATCH's merge rules are not). So a write is: GET the document right before writing
+(there is no ETag to guard with), change that one field, PUT everything back with every other key
+exactly as read, in the same order, then GET it again: the document read back may differ from the
+one sent only at the managed field (anything else means NewStore or someone else changed it, and
+is reported). The reconciler never creates the global document (it has required sections the
+reconciler knows nothing about); a missing store document is created from the global one, which
+is what the store shows until then.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
 
 from reconciler.errors import RejectedError
-from reconciler.model import Fields, Value
+from reconciler.model import ABSENT, Fields, Value
 from reconciler.settings.base import Setting
 
 if TYPE_CHECKING:
@@ -22,38 +34,114 @@ if TYPE_CHECKING:
 
 SECTION = "ui_configurations"
 FIELD = "use_new_om_ui"
+STORE_PREFIX = "stores."
 # The spec answers 422 "Configuration file is not readable" when there is no document; 404 is
 # what a plain missing resource would give.
 NO_DOCUMENT = (404, 422)
+
+
+def store_field(store: str) -> str:
+    """The flat field name of a store's flag: `stores.<id>.use_new_om_ui`."""
+    return f"{STORE_PREFIX}{store}.{FIELD}"
+
+
+def store_of(name: str) -> str | None:
+    """The store id of a flat field name, or None for the global flag."""
+    if not name.startswith(STORE_PREFIX):
+        return None
+    return name[len(STORE_PREFIX) : -len(FIELD) - 1]
+
+
+def managed_stores(value: Value) -> list[str]:
+    """The store ids `value` manages, in the order it lists them."""
+    if value is ABSENT:
+        return []
+    return [store for store in map(store_of, value) if store is not None]
 
 
 class AssociateApp(Setting):
     key = "associate_app"
     path = "/api/v1/associate-app/config"
     deletable = False
-    default: ClassVar[Value] = {"use_new_om_ui": False}
+    default: ClassVar[Value] = {FIELD: False}
+    field_order = (FIELD,)
+
+    # -- the file -------------------------------------------------------------------------------
+
+    def from_file(self, fields: Mapping[str, Any]) -> Value:
+        value: Fields = {FIELD: bool(fields[FIELD])}
+        stores = fields.get("stores") or {}
+        for store in sorted(stores):
+            entry = stores[store]
+            value[store_field(store)] = bool(entry[FIELD]) if isinstance(entry, dict) else None
+        return value
+
+    def to_file(self, value: Fields) -> dict[str, Any]:
+        out: dict[str, Any] = {FIELD: value.get(FIELD, False)}
+        stores = {
+            store: "absent"
+            if value[store_field(store)] is None
+            else {FIELD: value[store_field(store)]}
+            for store in managed_stores(value)
+        }
+        if stores:
+            out["stores"] = stores
+        return out
+
+    def notes(self, desired: Value) -> list[str]:
+        listed = managed_stores(desired)
+        which = f"only {', '.join(listed)} were checked" if listed else "none were checked"
+        return [
+            "associate_app: NewStore's API cannot list stores, so store-level documents not "
+            f"listed under associate_app.stores were not checked ({which}); a store with its own "
+            "document may still have use_new_om_ui on"
+        ]
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def store_path(self, store: str) -> str:
+        return f"{self.path}/{quote(store, safe='')}"
 
     def read(self, client: NewStoreClient) -> Value:
-        response = client.request(self.key, "GET", self.path, ok=(200, *NO_DOCUMENT))
+        return self.read_managed(client, ABSENT)
+
+    def read_managed(self, client: NewStoreClient, desired: Value) -> Value:
+        document = self._get(client, self.path)
+        value: Fields = {FIELD: False if document is None else self._flag(client, document)}
+        for store in managed_stores(desired):
+            path = self.store_path(store)
+            doc = self._get(client, path)
+            value[store_field(store)] = None if doc is None else self._flag(client, doc, path)
+        return value
+
+    def _get(self, client: NewStoreClient, path: str) -> dict[str, Any] | None:
+        """The document at `path`, or None when there is none (no readable document: the
+        global one means the app's defaults, a store's means it follows the global one)."""
+        response = client.request(self.key, "GET", path, ok=(200, *NO_DOCUMENT))
         if response.status_code in NO_DOCUMENT:
-            # No readable document: the app runs on its defaults, i.e. the NewStore order UI.
-            return {FIELD: False}
-        ui = self._document(client, response).get(SECTION)
+            return None
+        return self._document(client, response, path)
+
+    def _flag(self, client: NewStoreClient, document: dict[str, Any], path: str = "") -> bool:
+        ui = document.get(SECTION)
         enabled = ui.get(FIELD) if isinstance(ui, dict) else None
         if enabled is not None and not isinstance(enabled, bool):
             raise client.error(
                 RejectedError,
                 self.key,
                 "GET",
-                self.path,
+                path or self.path,
                 f"unexpected answer: {SECTION}.{FIELD} is not true/false",
-                response=response,
             )
-        return {FIELD: bool(enabled)}
+        return bool(enabled)
+
+    # -- writing --------------------------------------------------------------------------------
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
-        from reconciler.newstore.problem import request_id_of
-
+        """Each document whose flag differs from `value` is rewritten (or, for a store whose
+        value is None, deleted). The order inside the step cannot break a rule: each document
+        moves from its before value to its after value, both of which keep the rules."""
+        request_id: str | None = None
         response = client.request(self.key, "GET", self.path, ok=(200, *NO_DOCUMENT))
         if response.status_code in NO_DOCUMENT:
             raise client.error(
@@ -66,23 +154,107 @@ class AssociateApp(Setting):
                 hint="Create it in NewStore first (it has required sections the reconciler "
                 f"does not manage); the reconciler only sets {SECTION}.{FIELD}.",
             )
-        document = self._document(client, response)
-        ui = document.get(SECTION)
-        if not isinstance(ui, dict):
-            ui = document[SECTION] = {}
-        ui[FIELD] = bool(value[FIELD])
-        response = client.request(self.key, "PUT", self.path, json=document, ok=(200, 201, 204))
-        return request_id_of(response)
+        global_doc = self._document(client, response, self.path)
+        if self._flag(client, global_doc) != bool(value[FIELD]):
+            global_doc, request_id = self._put(client, self.path, global_doc, bool(value[FIELD]))
+        for store in managed_stores(value):
+            path, want = self.store_path(store), value[store_field(store)]
+            doc = self._get(client, path)
+            if want is None:
+                if doc is not None:
+                    request_id = self._delete(client, path) or request_id
+                continue
+            if doc is not None and self._flag(client, doc, path) == want:
+                continue
+            # A store without a document shows the global one: its copy changes nothing else.
+            base = doc if doc is not None else copy.deepcopy(global_doc)
+            _, request_id = self._put(client, path, base, bool(want))
+        return request_id
 
-    def _document(self, client: NewStoreClient, response: httpx.Response) -> dict[str, Any]:
+    def _put(
+        self, client: NewStoreClient, path: str, document: dict[str, Any], enabled: bool
+    ) -> tuple[dict[str, Any], str | None]:
+        from reconciler.newstore.problem import request_id_of
+
+        sent = copy.deepcopy(document)
+        ui = sent.get(SECTION)
+        if not isinstance(ui, dict):
+            ui = sent[SECTION] = {}
+        ui[FIELD] = enabled
+        response = client.request(self.key, "PUT", path, json=sent, ok=(200, 201, 204))
+        request_id = request_id_of(response)
+        self._verify(client, path, sent, self._get(client, path), request_id)
+        return sent, request_id
+
+    def _delete(self, client: NewStoreClient, path: str) -> str | None:
+        from reconciler.newstore.problem import request_id_of
+
+        # The spec answers 422 "An error has occurred" for a store without a document: gone.
+        response = client.request(self.key, "DELETE", path, ok=(200, 204, *NO_DOCUMENT))
+        request_id = request_id_of(response)
+        if self._get(client, path) is not None:
+            raise client.error(
+                RejectedError,
+                self.key,
+                "DELETE",
+                path,
+                "the store's document is still there after NewStore accepted its deletion",
+                response=response,
+            )
+        return request_id
+
+    def _verify(
+        self,
+        client: NewStoreClient,
+        path: str,
+        sent: dict[str, Any],
+        got: dict[str, Any] | None,
+        request_id: str | None,
+    ) -> None:
+        """The document read back must be the one sent: it differs from the one read before
+        only at the managed field. Anything else moved (NewStore normalised it, or someone
+        wrote in between): reported by path, never by value."""
+        from deepdiff import DeepDiff
+
+        moved = ["the whole document (it is gone)"] if got is None else _paths(DeepDiff(sent, got))
+        if moved:
+            shown = ", ".join(moved[:10]) + (
+                f" and {len(moved) - 10} more" if len(moved) > 10 else ""
+            )
+            raise client.error(
+                RejectedError,
+                self.key,
+                "PUT",
+                path,
+                f"the document read back after the write differs from the one written at {shown} "
+                f"(request {request_id or 'id unknown'}): NewStore or someone else changed it",
+                hint=f"{SECTION}.{FIELD} was written; review the document in NewStore before "
+                "running again.",
+            )
+
+    def _document(
+        self, client: NewStoreClient, response: httpx.Response, path: str
+    ) -> dict[str, Any]:
         document = client.body(self.key, response)
         if not isinstance(document, dict):
             raise client.error(
                 RejectedError,
                 self.key,
                 "GET",
-                self.path,
+                path,
                 "unexpected answer: the configuration document is not a JSON object",
                 response=response,
             )
         return document
+
+
+def _paths(diff: Mapping[str, Any]) -> list[str]:
+    """Every path a DeepDiff reports, as `ui_configurations.use_new_om_ui`-style key paths."""
+    found: list[str] = []
+    for report in diff.values():
+        items = report.keys() if isinstance(report, Mapping) else report
+        for item in items:
+            text = str(item).removeprefix("root")
+            key = text.replace("']['", ".").replace("['", "").replace("']", "").replace("][", "].[")
+            found.append(key or "(the document itself)")
+    return sorted(set(found))

@@ -9,6 +9,7 @@ tolerates "already gone".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from reconciler.errors import RejectedError
@@ -39,6 +40,10 @@ class AvailabilityWebhook(Setting):
     field_order = FIELDS
     deletable = True
     default: ClassVar[Value] = ABSENT
+    field_defaults: ClassVar[Mapping[str, Any]] = {"external_identifier": "product_id"}
+    url_fields = frozenset({"url"})
+    url_query_allowed = True
+    integer_fields = frozenset({"timeout"})
 
     def read(self, client: NewStoreClient) -> Value:
         response = client.request(self.key, "GET", self.path, ok=(200, 204))

@@ -9,7 +9,8 @@ plus one line in `reconciler.settings.REGISTRY`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from reconciler.model import ABSENT, Fields, Value
 
@@ -29,6 +30,14 @@ class Setting(ABC):
     deletable: ClassVar[bool] = False
     # The value a tenant has before anyone configured it (what `read` returns then).
     default: ClassVar[Value] = ABSENT
+    # What the environment file may leave out, and the value it then has.
+    field_defaults: ClassVar[Mapping[str, Any]] = {}
+    # Fields holding a URL: config checks them (https except loopback, no credentials);
+    # `url_query_allowed` says whether a query string (?...) is acceptable in them.
+    url_fields: ClassVar[frozenset[str]] = frozenset()
+    url_query_allowed: ClassVar[bool] = False
+    # Fields the file gives as whole numbers (YAML may spell them 15.0).
+    integer_fields: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def read(self, client: NewStoreClient) -> Value:
@@ -37,6 +46,27 @@ class Setting(ABC):
     @abstractmethod
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
         """Set the live value to `value`. Returns NewStore's request id when it gave one."""
+
+    def read_managed(self, client: NewStoreClient, desired: Value) -> Value:
+        """The live value of what `desired` manages. Most settings are one object and ignore
+        `desired`; one whose reads depend on what the file lists (the Associate App's store
+        documents) overrides this. Plan, apply, drift and dump all read through it."""
+        return self.read(client)
+
+    def from_file(self, fields: Mapping[str, Any]) -> Value:
+        """The desired value of the (schema-checked) mapping the environment file gives."""
+        value: Fields = {**self.field_defaults, **fields}
+        for name in self.integer_fields & value.keys():
+            value[name] = int(value[name])
+        return self.normalize(value)
+
+    def to_file(self, value: Fields) -> dict[str, Any]:
+        """The mapping an environment file gives for `value` (the inverse of `from_file`)."""
+        return dict(value)
+
+    def notes(self, desired: Value) -> list[str]:
+        """What the plan should say about managing `desired` that no diff shows."""
+        return []
 
     def delete(self, client: NewStoreClient) -> str | None:
         """Remove the configuration. Only settings with `deletable = True` implement it."""

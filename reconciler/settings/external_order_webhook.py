@@ -1,0 +1,79 @@
+"""External order webhook: `/v0/config/sales_order/external_order_webhook`.
+
+NewStore calls it (a base URL it adds routes to) for external order details and purchase
+history, which the Associate App's new order UI shows. GET answers
+`{"value": {url, api_key, timeout}, "updated_at": ..}`; a tenant that never set it gets no value
+(404, 204 or `value: null`), which reads as ABSENT. POST sets the whole value; 409
+`concurrent_update_on_tenant_setting` is re-read and retried. There is no DELETE, so the file
+cannot say `absent`. The api_key is secret and may come back masked: handled exactly like the
+availability webhook's (the shared `is_masked`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from reconciler.errors import RejectedError
+from reconciler.model import ABSENT, UNKNOWN, Fields, Value
+from reconciler.settings.availability_webhook import is_masked
+from reconciler.settings.base import Setting
+from reconciler.settings.conflicts import send_with_conflict_retry
+
+if TYPE_CHECKING:
+    from reconciler.newstore.client import NewStoreClient
+
+FIELDS = ("url", "api_key", "timeout")
+DEFAULT_TIMEOUT = 15  # the spec: "the default is 15 and the maximum allowed value is 25"
+
+
+class ExternalOrderWebhook(Setting):
+    key = "external_order_webhook"
+    path = "/v0/config/sales_order/external_order_webhook"
+    secret_fields = frozenset({"api_key"})
+    field_order = FIELDS
+    deletable = False
+    default: ClassVar[Value] = ABSENT
+    field_defaults: ClassVar[Mapping[str, Any]] = {"timeout": DEFAULT_TIMEOUT}
+    url_fields = frozenset({"url"})
+    integer_fields = frozenset({"timeout"})
+
+    def read(self, client: NewStoreClient) -> Value:
+        response = client.request(self.key, "GET", self.path, ok=(200, 204, 404))
+        if response.status_code in (204, 404):
+            return ABSENT
+        body = client.body(self.key, response)
+        inner: Any = body.get("value") if isinstance(body, dict) else "?"
+        if inner is None:
+            return ABSENT
+        if not isinstance(inner, dict) or not isinstance(inner.get("url"), str):
+            raise client.error(
+                RejectedError,
+                self.key,
+                "GET",
+                self.path,
+                'unexpected answer: expected {"value": {"url": .., "api_key": .., ..}}',
+                response=response,
+            )
+        value: Fields = {
+            "url": inner["url"],
+            "api_key": inner.get("api_key"),
+            "timeout": inner.get("timeout", DEFAULT_TIMEOUT),
+        }
+        if is_masked(value["api_key"]):
+            value["api_key"] = UNKNOWN
+        return value
+
+    def write(self, client: NewStoreClient, value: Fields) -> str | None:
+        from reconciler.newstore.problem import request_id_of
+
+        if value.get("api_key") is UNKNOWN:
+            raise ValueError("cannot write an order webhook config whose api_key is unknown")
+        desired = {name: value[name] for name in FIELDS}
+        return send_with_conflict_retry(
+            lambda: client.request(
+                self.key, "POST", self.path, json={"value": desired}, ok=(200, 201, 204)
+            ),
+            lambda: self.read(client) == desired,
+            request_id_of,
+        )
