@@ -92,7 +92,8 @@ def write_env(
     The connection block is filled in; `body` (dedented YAML) is appended, with every
     `{sandbox}` replaced by base_url, e.g. `url: {sandbox}/_sandbox/webhook/availabilities`.
     Secrets come from ${SANDBOX_CLIENT_SECRET}, ${SANDBOX_WEBHOOK_API_KEY} and
-    ${SANDBOX_ORDER_WEBHOOK_API_KEY}, which this fixture sets to the sandbox's values. The environments dir is the returned path's parent.
+    ${SANDBOX_ORDER_WEBHOOK_API_KEY}, which this fixture sets to the sandbox's values. The
+    environments dir is the returned path's parent.
     """
     monkeypatch.setenv(CLIENT_SECRET_VAR, sandbox_config.client_secret)
     monkeypatch.setenv(WEBHOOK_API_KEY_VAR, sandbox_config.webhook_api_key)
