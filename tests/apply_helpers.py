@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 from reconciler.sandbox.state import default_associate_app_config
 from reconciler.sandbox.values import state_to_values
 from reconciler.settings import REGISTRY
+from reconciler.settings.associate_app import store_of
 
 SANDBOX_SECRET = "sandbox-secret"
 
@@ -25,10 +27,18 @@ WEBHOOK: Fields = {
     "external_identifier": "product_id",
     "timeout": 5,
 }
+# What env_helpers.ON_YAML configures (conftest's write_env exports its key).
+ORDER_WEBHOOK_API_KEY = "sandbox-order-webhook-key-0001"
+ORDER_WEBHOOK: Fields = {
+    "url": "https://oms.acme.example/newstore",
+    "api_key": ORDER_WEBHOOK_API_KEY,
+    "timeout": 15,
+}
 ON: dict[str, Value] = {
     "external_oms": {"enabled": True},
     "availability_webhook": WEBHOOK,
     "external_atp": {"enabled": True},
+    "external_order_webhook": ORDER_WEBHOOK,
     "associate_app": {"use_new_om_ui": True},
 }
 OFF: dict[str, Value] = {
@@ -43,6 +53,7 @@ FORWARD = [
     ("external_oms", "POST"),
     ("availability_webhook", "PUT"),
     ("external_atp", "POST"),
+    ("external_order_webhook", "POST"),
     ("associate_app", "PUT"),
 ]
 
@@ -50,6 +61,7 @@ FORWARD = [
 def seed(app: SandboxApp, tenant: str, values: Mapping[str, Value]) -> None:
     """Seed a tenant with setting values (the sandbox's state shape; the rest default)."""
     hook = values.get("availability_webhook", ABSENT)
+    order = values.get("external_order_webhook", ABSENT)
     ui = values.get("associate_app", ABSENT)
     document = default_associate_app_config()
     document["ui_configurations"]["use_new_om_ui"] = ui is not ABSENT and bool(
@@ -62,8 +74,22 @@ def seed(app: SandboxApp, tenant: str, values: Mapping[str, Value]) -> None:
             "availability_webhook": None if hook is ABSENT else dict(hook),
             "uses_external_atp": _enabled(values.get("external_atp", ABSENT)),
             "associate_app_config": document,
+            "external_order_webhook": None if order is ABSENT else dict(order),
+            "associate_app_store_configs": _store_documents(ui, document),
         },
     )
+
+
+def _store_documents(ui: Value, global_document: dict[str, Any]) -> dict[str, Any]:
+    """The store documents a desired associate_app value lists (None: no document)."""
+    stores: dict[str, Any] = {}
+    for name, on in ({} if ui is ABSENT else ui).items():
+        store = store_of(name)
+        if store is not None and on is not None:
+            document = copy.deepcopy(global_document)
+            document["ui_configurations"]["use_new_om_ui"] = bool(on)
+            stores[store] = document
+    return stores
 
 
 def _enabled(value: Value) -> bool | None:
@@ -73,11 +99,20 @@ def _enabled(value: Value) -> bool | None:
 _SETTING_OF_PATH = {setting.path: setting.key for setting in REGISTRY}
 
 
+def setting_of_path(path: str) -> str:
+    """The setting an API path belongs to (a store document is part of associate_app)."""
+    if path in _SETTING_OF_PATH:
+        return _SETTING_OF_PATH[path]
+    parent = path.rsplit("/", 1)[0]
+    assert _SETTING_OF_PATH[parent] == "associate_app", path
+    return "associate_app"
+
+
 def writes(app: SandboxApp, tenant: str) -> list[tuple[str, str]]:
     """(setting, method) of every write the tenant accepted, in order (an injected error
     answer is in the history too, but changed nothing)."""
     return [
-        (_SETTING_OF_PATH[entry["path"].removeprefix(f"/{tenant}")], entry["method"])
+        (setting_of_path(entry["path"].removeprefix(f"/{tenant}")), entry["method"])
         for entry in app.history(tenant)
         if entry["status"] < 300
     ]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from apply_helpers import ORDER_WEBHOOK_API_KEY
 
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
 
@@ -31,7 +32,6 @@ INPROCESS_URL = "http://sandbox.local"
 CLIENT_SECRET_VAR = "SANDBOX_CLIENT_SECRET"
 WEBHOOK_API_KEY_VAR = "SANDBOX_WEBHOOK_API_KEY"
 ORDER_WEBHOOK_API_KEY_VAR = "SANDBOX_ORDER_WEBHOOK_API_KEY"
-ORDER_WEBHOOK_API_KEY = "sandbox-order-webhook-key-0001"
 
 
 @pytest.fixture

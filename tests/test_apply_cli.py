@@ -61,12 +61,13 @@ def test_auto_approve_applies_step_by_step_and_keeps_a_journal(
 
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "[acme-staging] 1/4 external_oms: update … applied (request id " in out
-    assert "[acme-staging] 2/4 availability_webhook: create … applied (request id " in out
-    assert "[acme-staging] 3/4 external_atp: gate webhook_probe passed: 200 in " in out
-    assert "[acme-staging] 4/4 associate_app: update … applied (request id " in out
+    assert "[acme-staging] 1/5 external_oms: update … applied (request id " in out
+    assert "[acme-staging] 2/5 availability_webhook: create … applied (request id " in out
+    assert "[acme-staging] 3/5 external_atp: gate webhook_probe passed: 200 in " in out
+    assert "[acme-staging] 4/5 external_order_webhook: create … applied (request id " in out
+    assert "[acme-staging] 5/5 associate_app: update … applied (request id " in out
     assert "[acme-staging] converged" in out
-    assert out.rstrip().endswith("Apply complete: 4 steps in 1 environment, all converged.")
+    assert out.rstrip().endswith("Apply complete: 5 steps in 1 environment, all converged.")
     assert writes(sandbox, "acme-staging") == FORWARD
     _no_secret(result)
     (journal,) = (tmp_path / ".reconciler" / "journal").glob("apply-*-*.jsonl")
@@ -75,7 +76,7 @@ def test_auto_approve_applies_step_by_step_and_keeps_a_journal(
     again = _apply(directory)  # nothing to confirm: no terminal needed
     assert again.exit_code == 0, again.output
     assert "Nothing to do" in again.stdout
-    assert len(writes(sandbox, "acme-staging")) == 4
+    assert len(writes(sandbox, "acme-staging")) == 5
 
 
 def test_blocked_environments_exit_3_and_are_not_applied(
@@ -144,11 +145,11 @@ def test_a_failed_step_exits_1_with_the_safe_state_report(
     result = _apply(directory, "--auto-approve", "--journal", "j.jsonl")
 
     assert result.exit_code == 1
-    assert "[acme-staging] 3/4 external_atp: update … failed (request id " in result.stdout
+    assert "[acme-staging] 3/5 external_atp: update … failed (request id " in result.stdout
     err = result.stderr
     assert err.startswith("Error: [acme-staging] external_atp: NewStore rejected the call")
-    assert "FAILED        3/4 external_atp: update (request id " in err
-    assert "not attempted 4/4 associate_app: update" in err
+    assert "FAILED        3/5 external_atp: update (request id " in err
+    assert "not attempted 5/5 associate_app: update" in err
     assert "The live state, re-read just now, satisfies every safety rule." in err
     assert "Traceback" not in result.output
     assert writes(sandbox, "acme-staging")[:2] == FORWARD[:2]
@@ -164,7 +165,7 @@ def test_a_failing_probe_exits_3(live_sandbox: Sandbox, write_env: WriteEnv) -> 
 
     assert result.exit_code == 3, result.output
     assert "gate webhook_probe failed: webhook probe to " in result.stderr
-    assert "[acme-staging] 3/4 external_atp: gate webhook_probe failed" in result.stdout
+    assert "[acme-staging] 3/5 external_atp: gate webhook_probe failed" in result.stdout
     assert writes(sandbox, "acme-staging") == FORWARD[:2]
 
 
@@ -212,7 +213,7 @@ def test_on_a_terminal_it_asks_and_defaults_to_no(
         os.close(controller)
 
     assert proc.returncode == code, out + err
-    assert "Apply these 4 changes to acme-staging? [y/N]" in out
+    assert "Apply these 5 changes to acme-staging? [y/N]" in out
     if code == 0:
         assert writes(sandbox, "acme-staging") == FORWARD
     else:

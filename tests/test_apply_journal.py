@@ -50,6 +50,8 @@ def test_every_write_has_an_intent_before_and_a_result_after(
         ("gate", "external_atp", "passed"),
         ("intent", "external_atp", None),
         ("result", "external_atp", "applied"),
+        ("intent", "external_order_webhook", None),
+        ("result", "external_order_webhook", "applied"),
         ("intent", "associate_app", None),
         ("result", "associate_app", "applied"),
         ("converged", None, None),

@@ -215,7 +215,7 @@ def test_no_lock_bypasses_the_lock_and_the_journal_says_so(
         out, err = holder.answer("y\n")
 
     assert holder.proc.returncode == 0, out + err
-    assert out.count("… already done, skipped") == 4, out
+    assert out.count("… already done, skipped") == 5, out
     assert writes(sandbox, TENANT) == FORWARD
     assert _start_line(tmp_path / "b.jsonl")["locks"] == [
         {

@@ -68,7 +68,7 @@ def test_a_reviewed_plan_is_applied_exactly(
 
     assert result.exit_code == 0, result.output
     assert writes(sandbox, TENANT) == FORWARD
-    assert "Apply complete: 4 steps in 1 environment" in result.stdout
+    assert "Apply complete: 5 steps in 1 environment" in result.stdout
     assert run_cli(directory, "plan", "--detailed-exitcode").exit_code == 0
 
 
@@ -109,7 +109,7 @@ def test_without_auto_approve_it_asks_on_a_terminal(
         os.close(controller)
 
     assert proc.returncode == 0, out + err
-    assert "Apply these 4 changes to acme-staging? [y/N]" in out
+    assert "Apply these 5 changes to acme-staging? [y/N]" in out
     assert writes(sandbox, TENANT) == FORWARD
 
 

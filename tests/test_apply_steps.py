@@ -148,10 +148,11 @@ def test_a_setting_changed_underneath_stops_before_writing_it(
     assert DEFAULT_WEBHOOK_API_KEY not in message
     assert writes(app, TENANT) == FORWARD[:1], "nothing after the moved setting was written"
     report = info.value.report
-    assert "applied       1/4 external_oms: update (request id " in report
-    assert "FAILED        2/4 availability_webhook: create" in report
-    assert "not attempted 3/4 external_atp: update" in report
-    assert "not attempted 4/4 associate_app: update" in report
+    assert "applied       1/5 external_oms: update (request id " in report
+    assert "FAILED        2/5 availability_webhook: create" in report
+    assert "not attempted 3/5 external_atp: update" in report
+    assert "not attempted 4/5 external_order_webhook: create" in report
+    assert "not attempted 5/5 associate_app: update" in report
     assert "satisfies every safety rule" in report
 
 
@@ -202,7 +203,7 @@ def test_the_convergence_check_names_the_field_that_did_not_settle(
     plan = _plan(app, env)
 
     def hand_edit_after_last_step(event: Event) -> None:
-        if isinstance(event, StepFinished) and event.number == 4:
+        if isinstance(event, StepFinished) and event.number == 5:
             seed(app, TENANT, {**ON, "availability_webhook": {**WEBHOOK, "timeout": 30}})
 
     with pytest.raises(ApplyError) as info:
@@ -210,7 +211,7 @@ def test_the_convergence_check_names_the_field_that_did_not_settle(
 
     assert "did not converge" in str(info.value)
     assert "still changes availability_webhook.timeout" in str(info.value)
-    assert "all 4 steps ran, then the convergence check failed" in info.value.report
+    assert "all 5 steps ran, then the convergence check failed" in info.value.report
 
 
 def test_a_partner_setting_moved_since_planning_stops_the_write(
@@ -246,8 +247,9 @@ def test_a_failing_probe_blocks_its_step_and_everything_after(
     assert "answered 500, expected 200" in str(info.value)
     assert writes(app, TENANT) == FORWARD[:2]
     report = info.value.report
-    assert "BLOCKED       3/4 external_atp: update (gate webhook_probe:" in report
-    assert "not attempted 4/4 associate_app: update" in report
+    assert "BLOCKED       3/5 external_atp: update (gate webhook_probe:" in report
+    assert "not attempted 4/5 external_order_webhook: create" in report
+    assert "not attempted 5/5 associate_app: update" in report
     assert "satisfies every safety rule" in report
     gate = [e for e in read_journal(journal.path) if e["phase"] == "gate"]
     assert [(g["gate"], g["result"]) for g in gate] == [("webhook_probe", "failed")]

@@ -37,6 +37,7 @@ METHOD = {
     "external_oms": "POST",
     "availability_webhook": "PUT",
     "external_atp": "POST",
+    "external_order_webhook": "POST",
     "associate_app": "PUT",
 }
 
@@ -164,7 +165,7 @@ def test_transient_errors_mid_migration_are_retried_and_converge(
     assert run_cli_process(directory, "plan", "--detailed-exitcode").returncode == 0
 
 
-@pytest.mark.parametrize("failing_step", [2, 4])
+@pytest.mark.parametrize("failing_step", [2, 4, 5])
 def test_a_permanent_failure_stops_safely_and_a_rerun_converges(
     app: SandboxApp, server: tuple[SandboxApp, str], write_env: WriteEnv, failing_step: int
 ) -> None:
@@ -175,6 +176,7 @@ def test_a_permanent_failure_stops_safely_and_a_rerun_converges(
     setting, method = FORWARD[failing_step - 1]
     path = {
         "availability_webhook": f"/{tenant}/v0/config/availability/webhook",
+        "external_order_webhook": f"/{tenant}/v0/config/sales_order/external_order_webhook",
         "associate_app": f"/{tenant}/api/v1/associate-app/config",
     }[setting]
     app.set_faults([{"method": method, "path": path, "status": 500, "times": 1000}])
@@ -185,7 +187,7 @@ def test_a_permanent_failure_stops_safely_and_a_rerun_converges(
     err = failed.stderr
     assert err.startswith(f"Error: [{tenant}] {setting}: NewStore rejected the call")
     for number, (name, _) in enumerate(FORWARD, 1):
-        line = f"{number}/4 {name}: "
+        line = f"{number}/{len(FORWARD)} {name}: "
         if number < failing_step:
             assert f"applied       {line}update (request id " in err or (
                 f"applied       {line}create (request id " in err
@@ -234,5 +236,5 @@ def test_a_failing_probe_blocks_its_step_and_nothing_after_it(
 
     assert result.returncode == 3, result.stdout + result.stderr
     assert "gate webhook_probe failed" in result.stderr
-    assert "not attempted 4/4 associate_app" in result.stderr
+    assert "not attempted 5/5 associate_app" in result.stderr
     assert writes(app, tenant) == FORWARD[:2]

@@ -9,7 +9,8 @@ from typing import Any
 
 from reconciler.model import ABSENT, Value
 from reconciler.rules import Rule, violations
-from reconciler.sandbox.state import WEBHOOK_FIELDS
+from reconciler.sandbox.state import ORDER_WEBHOOK_FIELDS, WEBHOOK_FIELDS
+from reconciler.settings.associate_app import store_field
 
 
 def state_to_values(state: Mapping[str, Any]) -> dict[str, Value]:
@@ -17,16 +18,27 @@ def state_to_values(state: Mapping[str, Any]) -> dict[str, Value]:
     a missing Associate App document means the NewStore order UI)."""
     oms = state.get("external_oms")
     hook = state.get("availability_webhook")
-    document = state.get("associate_app_config")
-    ui = document.get("ui_configurations") if isinstance(document, dict) else None
+    order = state.get("external_order_webhook")
+    app: dict[str, Any] = {"use_new_om_ui": _new_om_ui(state.get("associate_app_config"))}
+    # Every store document counts: a store's own document replaces the global one for it.
+    for store, document in sorted((state.get("associate_app_store_configs") or {}).items()):
+        app[store_field(store)] = _new_om_ui(document)
     return {
         "external_oms": {"enabled": bool(isinstance(oms, dict) and oms.get("enabled"))},
         "availability_webhook": ABSENT
         if hook is None
         else {name: hook[name] for name in WEBHOOK_FIELDS},
         "external_atp": {"enabled": bool(state.get("uses_external_atp"))},
-        "associate_app": {"use_new_om_ui": bool(isinstance(ui, dict) and ui.get("use_new_om_ui"))},
+        "external_order_webhook": ABSENT
+        if order is None
+        else {name: order[name] for name in ORDER_WEBHOOK_FIELDS},
+        "associate_app": app,
     }
+
+
+def _new_om_ui(document: Any) -> bool:
+    ui = document.get("ui_configurations") if isinstance(document, dict) else None
+    return bool(isinstance(ui, dict) and ui.get("use_new_om_ui"))
 
 
 def broken_rules(state: Mapping[str, Any]) -> list[Rule]:
