@@ -23,8 +23,10 @@ from typing import Any
 
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.model import ABSENT, Value
+from reconciler.rules import RULES
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
 from reconciler.sandbox.values import broken_rules, state_to_values
+from reconciler.settings.associate_app import store_of
 
 TENANT = "acme-local"
 ENV = "local"
@@ -39,6 +41,8 @@ external_atp:
   enabled: false
 associate_app:
   use_new_om_ui: false
+  stores:
+    STORE-PILOT: absent        # the pilot store follows the global document again
 """
 STOCK_CONFIRMED = """
 gates:
@@ -78,6 +82,8 @@ class _Story:
             "SANDBOX_CLIENT_ID": config.client_id,
             "SANDBOX_CLIENT_SECRET": config.client_secret,
             "LOCAL_ATP_API_KEY": config.webhook_api_key,
+            # The sandbox does not call the order webhook; any key of the right length.
+            "LOCAL_ORDER_WEBHOOK_API_KEY": "local-order-webhook-key-0001",
             "PYTHONPATH": os.pathsep.join(
                 p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p
             ),
@@ -125,6 +131,18 @@ def _shown(value: Value, field: str) -> str:
     return "on" if value.get(field) else "off"
 
 
+def _ui(value: Value) -> str:
+    """The global flag, then each store document's (`STORE-PILOT:on`)."""
+    if value is ABSENT:
+        return "absent"
+    parts = [_shown(value, "use_new_om_ui")]
+    for name, on in value.items():
+        store = store_of(name)
+        if store is not None:
+            parts.append(f"{store}:{'on' if on else 'off'}")
+    return " ".join(parts)
+
+
 def _row(seq: str, write: str, state: Mapping[str, Any]) -> tuple[str, ...]:
     values = state_to_values(state)
     broken = broken_rules(state)
@@ -134,8 +152,11 @@ def _row(seq: str, write: str, state: Mapping[str, Any]) -> tuple[str, ...]:
         _shown(values["external_oms"], "enabled"),
         "absent" if values["availability_webhook"] is ABSENT else "configured",
         _shown(values["external_atp"], "enabled"),
-        _shown(values["associate_app"], "use_new_om_ui"),
-        "BROKEN: " + ", ".join(f"rule {r.number}" for r in broken) if broken else "all 3 hold",
+        "absent" if values["external_order_webhook"] is ABSENT else "configured",
+        _ui(values["associate_app"]),
+        "BROKEN: " + ", ".join(f"rule {r.number}" for r in broken)
+        if broken
+        else f"all {len(RULES)} hold",
     )
 
 
@@ -144,7 +165,16 @@ def history_table(
 ) -> tuple[str, bool]:
     """Every state the tenant went through (the start, then one row per write) judged against
     the safety rules; and whether every one of them kept every rule."""
-    header = ("#", "write", "external_oms", "webhook", "external_atp", "use_new_om_ui", "rules")
+    header = (
+        "#",
+        "write",
+        "external_oms",
+        "webhook",
+        "external_atp",
+        "order_webhook",
+        "use_new_om_ui",
+        "rules",
+    )
     rows: list[tuple[str, ...]] = [header]
     rows.append(_row("0", "(start)", start))
     for entry in history:
@@ -173,7 +203,8 @@ def story(app: SandboxApp, url: str, workdir: Path) -> None:
     demo.run("validate", ENV, expect=0)
     _banner(
         "2. plan the forward migration: external OMS on, webhook PUT,\n"
-        "   external ATP on (after a webhook probe), new OM UI on"
+        "   external ATP on (after a webhook probe), order webhook POST,\n"
+        "   new OM UI on (globally and in a pilot store's own document)"
     )
     demo.run("plan", ENV, expect=0)
     _banner("3. apply it: each step re-read, rule-checked, written, read back; then re-planned")
@@ -187,7 +218,10 @@ def story(app: SandboxApp, url: str, workdir: Path) -> None:
     _banner("6. ops confirm NewStore holds stock again: newstore_stock_confirmed: true")
     demo.edit(demo.env_file.read_text(encoding="utf-8") + STOCK_CONFIRMED, "confirm stock")
     demo.run("plan", ENV, "--detailed-exitcode", expect=2)
-    _banner("7. apply: external ATP off, webhook DELETE, new OM UI off, external OMS off")
+    _banner(
+        "7. apply: external ATP off, webhook DELETE, new OM UI off (the pilot store's\n"
+        "   document deleted), external OMS off"
+    )
     demo.run("apply", ENV, "--auto-approve", expect=0)
     _banner("8. plan again: converged")
     demo.run("plan", ENV, "--detailed-exitcode", expect=0)

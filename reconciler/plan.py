@@ -477,15 +477,14 @@ def build_plan(env: Environment, live: Mapping[str, Value]) -> EnvPlan:
         plan.notes += _unknown_notes(s, live[s.key], desired[s.key], s.key in differing)
     plan.notes += _unchecked_rule_notes(env, differing)
     for s in managed:
-        # Only when a step could move a rule this setting is part of: a converged plan, or
-        # one that changes unrelated settings, has nothing to warn about.
-        partners = {
-            k
-            for r in RULES
-            if s.key in (r.if_setting, r.then_setting)
-            for k in (r.if_setting, r.then_setting)
-        } | {s.key}
-        if partners & differing:
+        # Only when a step makes a rule's condition necessary again (e.g. turns the external
+        # OMS off): then what the setting could not read (unlisted stores) matters.
+        if any(
+            rule.if_setting == s.key
+            and rule.then_setting in differing
+            and not rule.then_holds(desired[rule.then_setting])
+            for rule in RULES
+        ):
             plan.notes += s.notes(desired[s.key])
 
     order = order_steps(live, desired)

@@ -4,6 +4,8 @@ and the checks tests run on every intermediate state in the sandbox's write hist
 Every rule is an implication between two settings: ``if_setting`` satisfies ``if_holds`` ⇒
 ``then_setting`` satisfies ``then_holds``. A state is a mapping of setting key → Value; a setting
 missing from the mapping is unknown (unmanaged), which makes any rule touching it unknown too.
+"use_new_om_ui true" means anywhere the reconciler manages it: the global Associate App document
+or any listed store's own document.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         3,
         "new-om-ui-needs-external-oms",
-        "use_new_om_ui true (globally or in a managed store) ⇒ the external OMS flag is on",
+        "use_new_om_ui true ⇒ the external OMS flag is on",
         "associate_app",
         _new_om_ui,
         "external_oms",
@@ -105,8 +107,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         4,
         "new-om-ui-needs-order-webhook",
-        "use_new_om_ui true (globally or in a managed store) ⇒ the external order webhook is "
-        "configured",
+        "use_new_om_ui true ⇒ the external order webhook is configured",
         "associate_app",
         _new_om_ui,
         "external_order_webhook",

@@ -56,6 +56,8 @@ SECRET_NAMES = (
     "NEWSTORE_CLIENT_SECRET",
     "ACME_STAGING_ATP_API_KEY",
     "ACME_PRODUCTION_ATP_API_KEY",
+    "ACME_STAGING_ORDER_WEBHOOK_API_KEY",
+    "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY",
 )
 
 # A config repository like the examples/: a shared base, staging rehearsing the migration to
@@ -86,6 +88,9 @@ availability_webhook:
   timeout: 5
 external_atp:
   enabled: true
+external_order_webhook:
+  url: https://oms.acme.example/newstore
+  api_key: ${ACME_STAGING_ORDER_WEBHOOK_API_KEY}
 associate_app:
   use_new_om_ui: true
 """
@@ -307,6 +312,8 @@ def secrets(sandbox_config: SandboxConfig) -> dict[str, str]:
         "NEWSTORE_CLIENT_SECRET": sandbox_config.client_secret,
         "ACME_STAGING_ATP_API_KEY": sandbox_config.webhook_api_key,
         "ACME_PRODUCTION_ATP_API_KEY": PRODUCTION_KEY,
+        "ACME_STAGING_ORDER_WEBHOOK_API_KEY": "staging-order-webhook-key-0001",
+        "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY": "production-order-webhook-key-01",
     }
 
 

@@ -41,6 +41,8 @@ EXAMPLE_ENV = {
     "SANDBOX_CLIENT_ID": "sandbox",
     "SANDBOX_CLIENT_SECRET": "sandbox-secret",
     "LOCAL_ATP_API_KEY": "local-atp-key-0123456789",
+    "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY": "production-order-key-0123456789",
+    "LOCAL_ORDER_WEBHOOK_API_KEY": "local-order-key-0123456789",
 }
 
 
@@ -430,6 +432,11 @@ def test_the_example_environments_validate() -> None:
             "timeout": 15,
         },
         "external_atp": {"enabled": True},
+        "external_order_webhook": {
+            "url": "https://oms.acme.example/newstore",
+            "api_key": EXAMPLE_ENV["ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY"],
+            "timeout": 15,
+        },
         "associate_app": {"use_new_om_ui": True},
     }
     staging = envs["acme-staging"].desired
@@ -448,6 +455,11 @@ def test_the_example_environments_validate() -> None:
         "api_key": EXAMPLE_ENV["LOCAL_ATP_API_KEY"],
         "external_identifier": "product_id",
         "timeout": 15,
+    }
+    assert local.desired["associate_app"] == {
+        "use_new_om_ui": True,
+        "stores.STORE-OLD.use_new_om_ui": None,
+        "stores.STORE-PILOT.use_new_om_ui": True,
     }
     for path in EXAMPLES.glob("*.yaml"):
         first = path.read_text().splitlines()[0]

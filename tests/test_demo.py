@@ -32,15 +32,25 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "1 environment valid: local" in out
-    assert "[local] 3/4 external_atp: gate webhook_probe passed" in out
-    assert out.count("Apply complete: 4 steps in 1 environment, all converged.") == 2
+    assert "[local] 3/5 external_atp: gate webhook_probe passed" in out
+    # Forward: the order webhook is registered before the UI flag (rule 4).
+    assert "[local] 4/5 external_order_webhook: create … applied" in out
+    assert out.count("Apply complete: 5 steps in 1 environment, all converged.") == 1
+    assert out.count("Apply complete: 4 steps in 1 environment, all converged.") == 1
     blocked = out.index("local: 4 to change, blocked")
     assert out.index("(exit code 3)", blocked) > blocked
     assert "+availability_webhook: absent" in out and "+  newstore_stock_confirmed: true" in out
     assert "[local] 1/4 external_atp: update … applied" in out
     assert "[local] 2/4 availability_webhook: delete … applied" in out
     table = out[out.index("9. every state") :]
-    assert table.count("all 3 hold") == 9, "the start and eight writes, each safe"
+    assert table.count("all 4 hold") == 12, "the start and eleven writes, each safe"
+    # The pilot store's document is created after the global flag, and deleted before the
+    # external OMS goes off.
+    assert (
+        table.index("PUT /api/v1/associate-app/config/STORE-PILOT")
+        < table.index("DELETE /api/v1/associate-app/config/STORE-PILOT")
+        < table.rindex("POST /v0/config/sales_order/external_oms")
+    )
     assert "BROKEN" not in table
     assert "Every intermediate state kept every safety rule." in out
     assert out.rstrip().endswith("Demo complete.")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import Result
+from apply_helpers import ORDER_WEBHOOK
 from env_helpers import OFF_YAML, ON_YAML, STOCK_UNCONFIRMED_YAML, WriteEnv, run_cli
 from jsonschema import Draft202012Validator
 
@@ -51,6 +52,8 @@ def seed(
             "availability_webhook": hook,
             "uses_external_atp": atp,
             "associate_app_config": document,
+            # The new order UI is on only with the order webhook ON_YAML configures (rule 4).
+            "external_order_webhook": dict(ORDER_WEBHOOK) if ui else None,
         },
     )
 

@@ -32,7 +32,7 @@ def test_changes_exit_0_or_2_with_detailed_exitcode(envs: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "1. external_oms: update" in result.stdout
     assert "acme-eu: no changes" in result.stdout
-    assert result.stdout.rstrip().endswith("Plan: 2 environments, 4 changes, 0 blocked, 0 errors")
+    assert result.stdout.rstrip().endswith("Plan: 2 environments, 5 changes, 0 blocked, 0 errors")
     assert "\x1b[" not in result.stdout  # not a terminal: no colour
 
     assert _plan(envs, "--detailed-exitcode").exit_code == 2
@@ -56,7 +56,7 @@ def test_markdown(envs: Path) -> None:
     result = _plan(envs, "--format", "markdown", "acme-staging")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("## NewStore reconciler plan")
-    assert "| acme-staging | 📝 changes | 4 |" in result.stdout
+    assert "| acme-staging | 📝 changes | 5 |" in result.stdout
 
 
 def test_blocked_exits_3_even_without_detailed_exitcode(

@@ -90,11 +90,11 @@ class AssociateApp(Setting):
 
     def notes(self, desired: Value) -> list[str]:
         listed = managed_stores(desired)
-        which = f"only {', '.join(listed)} were checked" if listed else "none were checked"
+        which = f"checked: {', '.join(listed)}" if listed else "no store is listed"
         return [
-            "associate_app: NewStore's API cannot list stores, so store-level documents not "
-            f"listed under associate_app.stores were not checked ({which}); a store with its own "
-            "document may still have use_new_om_ui on"
+            "associate_app: NewStore's API cannot list stores, so only the store documents "
+            f"listed under associate_app.stores were checked ({which}); any other store with a "
+            "document of its own may still have use_new_om_ui on"
         ]
 
     # -- reading --------------------------------------------------------------------------------
