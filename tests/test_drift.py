@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
 from apply_helpers import ORDER_WEBHOOK
+from click.testing import Result
 from env_helpers import OFF_YAML, ON_YAML, STOCK_UNCONFIRMED_YAML, WriteEnv, run_cli
 from jsonschema import Draft202012Validator
 
