@@ -1,4 +1,4 @@
-"""Seeded scenarios over the four settings, environment files for them, and the history check
+"""Seeded scenarios over the five settings, environment files for them, and the history check
 every reliability suite applies to what the sandbox received.
 
 A scenario is a live state to seed (possibly one that already breaks a safety rule: someone
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from apply_helpers import OFF, ON
+from apply_helpers import OFF, ON, ORDER_WEBHOOK
 
 from reconciler.model import ABSENT, Fields, Value
 from reconciler.rules import violations
@@ -22,9 +22,21 @@ from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 from reconciler.sandbox.state import default_associate_app_config
 from reconciler.sandbox.values import state_to_values
 
-KEYS = ("external_oms", "availability_webhook", "external_atp", "associate_app")
+KEYS = (
+    "external_oms",
+    "availability_webhook",
+    "external_atp",
+    "external_order_webhook",
+    "associate_app",
+)
 CLIENT_SECRET_VAR = "SANDBOX_CLIENT_SECRET"
 API_KEY_VAR = "SANDBOX_WEBHOOK_API_KEY"
+ORDER_API_KEY_VAR = "SANDBOX_ORDER_WEBHOOK_API_KEY"
+OLD_ORDER_HOOK: Fields = {
+    "url": "https://old-oms.example/newstore",
+    "api_key": "an-older-order-webhook-key-0042",
+    "timeout": 20,
+}
 OLD_HOOK: Fields = {
     "url": "https://old-oms.example/availabilities",
     "api_key": "an-older-webhook-api-key-0042",
@@ -64,7 +76,10 @@ class Scenario:
             lines.append(f"{key}:")
             for name, field_value in value.items():
                 if name == "api_key":
-                    shown = f"${{{API_KEY_VAR}}}"
+                    var = ORDER_API_KEY_VAR if key == "external_order_webhook" else API_KEY_VAR
+                    shown = f"${{{var}}}"
+                elif key == "external_order_webhook":
+                    shown = field_value
                 elif name == "url":
                     shown = f"{base_url}{WEBHOOK_PATH}"
                 else:
@@ -95,11 +110,12 @@ def _flag(name: str, on: bool) -> Fields:
     return {name: on}
 
 
-def _random_state(rng: random.Random, hook: Fields) -> dict[str, Value]:
+def _random_state(rng: random.Random, hook: Fields, order: Value) -> dict[str, Value]:
     return {
         "external_oms": _flag("enabled", rng.random() < 0.5),
         "availability_webhook": hook if rng.random() < 0.5 else ABSENT,
         "external_atp": _flag("enabled", rng.random() < 0.5),
+        "external_order_webhook": order,
         "associate_app": _flag("use_new_om_ui", rng.random() < 0.5),
     }
 
@@ -115,10 +131,12 @@ def scenario(seed: int) -> Scenario:
         live: dict[str, Value | None] = {**ON, "availability_webhook": hook}
         return Scenario(seed, "back", live, dict(OFF))
     while True:
-        desired = _random_state(rng, hook)
+        # The order webhook has no DELETE: a desired state always configures it.
+        desired = _random_state(rng, hook, ORDER_WEBHOOK)
         if not violations(desired):
             break
-    live = dict(_random_state(rng, rng.choice([hook, OLD_HOOK])))
+    order = rng.choice([ORDER_WEBHOOK, OLD_ORDER_HOOK, ABSENT])
+    live = dict(_random_state(rng, rng.choice([hook, OLD_HOOK]), order))
     for key in ("external_oms", "external_atp"):
         if rng.random() < 0.15:
             live[key] = None  # never set: NewStore answers null
@@ -155,6 +173,7 @@ def seed_live(app: SandboxApp, tenant: str, live: Mapping[str, Value | None], ur
         ui.get("use_new_om_ui")
     )
     atp = live.get("external_atp")
+    order = live.get("external_order_webhook", ABSENT)
     app.seed(
         tenant,
         {
@@ -162,6 +181,7 @@ def seed_live(app: SandboxApp, tenant: str, live: Mapping[str, Value | None], ur
             "availability_webhook": None if hook in (None, ABSENT) else dict(hook),
             "uses_external_atp": None if atp in (None, ABSENT) else bool(atp["enabled"]),
             "associate_app_config": document,
+            "external_order_webhook": None if order in (None, ABSENT) else dict(order),
         },
     )
 

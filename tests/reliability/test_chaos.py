@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apply_helpers import ORDER_WEBHOOK_API_KEY
 
 from reconciler.apply import apply_run
 from reconciler.client import HostLimiter, NewStoreClient
@@ -44,6 +45,7 @@ from reconciler.settings import REGISTRY
 from reliability.scenarios import (
     API_KEY_VAR,
     CLIENT_SECRET_VAR,
+    ORDER_API_KEY_VAR,
     Scenario,
     added_violations,
     scenario,
@@ -55,7 +57,11 @@ pytestmark = pytest.mark.slow
 
 RUNS = 240 * SCALE
 BASE = "http://127.0.0.1:1"  # never resolved: the transport is in-process
-ENVIRON = {CLIENT_SECRET_VAR: "sandbox-secret", API_KEY_VAR: DEFAULT_WEBHOOK_API_KEY}
+ENVIRON = {
+    CLIENT_SECRET_VAR: "sandbox-secret",
+    API_KEY_VAR: DEFAULT_WEBHOOK_API_KEY,
+    ORDER_API_KEY_VAR: ORDER_WEBHOOK_API_KEY,
+}
 # What the safe-state report says about a fresh read of the live state, by what it found.
 SAFE_STATEMENTS = {
     "The live state, re-read just now, satisfies every safety rule.": "re-read: safe",

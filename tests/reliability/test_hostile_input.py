@@ -40,6 +40,7 @@ TENANT = "hostile"
 SECRET_ENV = {
     "SANDBOX_CLIENT_SECRET": "sandbox-secret",
     "SANDBOX_WEBHOOK_API_KEY": "sandbox-webhook-api-key-0001",
+    "SANDBOX_ORDER_WEBHOOK_API_KEY": "sandbox-order-webhook-key-0001",
 }
 MAX_SECONDS = 2.0  # per command
 MAX_PEAK_BYTES = 64 * 1024 * 1024
@@ -69,6 +70,10 @@ availability_webhook:
   timeout: 5
 external_atp:
   enabled: true
+external_order_webhook:
+  url: https://oms.acme.example/newstore
+  api_key: ${{SANDBOX_ORDER_WEBHOOK_API_KEY}}
+  timeout: 15
 associate_app:
   use_new_om_ui: true
 gates:
@@ -529,6 +534,7 @@ FORWARD_WRITES = [
     ("POST", "/plan-alpha/v0/config/sales_order/external_oms"),
     ("PUT", "/plan-alpha/v0/config/availability/webhook"),
     ("POST", "/plan-alpha/v0/config/routing/uses_external_atp"),
+    ("POST", "/plan-alpha/v0/config/sales_order/external_order_webhook"),
     ("PUT", "/plan-alpha/api/v1/associate-app/config"),
 ]
 

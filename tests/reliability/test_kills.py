@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apply_helpers import check_killed_journal, wait_settled
+from apply_helpers import ORDER_WEBHOOK_API_KEY, check_killed_journal, wait_settled
 
 from reconciler.apply import apply_run
 from reconciler.config import load_environment
@@ -43,6 +43,7 @@ from reconciler.sandbox.values import state_to_values
 from reliability.scenarios import (
     API_KEY_VAR,
     CLIENT_SECRET_VAR,
+    ORDER_API_KEY_VAR,
     added_violations,
     scenario,
     seed_live,
@@ -54,7 +55,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 RUNS = 120 * SCALE
 LATENCY_MS = 15  # per request: an apply takes ~0.5 s, a write is in flight for 15 ms
 AT_ONCE = 6
-ENVIRON = {CLIENT_SECRET_VAR: "sandbox-secret", API_KEY_VAR: DEFAULT_WEBHOOK_API_KEY}
+ENVIRON = {
+    CLIENT_SECRET_VAR: "sandbox-secret",
+    API_KEY_VAR: DEFAULT_WEBHOOK_API_KEY,
+    ORDER_API_KEY_VAR: ORDER_WEBHOOK_API_KEY,
+}
 
 
 @dataclass

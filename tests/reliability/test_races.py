@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apply_helpers import OFF, ON, writes
+from apply_helpers import OFF, ON, ORDER_WEBHOOK_API_KEY, writes
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
@@ -42,6 +42,7 @@ from reliability.scenarios import (
     API_KEY_VAR,
     CLIENT_SECRET_VAR,
     OLD_HOOK,
+    ORDER_API_KEY_VAR,
     Scenario,
     scenario,
     seed_live,
@@ -51,7 +52,11 @@ from reliability.summary import SCALE, count
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 LATENCY_MS = 10
-ENVIRON = {CLIENT_SECRET_VAR: "sandbox-secret", API_KEY_VAR: DEFAULT_WEBHOOK_API_KEY}
+ENVIRON = {
+    CLIENT_SECRET_VAR: "sandbox-secret",
+    API_KEY_VAR: DEFAULT_WEBHOOK_API_KEY,
+    ORDER_API_KEY_VAR: ORDER_WEBHOOK_API_KEY,
+}
 SAME_SEEDS = range(16 * SCALE)
 CONFLICT_SEEDS = range(12 * SCALE)
 HELD_MS = 400

@@ -39,7 +39,8 @@ WRONG_SECRET = "cs-Wrong-" + "55aa01c3d7e9b2f4"
 API_KEY = "ak-Rel-" + "0b8e41d2c6f9a735e1"
 ROTATED_KEY = "ak-Rotated-" + "9d7c5b3a1e0f2468"
 HAND_SET_KEY = "ak-HandSet-" + "4e6a8c0b2d1f3579"
-STATIC = (CLIENT_SECRET, WRONG_SECRET, API_KEY, ROTATED_KEY, HAND_SET_KEY)
+ORDER_KEY = "ok-Rel-" + "3c5e7a9b1d0f2468ac"
+STATIC = (CLIENT_SECRET, WRONG_SECRET, API_KEY, ROTATED_KEY, HAND_SET_KEY, ORDER_KEY)
 
 ENV_TEMPLATE = """\
 tenant: {tenant}
@@ -62,6 +63,9 @@ availability_webhook:
   timeout: 5
 external_atp:
   enabled: true
+external_order_webhook:
+  url: https://oms.acme.example/newstore
+  api_key: ${{ORDER_API_KEY}}
 associate_app:
   use_new_om_ui: true
 gates:
@@ -143,6 +147,7 @@ class World:
                 **os.environ,
                 "NEWSTORE_CLIENT_SECRET": CLIENT_SECRET,
                 "ATP_API_KEY": API_KEY,
+                "ORDER_API_KEY": ORDER_KEY,
                 **env,
             },
             timeout=60,
@@ -435,7 +440,11 @@ def test_no_secret_in_any_repr(fresh: World) -> None:
 
     fresh.env_file("sec-repr", ON_BODY)
     seed(fresh.app, "sec-repr", OFF)
-    environ = {"NEWSTORE_CLIENT_SECRET": CLIENT_SECRET, "ATP_API_KEY": API_KEY}
+    environ = {
+        "NEWSTORE_CLIENT_SECRET": CLIENT_SECRET,
+        "ATP_API_KEY": API_KEY,
+        "ORDER_API_KEY": ORDER_KEY,
+    }
     (env,) = load_environments(fresh.directory, environ=environ)
     run = plan_environments([env])
     with NewStoreClient(env) as client:

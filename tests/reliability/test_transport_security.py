@@ -33,7 +33,11 @@ from reliability.cli_run import assert_clear_error, invoke
 from reliability.servers import Answer, Certificate, Seen, json_answer, self_signed, serve
 from reliability.summary import count
 
-SECRETS = {"SANDBOX_CLIENT_SECRET": "sandbox-secret", "ATP_KEY": DEFAULT_WEBHOOK_API_KEY}
+SECRETS = {
+    "SANDBOX_CLIENT_SECRET": "sandbox-secret",
+    "ATP_KEY": DEFAULT_WEBHOOK_API_KEY,
+    "ORDER_KEY": "transport-order-webhook-key-01",
+}
 
 
 @dataclass
@@ -111,6 +115,9 @@ availability_webhook:
   timeout: 5
 external_atp:
   enabled: true
+external_order_webhook:
+  url: https://oms.acme.example/newstore
+  api_key: ${{ORDER_KEY}}
 associate_app:
   use_new_om_ui: true
 gates:
