@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from reconciler.clock import Clock, system_clock
+from reconciler.diffing import changed_keys
 from reconciler.errors import (
     ApplyError,
     BlockedError,
@@ -790,9 +791,10 @@ def _moved(setting: Setting, planned: Any, now: Value) -> list[str]:
         shown_now = "absent" if current is None else json.dumps(current, sort_keys=True)
         return [f"{setting.key}: planned from {shown_planned}, now {shown_now}"]
     lines = []
+    moved = changed_keys(planned, current)
     for name in [*planned, *(n for n in current if n not in planned)]:
-        before, after = planned.get(name), current.get(name)
-        if before != after:
+        if name in moved:
+            before, after = planned.get(name), current.get(name)
             lines.append(
                 f"{setting.key}.{name}: planned from {json.dumps(before)}, now {json.dumps(after)}"
             )

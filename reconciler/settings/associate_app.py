@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
+from reconciler.diffing import changed_paths
 from reconciler.errors import RejectedError
 from reconciler.model import ABSENT, Fields, Value
 from reconciler.settings.base import Setting
@@ -214,9 +215,10 @@ class AssociateApp(Setting):
         """The document read back must be the one sent: it differs from the one read before
         only at the managed field. Anything else moved (NewStore normalised it, or someone
         wrote in between): reported by path, never by value."""
-        from deepdiff import DeepDiff
-
-        moved = ["the whole document (it is gone)"] if got is None else _paths(DeepDiff(sent, got))
+        if got is None:
+            moved = ["the whole document (it is gone)"]
+        else:
+            moved = [path or "the whole document" for path in changed_paths(sent, got)]
         if moved:
             shown = ", ".join(moved[:10]) + (
                 f" and {len(moved) - 10} more" if len(moved) > 10 else ""
@@ -246,15 +248,3 @@ class AssociateApp(Setting):
                 response=response,
             )
         return document
-
-
-def _paths(diff: Mapping[str, Any]) -> list[str]:
-    """Every path a DeepDiff reports, as `ui_configurations.use_new_om_ui`-style key paths."""
-    found: list[str] = []
-    for report in diff.values():
-        items = report.keys() if isinstance(report, Mapping) else report
-        for item in items:
-            text = str(item).removeprefix("root")
-            key = text.replace("']['", ".").replace("['", "").replace("']", "").replace("][", "].[")
-            found.append(key or "(the document itself)")
-    return sorted(set(found))
