@@ -444,7 +444,16 @@ def _unchecked_rule_notes(env: Environment, changing: set[str]) -> list[str]:
     for rule in RULES:
         pair = (rule.if_setting, rule.then_setting)
         unmanaged = [k for k in pair if k not in env.desired]
-        if len(unmanaged) == 1 and set(pair) & changing:
+        if len(unmanaged) != 1 or not set(pair) & changing:
+            continue
+        # Only where the managed side could let the rule break: its condition true (the
+        # unmanaged consequence is needed) or its consequence false (an unmanaged condition
+        # would break it). Turning the new UI off cannot break rule 4, whatever the webhook.
+        managed = rule.then_setting if unmanaged[0] == rule.if_setting else rule.if_setting
+        value = env.desired[managed]
+        if (managed == rule.if_setting and rule.if_holds(value)) or (
+            managed == rule.then_setting and not rule.then_holds(value)
+        ):
             notes.append(
                 f"{rule} involves {unmanaged[0]}, which {env.file} does not manage: "
                 "the plan cannot check it"
