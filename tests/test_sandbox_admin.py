@@ -256,3 +256,68 @@ def test_every_error_is_problem_json_with_a_request_id(
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_patch_merges_and_validates_the_whole_document(api: httpx.Client) -> None:
+    path = f"/{TENANT}/api/v1/associate-app/config"
+    before = api.get(path).json()
+
+    patched = api.patch(
+        path, json={"ui_configurations": {"use_new_om_ui": True, "hide_selling": None}}
+    )
+
+    assert patched.status_code == 200
+    after = api.get(path).json()
+    assert patched.json() == after
+    assert after["ui_configurations"]["use_new_om_ui"] is True
+    assert "hide_selling" not in after["ui_configurations"], "null removes a key (RFC 7386)"
+    assert {k: v for k, v in after.items() if k != "ui_configurations"} == {
+        k: v for k, v in before.items() if k != "ui_configurations"
+    }
+    refused = api.patch(path, json={"commerce_components": None})
+    assert refused.status_code == 422, "the merged document must still be valid"
+    assert api.get(path).json() == after
+
+
+def test_store_documents_replace_and_fall_back(api: httpx.Client, sandbox: SandboxApp) -> None:
+    path = f"/{TENANT}/api/v1/associate-app/config/US01"
+    assert api.get(path).status_code == 422, "no document of its own"
+    assert api.delete(path).status_code == 422
+    assert api.patch(path, json={"ui_configurations": {"use_new_om_ui": True}}).status_code == 422
+    document = api.get(f"/{TENANT}/api/v1/associate-app/config").json()
+    document["ui_configurations"]["use_new_om_ui"] = True
+
+    put = api.put(path, json=document)
+
+    assert put.status_code == 200 and put.json() == document
+    assert api.get(path).json() == document
+    assert sandbox.state(TENANT)["associate_app_store_configs"] == {"US01": document}
+    assert api.put(path, json={"ui_configurations": {}}).status_code == 422
+    deleted = api.delete(path)
+    assert deleted.status_code == 200 and deleted.json() == document
+    assert api.get(path).status_code == 422
+    accepted = [(h["method"], h["path"]) for h in sandbox.history(TENANT) if h["status"] < 300]
+    assert accepted == [("PUT", path), ("DELETE", path)]
+    unauthorised = httpx.Client(transport=sandbox.transport(), base_url="http://sandbox.local")
+    assert unauthorised.get(path).status_code == 422, "GET is public (security: [])"
+    assert unauthorised.put(path, json=document).status_code == 401
+
+
+def test_the_order_webhook_follows_the_spec(api: httpx.Client, sandbox: SandboxApp) -> None:
+    path = f"/{TENANT}/v0/config/sales_order/external_order_webhook"
+    assert api.get(path).status_code == 404, "never set"
+    for body in (
+        {},
+        {"value": {"url": "x"}},
+        {"value": {"url": "https://a.example", "api_key": "k", "timeout": 26}},
+    ):
+        refused = api.post(path, json=body)
+        assert refused.status_code == 400 and refused.json()["error_code"] == "bad_request"
+    assert sandbox.history(TENANT) and all(h["status"] == 400 for h in sandbox.history(TENANT))
+
+    accepted = api.post(path, json={"value": {"url": "https://a.example/", "api_key": "k"}})
+
+    assert accepted.status_code == 200 and accepted.content == b""
+    got = api.get(path).json()
+    assert got["value"] == {"url": "https://a.example/", "api_key": "k", "timeout": 15}
+    assert isinstance(got["updated_at"], str)
