@@ -384,3 +384,32 @@ def test_store_requests_match_the_spec(sandbox: SandboxApp, write_env: WriteEnv)
         ("GET", f"{APP_PATH}/US01"),
         ("GET", f"{APP_PATH}/US02"),
     ]
+
+
+def test_a_reviewed_plan_with_store_documents_is_applied_exactly(
+    live_sandbox: Sandbox, write_env: WriteEnv, tmp_path: Path
+) -> None:
+    app, base = live_sandbox
+    directory = write_env(TENANT, TENANT, base, FORWARD_YAML).parent
+    reviewed = tmp_path / "reviewed.json"
+    assert run_cli(directory, "plan", "--out", str(reviewed)).exit_code == 0
+    doc = json.loads(reviewed.read_text())
+    (env,) = doc["environments"]
+    assert env["live"]["associate_app"] == {
+        "use_new_om_ui": False,
+        "stores.US01.use_new_om_ui": None,
+        "stores.US02.use_new_om_ui": None,
+    }
+    assert ORDER_WEBHOOK_API_KEY not in reviewed.read_text()
+
+    # A store document appears between review and apply: the plan is stale.
+    app.seed(TENANT, {"associate_app_store_configs": {"US02": _document(False)}})
+    stale = run_cli(directory, "apply", "--plan", str(reviewed), "--auto-approve")
+    assert stale.exit_code == 1
+    assert "associate_app.stores.US02.use_new_om_ui: planned from null, now false" in stale.stderr
+    assert _writes(app) == []
+
+    app.seed(TENANT, {})
+    applied = run_cli(directory, "apply", "--plan", str(reviewed), "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    assert run_cli(directory, "plan", "--detailed-exitcode").exit_code == 0
