@@ -126,11 +126,12 @@ def test_an_exception_in_a_write_ends_in_the_safe_state_report_and_the_journal(
 
     error = info.value
     assert error.message.startswith(
-        f"[{TENANT}] step 3/4 external_atp stopped on an unexpected RuntimeError; "
+        f"[{TENANT}] step 3/5 external_atp stopped on an unexpected RuntimeError; "
         "nothing more was written"
     )
-    assert "FAILED        3/4 external_atp: update" in error.report
-    assert "not attempted 4/4 associate_app: update" in error.report
+    assert "FAILED        3/5 external_atp: update" in error.report
+    assert "not attempted 4/5 external_order_webhook: create" in error.report
+    assert "not attempted 5/5 associate_app: update" in error.report
     # The client stays broken, so the re-read for the safety statement fails too: said so.
     assert (
         "WARNING: could not re-read the live state to check the safety rules "
@@ -166,7 +167,7 @@ def test_an_exception_in_the_probe_stops_apply_with_the_report(tmp_path: Path) -
             probe_transport=probe,
         )
 
-    assert "step 3/4 external_atp stopped on an unexpected RuntimeError" in info.value.message
+    assert "step 3/5 external_atp stopped on an unexpected RuntimeError" in info.value.message
     assert "The live state, re-read just now, satisfies every safety rule." in info.value.report
     assert "transport exploded" not in str(info.value)
     assert writes(app, TENANT) == FORWARD[:2]

@@ -135,13 +135,13 @@ def test_the_same_apply_with_break_glass_converges_and_records_the_reason(
     assert writes(sandbox, "acme-prod") == FORWARD
     out = result.stdout
     assert f"Break glass: {reason}" in out
-    assert "[acme-prod] 1/4 external_oms: gate policy overridden: blocked by policy rule" in out
+    assert "[acme-prod] 1/5 external_oms: gate policy overridden: blocked by policy rule" in out
     assert f"--break-glass: {reason}" in out
     assert "[acme-prod] converged" in out
     journal = read_journal(tmp_path / "j")
     assert journal[0]["phase"] == "start" and journal[0]["break_glass"] == reason
     overridden = [e for e in journal if e["phase"] == "policy"]
-    assert len(overridden) == 1 + 4, "the run's check and each step's"
+    assert len(overridden) == 1 + len(FORWARD), "the run's check and each step's"
     assert all(e["result"] == "overridden" and e["break_glass"] == reason for e in overridden)
     assert all(e["rule"] == "freeze" for e in overridden)
     assert journal[-1]["result"] == "ok"
@@ -173,13 +173,13 @@ def test_a_run_that_crosses_the_windows_end_stops_before_the_next_write(
 
     assert result.exit_code == 3, result.output
     assert writes(sandbox, "acme-prod") == FORWARD[:1]
-    assert "[acme-prod] 1/4 external_oms: update … applied" in result.stdout
+    assert "[acme-prod] 1/5 external_oms: update … applied" in result.stdout
     error = result.stderr
-    assert "step 2/4 availability_webhook: gate policy failed: blocked by policy rule " in error
+    assert "step 2/5 availability_webhook: gate policy failed: blocked by policy rule " in error
     assert "outside the apply windows (mon,tue,wed,thu 02:00-06:00, America/New_York)" in error
     assert "next allowed 2027-01-05 02:00 EST" in error
-    assert "stopped at step 2 of 4" in error
-    assert "BLOCKED       2/4 availability_webhook" in error
+    assert "stopped at step 2 of 5" in error
+    assert "BLOCKED       2/5 availability_webhook" in error
     assert "The live state, re-read just now, satisfies every safety rule." in error
 
     # The next window: the same apply continues from the live state.
@@ -265,7 +265,7 @@ def test_plan_shows_whether_an_apply_now_is_allowed_in_every_format(
     assert text.exit_code == 2, text.output
     assert markdown.exit_code == 0 and as_json.exit_code == 0
     assert "apply now: BLOCKED by policy rule freeze" in text.stdout
-    assert "acme-prod: 4 to change, apply held by its change policy now" in text.stdout
+    assert "acme-prod: 5 to change, apply held by its change policy now" in text.stdout
     assert FIRST_WINDOW_AFTER in text.stdout
     assert text.stdout.count("apply now") == 1, "a converged environment has nothing to say"
     assert "### ⏸️ Outside the change policy: an apply right now would be refused" in markdown.stdout

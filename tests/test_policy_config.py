@@ -66,6 +66,7 @@ def test_the_example_production_environment_is_frozen_for_peak_season() -> None:
         "NEWSTORE_CLIENT_ID": "acme-reconciler",
         "NEWSTORE_CLIENT_SECRET": "newstore-client-secret-1",
         "ACME_PRODUCTION_ATP_API_KEY": "production-atp-key-0123456789",
+        "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY": "production-order-key-0123456789",
     }
 
     (production,) = load_environments(EXAMPLES, ["acme-production"], environ=environ)
