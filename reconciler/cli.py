@@ -167,6 +167,11 @@ def _use_color(no_color: bool) -> bool:
 @click.pass_context
 def cli(ctx: click.Context, environments_dir: Path, no_color: bool, verbose: int) -> None:
     """Manage a NewStore tenant's external-OMS integration as code."""
+    from reconciler.newstore.limiter import HostLimiter
+
+    # One command is one run: hosts blocked or paused by an earlier one in this process (a
+    # test runner's) start afresh.
+    HostLimiter.forget_all()
     clock = ctx.obj.clock if isinstance(ctx.obj, Injected) else system_clock
     ctx.obj = Globals(environments_dir, _use_color(no_color), verbose, clock)
     if verbose:

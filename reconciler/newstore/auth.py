@@ -21,7 +21,10 @@ from reconciler.newstore.transport import RETRYABLE_STATUSES
 log = logging.getLogger("reconciler.http")
 
 IP_BLOCKED = "NewStore blocked this IP for exceeding 30,000 requests per 5 minutes"
-IP_BLOCKED_HINT = "Wait 5 minutes before trying again; retrying sooner makes it worse."
+IP_BLOCKED_HINT = (
+    "Wait 5 minutes before trying again; retrying sooner makes it worse. No other request "
+    "went to this host in this run. If the block does not end, ask NewStore support to lift it."
+)
 
 
 class ClientCredentials(httpx.Auth):
