@@ -15,7 +15,8 @@
     │   ├── ConflictError            409 kept coming back after re-read and retry
     │   └── RejectedError            any other 4xx/5xx answer (validation, server error)
     ├── ApplyError                   apply stopped; carries the safe-state report
-    │   └── ChangedUnderneath        live state moved away from what was planned
+    │   ├── ChangedUnderneath        live state moved away from what was planned
+    │   └── Interrupted              exit 130 / 143: SIGINT / SIGTERM stopped apply before a write
     └── BlockedError                 exit 3: a gate or safety rule stops a needed change;
                                      carries the safe-state report when apply stopped
 
@@ -166,6 +167,17 @@ class ApplyError(ReconcilerError):
 
 class ChangedUnderneath(ApplyError):
     """The live state moved since it was planned (another run, or a hand edit)."""
+
+
+@dataclass
+class Interrupted(ApplyError):
+    """SIGINT or SIGTERM stopped apply before its next write; exits 130 / 143."""
+
+    signal_name: str = "SIGINT"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.exit_code = 143 if self.signal_name == "SIGTERM" else 130
 
 
 @dataclass

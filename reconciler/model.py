@@ -110,3 +110,14 @@ class Environment:
                 return str(loc)
             parts.pop()
         return self.file
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """An environment whose file could not be turned into an Environment (a missing ${VAR},
+    an invalid value): read-only commands report it as an error and run the others."""
+
+    name: str
+    file: str
+    tenant: str  # "" when the file does not say
+    error: str  # one paragraph: every problem, file:line:column first
