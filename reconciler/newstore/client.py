@@ -118,7 +118,13 @@ class NewStoreClient:
         self._base_path = base.path.rstrip("/")
         self._limiter = limiter or HostLimiter.for_host(base.netloc.decode("ascii"))
         self._backoff = backoff
-        self._auth = ClientCredentials(env, (base.scheme, base.host, base.port))
+        token_path = httpx.URL(conn.token_url).path
+        self._auth = ClientCredentials(
+            env,
+            (base.scheme, base.host, base.port),
+            self._limiter,
+            lambda: self._not_sent("", "POST", token_path, shown=token_path),
+        )
         try:
             self._http = httpx.Client(
                 base_url=conn.base_url,
@@ -338,16 +344,18 @@ class NewStoreClient:
         """When NewStore blocked this IP on this client's host during the run, if it did."""
         return self._limiter.blocked_at
 
-    def _not_sent(self, setting: str, method: str, path: str) -> HostBlockedError:
+    def _not_sent(
+        self, setting: str, method: str, path: str, *, shown: str | None = None
+    ) -> HostBlockedError:
         blocked_at = self._limiter.blocked_at
         assert blocked_at is not None
-        return self.error(
-            HostBlockedError,
-            setting,
-            method,
-            path,
+        return HostBlockedError(
             f"not sent: NewStore blocked this IP at {blocked_at:%H:%M:%S} UTC earlier in this "
             "run, and every request more would extend the block",
+            setting=setting,
+            method=method,
+            path=shown if shown is not None else self.full_path(path),
+            environment=self.env.name,
             hint=HOST_BLOCKED_HINT,
         )
 
