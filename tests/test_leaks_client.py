@@ -159,7 +159,8 @@ def webhook_put_keeps_dropping(app: SandboxApp) -> ReconcilerError:
 
 def webhook_put_conflicts(app: SandboxApp) -> ReconcilerError:
     message = f"conflict for key {API_KEY}"
-    app.set_faults([{"path": HOOK_PATH, "status": 409, "message": message}])
+    # Every time: since issue 13 a single 409 on the PUT is re-read and retried.
+    app.set_faults([{"path": HOOK_PATH, "status": 409, "message": message, "times": None}])
     with client_for(app) as client, pytest.raises(ConflictError) as caught:
         BY_KEY["availability_webhook"].write(client, dict(HOOK))
     return caught.value

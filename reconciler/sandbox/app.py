@@ -459,10 +459,10 @@ class SandboxApp:
 
     def _get_associate_app(self, state: TenantState, request: Request, rid: str) -> _Result:
         if state.associate_app_config is None:
-            message = "Configuration file is not readable: none exists for this tenant."
-            return _problem(
-                422, rid, error_code="configuration_not_readable", message=message
-            ), False
+            # No document yet. (NewStore's 422 "Configuration file is not readable" is a
+            # document it cannot read: script it with a fault rule.)
+            message = "No Associate App configuration exists for this tenant."
+            return _problem(404, rid, error_code="not_found", message=message), False
         return _json(state.associate_app_config), False
 
     def _put_associate_app(self, state: TenantState, request: Request, rid: str) -> _Result:

@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 
 SECTION = "ui_configurations"
 FIELD = "use_new_om_ui"
-# The spec answers 422 "Configuration file is not readable" when there is no document; 404 is
-# what a plain missing resource would give.
-NO_DOCUMENT = (404, 422)
+# 404: no document yet (the app runs on its defaults). 422 "Configuration file is not
+# readable" is not that: a document exists that NewStore cannot read, so what the app shows is
+# unknown, and reading it as false would judge rule 3 on an invented value.
+NO_DOCUMENT = 404
+UNREADABLE = 422
 
 
 class AssociateApp(Setting):
@@ -34,8 +36,8 @@ class AssociateApp(Setting):
     default: ClassVar[Value] = {"use_new_om_ui": False}
 
     def read(self, client: NewStoreClient) -> Value:
-        response = client.request(self.key, "GET", self.path, ok=(200, *NO_DOCUMENT))
-        if response.status_code in NO_DOCUMENT:
+        response = self._get(client)
+        if response.status_code == NO_DOCUMENT:
             # No readable document: the app runs on its defaults, i.e. the NewStore order UI.
             return {FIELD: False}
         ui = self._document(client, response).get(SECTION)
@@ -54,8 +56,8 @@ class AssociateApp(Setting):
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
         from reconciler.newstore.problem import request_id_of
 
-        response = client.request(self.key, "GET", self.path, ok=(200, *NO_DOCUMENT))
-        if response.status_code in NO_DOCUMENT:
+        response = self._get(client)
+        if response.status_code == NO_DOCUMENT:
             raise client.error(
                 RejectedError,
                 self.key,
@@ -73,6 +75,21 @@ class AssociateApp(Setting):
         ui[FIELD] = bool(value[FIELD])
         response = client.request(self.key, "PUT", self.path, json=document, ok=(200, 201, 204))
         return request_id_of(response)
+
+    def _get(self, client: NewStoreClient) -> httpx.Response:
+        response = client.request(self.key, "GET", self.path, ok=(200, NO_DOCUMENT, UNREADABLE))
+        if response.status_code == UNREADABLE:
+            raise client.error(
+                RejectedError,
+                self.key,
+                "GET",
+                self.path,
+                "NewStore cannot read the tenant's Associate App configuration (422), so whether "
+                f"{SECTION}.{FIELD} is on is unknown; nothing is judged or written on a guess",
+                response=response,
+                hint="Fix or replace the document in NewStore, then run again.",
+            )
+        return response
 
     def _document(self, client: NewStoreClient, response: httpx.Response) -> dict[str, Any]:
         document = client.body(self.key, response)

@@ -7,17 +7,14 @@ reads as off. There is no DELETE: "off" is `enabled: false`.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from reconciler.errors import ConflictError, RejectedError
+from reconciler.errors import RejectedError
 from reconciler.model import Fields, Value
-from reconciler.settings.base import Setting
+from reconciler.settings.base import Setting, retry_on_conflict
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient
-
-CONFLICT_ATTEMPTS = 3
 
 
 class ExternalOMS(Setting):
@@ -51,24 +48,12 @@ class ExternalOMS(Setting):
         from reconciler.newstore.problem import request_id_of
 
         desired = {"enabled": bool(value["enabled"])}
-        attempt = 1
-        while True:
-            try:
-                response = client.request(
-                    self.key, "POST", self.path, json={"value": desired}, ok=(200, 201, 204)
-                )
-                return request_id_of(response)
-            except ConflictError as err:
-                # 409 concurrent_update_on_tenant_setting: someone else wrote at the same time.
-                # Re-read: if they set what we want, we are done; otherwise try again.
-                if self.read(client) == desired:
-                    return None
-                if attempt >= CONFLICT_ATTEMPTS:
-                    raise replace(
-                        err,
-                        message=f"kept losing a concurrent update (409), {attempt} attempts "
-                        "with a re-read before each retry",
-                        hint="Someone else is changing this setting right now; run again "
-                        "once they are done.",
-                    ) from None
-                attempt += 1
+
+        def send() -> str | None:
+            response = client.request(
+                self.key, "POST", self.path, json={"value": desired}, ok=(200, 201, 204)
+            )
+            return request_id_of(response)
+
+        # 409 concurrent_update_on_tenant_setting: someone else wrote at the same time.
+        return retry_on_conflict(send, lambda: self.read(client) == desired)
