@@ -289,3 +289,41 @@ def test_apply_refuses_before_any_write_unless_keep_going(
     assert writes(sandbox, "env-a") == FORWARD
     assert writes(sandbox, "env-c") == FORWARD
     assert writes(sandbox, "env-b") == []
+
+
+def test_a_signal_between_environments_leaves_the_rest_not_attempted(
+    live_sandbox: Sandbox, write_env: WriteEnv, tmp_path: Path
+) -> None:
+    from reconciler.apply import EnvironmentConverged, Event, apply_run
+    from reconciler.config import load_environments
+    from reconciler.errors import Interrupted
+    from reconciler.interrupt import StopRequest
+    from reconciler.journal import Journal
+    from reconciler.plan import plan_environments
+
+    sandbox, base = live_sandbox
+    for tenant in ("sig-a", "sig-b"):
+        directory = write_env(tenant, tenant, base, ON_YAML).parent
+    envs = load_environments(directory)
+    stop = StopRequest()
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, EnvironmentConverged):
+            stop.request(signal.SIGTERM)  # as the CLI's handler does
+
+    with Journal(tmp_path / "j.jsonl") as journal, pytest.raises(Interrupted) as caught:
+        apply_run(envs, plan_environments(envs), journal, on_event=on_event, stop=stop)
+
+    assert caught.value.exit_code == 143
+    assert "SIGTERM received between environments" in caught.value.message
+    assert "sig-a: applied, converged" in caught.value.report
+    assert "sig-b: not attempted (SIGTERM received before it started)" in caught.value.report
+    assert writes(sandbox, "sig-a") == FORWARD
+    assert writes(sandbox, "sig-b") == []
+    closing = read_journal(tmp_path / "j.jsonl")[-1]
+    assert closing == {
+        **closing,
+        "phase": "interrupted",
+        "signal": "SIGTERM",
+        "environments": {"sig-a": "applied", "sig-b": "not attempted"},
+    }

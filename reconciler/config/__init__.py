@@ -163,12 +163,15 @@ def load_each(
     environ: Mapping[str, str] | None = None,
 ) -> list[Environment | Unresolved]:
     """Like `load_environments`, but a file with problems becomes `Unresolved` (listing them)
-    instead of failing the whole load; sorted by name."""
+    instead of failing the whole load; sorted by name. When no file resolves there is nothing
+    to run: ValidationFailed with every problem, as `load_environments` raises."""
     resolver = Resolver()
     environ = os.environ if environ is None else environ
     loaded: list[Environment | Unresolved] = []
+    every: dict[Problem, None] = {}
     for path in discover(directory, names):
         environment, found = _load(path, resolver, environ, False)
+        every.update(dict.fromkeys(found))
         if environment is not None and not found:
             loaded.append(environment)
             continue
@@ -187,6 +190,8 @@ def load_each(
                 f"{shown}",
             )
         )
+    if not any(isinstance(env, Environment) for env in loaded):
+        raise ValidationFailed(list(every))
     return sorted(loaded, key=lambda e: e.name)
 
 

@@ -76,7 +76,7 @@ def retry_on_conflict(send: Callable[[], str | None], done: Callable[[], bool]) 
                 raise replace(
                     err,
                     message=f"kept losing a concurrent update (409), {attempt} attempts "
-                    "with a re-read before each retry",
+                    f"with a re-read before each retry: {err.message}",
                     hint="Someone else is changing this setting right now; run again "
                     "once they are done.",
                 ) from None
