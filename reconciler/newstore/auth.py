@@ -23,8 +23,8 @@ log = logging.getLogger("reconciler.http")
 
 IP_BLOCKED = "NewStore blocked this IP for exceeding 30,000 requests per 5 minutes"
 IP_BLOCKED_HINT = (
-    "Wait 5 minutes before trying again; retrying sooner makes it worse. No other request "
-    "went to this host in this run. If the block does not end, ask NewStore support to lift it."
+    "Wait 5 minutes before trying again; retrying sooner makes it worse (this run sends "
+    "nothing more to the host). If the block does not end, ask NewStore support to lift it."
 )
 
 
