@@ -35,10 +35,13 @@ from reconciler.errors import (
     ApplyError,
     BlockedError,
     ChangedUnderneath,
+    Interrupted,
+    IPBlockedError,
     NewStoreError,
     PlanFileError,
     ReconcilerError,
 )
+from reconciler.interrupt import StopRequest
 from reconciler.model import ABSENT, Environment, Value
 from reconciler.plan import (
     STOCK_CONFIRMED,
@@ -156,9 +159,11 @@ class _EnvironmentApply:
         probe_transport: httpx.BaseTransport | None,
         clock: Clock = system_clock,
         break_glass: str | None = None,
+        stop: StopRequest | None = None,
     ) -> None:
         self.env, self.plan, self.client, self.journal = env, plan, client, journal
         self.clock, self.break_glass = clock, break_glass
+        self.stop = stop
         self.skip_probe = skip_probe
         self.on_event = on_event
         self.probe_transport = probe_transport
@@ -177,6 +182,7 @@ class _EnvironmentApply:
     def run(self) -> list[StepFinished]:
         for number, step in enumerate(self.plan.steps, 1):
             try:
+                self._check_stop(number, step)
                 self._policy(number, step)
                 self._gates(number, step)
                 self._step(number, step)
@@ -229,6 +235,18 @@ class _EnvironmentApply:
             setting=step.setting,
             action=str(step.action),
             **fields,
+        )
+
+    def _check_stop(self, number: int, step: Step) -> None:
+        """Stop before the next write once a signal asked to (the write in flight, if any,
+        has finished: it was let finish)."""
+        name = self.stop.signal_name if self.stop is not None else None
+        if name is None:
+            return
+        raise Interrupted(
+            f"[{self.env.name}] {name} received: stopped before step {number}/{self.total} "
+            f"{step.setting}; nothing more was written",
+            signal_name=name,
         )
 
     # -- (0) the policy ------------------------------------------------------------------------
@@ -318,6 +336,7 @@ class _EnvironmentApply:
             if fingerprint(setting, current, key) != fingerprint(setting, step.before, key):
                 raise self._changed_underneath(setting, step, current)
             self._check_rules(step)
+            self._check_stop(number, step)
 
             self._record(
                 "intent",
@@ -441,6 +460,8 @@ class _EnvironmentApply:
             return BlockedError(message, report)
         if isinstance(exc, ChangedUnderneath):
             return ChangedUnderneath(message, report)
+        if isinstance(exc, Interrupted):
+            return Interrupted(message, report, exc.signal_name)
         return ApplyError(message, report)
 
     def report(self, failed_at: int | None) -> str:
@@ -480,6 +501,9 @@ class _EnvironmentApply:
         return "\n".join(lines)
 
     def _safety_statement(self) -> str:
+        blocked_at = self.client.blocked_at
+        if blocked_at is not None:
+            return self._last_known_safety(blocked_at)
         try:
             live = read_live(self.env, self.client)
         except Exception as exc:
@@ -510,6 +534,24 @@ class _EnvironmentApply:
             )
         return " ".join(parts)
 
+    def _last_known_safety(self, blocked_at: datetime) -> str:
+        """After an IP block, re-reading would extend it: judge the last state read instead."""
+        why = (
+            f"NewStore blocked this IP at {blocked_at:%H:%M:%S} UTC, so the live state was not "
+            "re-read (every request would extend the block); judged on the last state this run "
+            "read or wrote instead:"
+        )
+        broken = violations(self.latest)
+        if not broken:
+            return (
+                f"{why} it satisfies every safety rule. Check it with `reconciler plan` once "
+                "the block ends."
+            )
+        return (
+            f"WARNING: {why} IT BREAKS {_rules(broken)}. Once the block ends, run apply again "
+            "(or check with `reconciler plan`) before anything else."
+        )
+
 
 def apply_environment(
     env: Environment,
@@ -522,9 +564,11 @@ def apply_environment(
     probe_transport: httpx.BaseTransport | None = None,
     clock: Clock = system_clock,
     break_glass: str | None = None,
+    stop: StopRequest | None = None,
 ) -> list[StepFinished]:
     """Apply one environment's planned steps, then check it converged; returns what each step
-    came to. Raises ApplyError / ChangedUnderneath / BlockedError (with the safe-state report).
+    came to. Raises ApplyError / ChangedUnderneath / BlockedError / Interrupted (with the
+    safe-state report); `stop` is checked before every write.
     Before each step the environment's policy is asked at `clock()`; `break_glass` (a reason)
     overrides it."""
     return _EnvironmentApply(
@@ -537,6 +581,7 @@ def apply_environment(
         probe_transport=probe_transport,
         clock=clock,
         break_glass=break_glass,
+        stop=stop,
     ).run()
 
 
@@ -546,9 +591,12 @@ def apply_environment(
 @dataclass(frozen=True)
 class EnvResult:
     name: str
-    status: str  # "applied" | "converged" | "blocked" | "failed" | "not attempted"
+    # "applied" | "converged" | "blocked" | "error" (could not be planned; --keep-going
+    # skipped it) | "failed" | "not attempted"
+    status: str
     steps: int = 0
     error: ApplyError | BlockedError | None = None
+    why: str = ""  # for "not attempted": why not
 
 
 def refuse_unready(run: RunPlan, *, keep_going: bool) -> None:
@@ -556,9 +604,13 @@ def refuse_unready(run: RunPlan, *, keep_going: bool) -> None:
     environment could not be planned; BlockedError when one is blocked, unless `keep_going`
     (the blocked ones are then skipped) and another one has changes to apply."""
     errored = [p.name for p in run.environments if p.status is Status.ERROR]
-    if errored:
+    if errored and not (keep_going and any(p.status is Status.CHANGES for p in run.environments)):
+        names = ", ".join(errored)
+        them = "it" if len(errored) == 1 else "them"
         raise ApplyError(
-            f"nothing applied: {', '.join(errored)} could not be planned; fix that first."
+            f"nothing applied: {names} could not be planned; fix that first, leave {them} out "
+            "by naming the others (`reconciler apply ENV...`), or pass --keep-going to apply "
+            f"the others and skip {them}."
         )
     blocked = [p.name for p in run.environments if p.status is Status.BLOCKED]
     if not blocked:
@@ -609,6 +661,7 @@ def apply_run(
     locks: Sequence[TenantLock] = (),
     clock: Clock = system_clock,
     break_glass: str | None = None,
+    stop: StopRequest | None = None,
 ) -> list[EnvResult]:
     """Apply every environment of `run` with changes, one after another, in order.
 
@@ -639,47 +692,76 @@ def apply_run(
         journal.record("end", result="blocked", environments=dict.fromkeys(held, "blocked"))
         raise BlockedError(_held_message("nothing applied", held))
     results: list[EnvResult] = []
-    stopped = False
+    # Why the rest of the run is not attempted: an earlier failure (unless keep_going), an IP
+    # block (whatever keep_going says: every request would extend it), or a signal.
+    halted = ""
     for plan in run.environments:
         if plan.status is Status.CONVERGED:
             results.append(EnvResult(plan.name, "converged"))
-        elif plan.status is Status.BLOCKED or plan.name in held:
+            continue
+        if plan.status is Status.BLOCKED or plan.name in held:
             results.append(EnvResult(plan.name, "blocked"))
-        elif stopped:
-            results.append(EnvResult(plan.name, "not attempted", len(plan.steps)))
+            continue
+        if plan.status is Status.ERROR:
+            results.append(EnvResult(plan.name, "error", why=plan.error))
+            continue
+        if not halted and stop is not None and stop.signal_name is not None:
+            halted = f"{stop.signal_name} received before it started"
+        if halted:
+            results.append(EnvResult(plan.name, "not attempted", len(plan.steps), why=halted))
+            continue
+        env = by_name[plan.name]
+        client: NewStoreClient | None = None
+        try:
+            with factory(env) as client:
+                apply_environment(
+                    env,
+                    plan,
+                    client,
+                    journal,
+                    skip_probe=skip_probe,
+                    on_event=on_event,
+                    probe_transport=probe_transport,
+                    clock=clock,
+                    break_glass=break_glass,
+                    stop=stop,
+                )
+        except (ApplyError, BlockedError) as exc:
+            results.append(EnvResult(plan.name, "failed", len(plan.steps), exc))
+            halted = _halted_by(exc, client, keep_going)
+        except ReconcilerError as exc:  # e.g. the client could not be built
+            error = ApplyError(str(exc), f"{plan.name}: nothing was written.")
+            results.append(EnvResult(plan.name, "failed", len(plan.steps), error))
+            halted = _halted_by(exc, client, keep_going)
         else:
-            env = by_name[plan.name]
-            try:
-                with factory(env) as client:
-                    apply_environment(
-                        env,
-                        plan,
-                        client,
-                        journal,
-                        skip_probe=skip_probe,
-                        on_event=on_event,
-                        probe_transport=probe_transport,
-                        clock=clock,
-                        break_glass=break_glass,
-                    )
-            except (ApplyError, BlockedError) as exc:
-                results.append(EnvResult(plan.name, "failed", len(plan.steps), exc))
-                stopped = not keep_going
-            except ReconcilerError as exc:  # e.g. the client could not be built
-                error = ApplyError(str(exc), f"{plan.name}: nothing was written.")
-                results.append(EnvResult(plan.name, "failed", len(plan.steps), error))
-                stopped = not keep_going
-            else:
-                results.append(EnvResult(plan.name, "applied", len(plan.steps)))
+            results.append(EnvResult(plan.name, "applied", len(plan.steps)))
     failed = [r for r in results if r.error is not None]
     blocked = [r.name for r in results if r.status == "blocked"]
-    journal.record(
-        "end",
-        result="failed" if failed else "blocked" if blocked else "ok",
-        environments={r.name: r.status for r in results},
-    )
-    if failed:
-        raise _combined(failed, results)
+    errored = [r.name for r in results if r.status == "error"]
+    interrupted = stop.signal_name if stop is not None else None
+    if interrupted is not None and not (
+        any(r.status == "not attempted" for r in results)
+        or any(isinstance(r.error, Interrupted) for r in failed)
+    ):
+        interrupted = None  # the signal came after the last write: nothing was cut short
+    fates = {r.name: r.status for r in results}
+    if interrupted is not None:
+        # The closing record of a run a signal stopped (instead of "end").
+        journal.record("interrupted", signal=interrupted, environments=fates)
+    else:
+        journal.record(
+            "end",
+            result="failed" if failed or errored else "blocked" if blocked else "ok",
+            environments=fates,
+        )
+    if failed or interrupted is not None:
+        raise _combined(failed, results, interrupted)
+    if errored:
+        raise ApplyError(
+            f"not applied: {', '.join(errored)} could not be planned (--keep-going skipped "
+            f"{'it' if len(errored) == 1 else 'them'}); every other environment was applied.",
+            _others(results),
+        )
     if held:
         raise BlockedError(
             _held_message("not applied", held) + " (--keep-going: the others ran, see above.)"
@@ -736,32 +818,70 @@ def _held_message(what: str, held: Mapping[str, Decision]) -> str:
     )
 
 
-def _combined(failed: list[EnvResult], results: list[EnvResult]) -> ApplyError | BlockedError:
-    others = []
+def _halted_by(exc: ReconcilerError, client: NewStoreClient | None, keep_going: bool) -> str:
+    """Why the environments after a failed one are not attempted ("" when they are)."""
+    blocked_at = client.blocked_at if client is not None else None
+    if blocked_at is not None or isinstance(exc, IPBlockedError):
+        when = f" at {blocked_at:%H:%M:%S} UTC" if blocked_at is not None else ""
+        return (
+            f"NewStore blocked this IP{when}, and every request would extend the block; wait "
+            "for it to end (about 5 minutes), or ask NewStore support to lift it, then run "
+            "apply again"
+        )
+    if isinstance(exc, Interrupted):
+        return f"{exc.signal_name} received"
+    if keep_going:
+        return ""
+    return "an earlier environment failed; --keep-going applies the others anyway"
+
+
+def _others(results: list[EnvResult]) -> str:
+    """The fate of every environment that did not fail, one line each."""
+    lines = []
     for result in results:
         if result.error is not None:
             continue
         if result.status == "not attempted":
-            why = "an earlier environment failed; --keep-going applies the others anyway"
-            others.append(f"  {result.name}: not attempted ({why})")
+            lines.append(f"  {result.name}: not attempted ({result.why})")
         elif result.status == "blocked":
-            others.append(f"  {result.name}: not applied, blocked (see the plan above)")
+            lines.append(f"  {result.name}: not applied, blocked (see the plan above)")
+        elif result.status == "error":
+            lines.append(f"  {result.name}: not applied, could not be planned ({result.why})")
         elif result.status == "applied":
-            others.append(f"  {result.name}: applied, converged")
+            lines.append(f"  {result.name}: applied, converged")
         else:
-            others.append(f"  {result.name}: already converged")
+            lines.append(f"  {result.name}: already converged")
+    return "Other environments:\n" + "\n".join(lines) if lines else ""
+
+
+def _combined(
+    failed: list[EnvResult], results: list[EnvResult], interrupted: str | None = None
+) -> ApplyError | BlockedError:
     reports = [r.error.report for r in failed if r.error is not None and r.error.report]
+    others = _others(results)
     if others:
-        reports.append("Other environments:\n" + "\n".join(others))
+        reports.append(others)
     report = "\n\n".join(reports)
 
+    if not failed:
+        assert interrupted is not None
+        return Interrupted(
+            f"{interrupted} received between environments: nothing more was written",
+            report,
+            interrupted,
+        )
     first = failed[0].error
     assert first is not None
     if len(failed) == 1:
+        if interrupted is not None and not isinstance(first, Interrupted):
+            # The failure came first; the signal still decides the exit code.
+            return Interrupted(first.message, report, interrupted)
         return replace(first, report=report)
     names = ", ".join(r.name for r in failed)
     messages = "\n".join(f"  {r.error.message}" for r in failed if r.error is not None)
     message = f"apply failed in {len(failed)} environments ({names}):\n{messages}"
+    if interrupted is not None:
+        return Interrupted(message, report, interrupted)
     if all(isinstance(r.error, BlockedError) for r in failed):
         return BlockedError(message, report)
     return ApplyError(message, report)

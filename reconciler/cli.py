@@ -7,6 +7,7 @@ that `reconciler --help` and `validate` start fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -20,6 +21,7 @@ import click
 from reconciler import __version__
 from reconciler.clock import Clock, system_clock
 from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.interrupt import Terminated
 from reconciler.parallelism import DEFAULT_PARALLELISM
 
 if TYPE_CHECKING:
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as Unix shells report a Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM, how CI systems cancel a job
+
+_real_process = False  # set by `main()`: signals are ours to handle, os._exit ours to call
 
 
 @dataclass
@@ -100,6 +105,8 @@ class ReconcilerGroup(click.Group):
             code = _error(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             code = _error("interrupted.", EXIT_INTERRUPTED)
+        except Terminated:
+            code = _error("terminated (SIGTERM).", EXIT_TERMINATED)
         except OSError as exc:
             # The core turns its own file errors into ReconcilerErrors, so one without a file
             # name is a stream refusing a write: stdout on a full disk or a closed pipe.
@@ -109,6 +116,14 @@ class ReconcilerGroup(click.Group):
                 code = EXIT_ERROR  # the reader left (`| head`) having seen all it wanted
             else:
                 code = _error(f"cannot write output: {exc.strerror or type(exc).__name__}.")
+        if code in (EXIT_INTERRUPTED, EXIT_TERMINATED) and _real_process:
+            # Promptly: worker threads may still wait on NewStore answers (and retries), and
+            # the interpreter would join them before exiting. Nothing is left to clean up:
+            # the journal is fsynced per record, and the kernel drops the apply locks.
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(code)
         _exit(code)
 
 
@@ -167,6 +182,11 @@ def _use_color(no_color: bool) -> bool:
 @click.pass_context
 def cli(ctx: click.Context, environments_dir: Path, no_color: bool, verbose: int) -> None:
     """Manage a NewStore tenant's external-OMS integration as code."""
+    from reconciler.newstore.limiter import HostLimiter
+
+    # One command is one run: hosts blocked or paused by an earlier one in this process (a
+    # test runner's) start afresh.
+    HostLimiter.forget_all()
     clock = ctx.obj.clock if isinstance(ctx.obj, Injected) else system_clock
     ctx.obj = Globals(environments_dir, _use_color(no_color), verbose, clock)
     if verbose:
@@ -227,14 +247,15 @@ def plan(
     """Show what apply would change, in a safe order, and why."""
     from datetime import UTC, datetime
 
-    from reconciler.config import load_environments
+    from reconciler.config import load_each
     from reconciler.plan import Status, plan_environments
     from reconciler.planfile import plan_to_json, write_plan_file
     from reconciler.render.run_progress import progress
 
     if out is not None:
         _check_output_file(out, "plan file")
-    environments = load_environments(g.environments_dir, envs)
+    # One environment's broken file is its error; the others are still planned.
+    environments = load_each(g.environments_dir, envs)
     with progress(len(environments), "planned") as done:
         run = plan_environments(
             environments, parallelism=parallelism, probe=probe, on_done=done, now=g.clock()
@@ -372,6 +393,7 @@ def apply(
     )
     from reconciler.config import load_environments
     from reconciler.errors import ApplyError
+    from reconciler.interrupt import deferred_stops
     from reconciler.journal import Journal, default_path
     from reconciler.plan import Status, plan_environments
     from reconciler.render.steps import render_event
@@ -410,16 +432,20 @@ def apply(
             doc, str(plan_file), environments, parallelism=parallelism, now=g.clock()
         )
     else:
-        environments = load_environments(g.environments_dir, envs)
+        from reconciler.config import load_each
+        from reconciler.model import Environment
+
+        # A broken file makes its environment an error: apply refuses before any write
+        # unless --keep-going, which skips it.
+        loaded = load_each(g.environments_dir, envs)
+        environments = [env for env in loaded if isinstance(env, Environment)]
         locks = _hold_apply_locks(environments, lock_timeout, no_lock)
-        run = plan_environments(environments, parallelism=parallelism, now=g.clock())
+        run = plan_environments(loaded, parallelism=parallelism, now=g.clock())
     click.echo(render_text(run, color=g.color), nl=False)
 
     errors = [env for env in run.environments if env.status is Status.ERROR]
     for env in errors:
         click.echo(f"Error: {env.error}", err=True)
-    if errors:
-        return EXIT_ERROR
     refuse_unready(run, keep_going=keep_going)
     refuse_held(run, keep_going=keep_going, break_glass=break_glass)
     pending = [env for env in run.environments if env.status is Status.CHANGES]
@@ -443,7 +469,7 @@ def apply(
         if not click.confirm(f"Apply these {steps} changes to {targets}?", default=False):
             raise ApplyError("apply cancelled: nothing was written.")
 
-    with Journal(journal_path) as journal:
+    with Journal(journal_path) as journal, deferred_stops() as stop:
         click.echo(f"Journal: {journal.path}")
         if break_glass is not None:
             click.echo(
@@ -460,6 +486,7 @@ def apply(
             locks=locks,
             clock=g.clock,
             break_glass=break_glass,
+            stop=stop,
         )
     applied = [r for r in results if r.status == "applied"]
     total = sum(r.steps for r in applied)
@@ -581,11 +608,12 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int) -> int:
     Exits 0 when everything is in sync, 2 on any drift (blocked included), 1 when an
     environment could not be read (the others are still reported).
     """
-    from reconciler.config import load_environments
+    from reconciler.config import load_each
     from reconciler.drift import DriftStatus, check_drift
     from reconciler.render.run_progress import progress
 
-    environments = load_environments(g.environments_dir, envs)
+    # One environment's broken file is its error; the others are still checked.
+    environments = load_each(g.environments_dir, envs)
     with progress(len(environments), "checked") as done:
         report = check_drift(environments, parallelism=parallelism, on_done=done)
     if fmt == "json":
@@ -651,4 +679,9 @@ def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str,
 
 
 def main() -> None:
+    from reconciler import interrupt
+
+    global _real_process
+    _real_process = True
+    interrupt.install()
     cli(prog_name="reconciler")

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from reconciler import __version__
-from reconciler.model import Environment
+from reconciler.model import Environment, Unresolved
 from reconciler.parallelism import DEFAULT_PARALLELISM
 from reconciler.plan import Action, EnvPlan, FieldChange, Status, plan_environments
 from reconciler.settings import REGISTRY
@@ -106,13 +106,14 @@ def drift_of(plan: EnvPlan) -> EnvDrift:
 
 
 def check_drift(
-    envs: Sequence[Environment],
+    envs: Sequence[Environment | Unresolved],
     *,
     parallelism: int = DEFAULT_PARALLELISM,
     client_factory: Callable[[Environment], AbstractContextManager[NewStoreClient]] | None = None,
     on_done: Callable[[EnvPlan], None] | None = None,
 ) -> DriftReport:
-    """Read every environment (`parallelism` at a time) and report its drift; never writes."""
+    """Read every environment (`parallelism` at a time) and report its drift; never writes.
+    An `Unresolved` environment (its file has problems) is reported with status error."""
     run = plan_environments(
         envs, parallelism=parallelism, client_factory=client_factory, on_done=on_done
     )

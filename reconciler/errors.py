@@ -7,13 +7,16 @@
     ├── NewStoreError                a NewStore API call failed (setting, method, path, status,
     │   │                            request_id, message)
     │   ├── TransportError           no HTTP answer: connection refused, reset, timeout
+    │   │   └── UnreachableError     nothing answers at host:port (refused, unknown host, TLS)
     │   ├── AuthError                the token endpoint refused us, or 401/403 persisted
     │   ├── IPBlockedError           403 with a non-JSON body: NewStore's per-IP rate-limit block
+    │   │   └── HostBlockedError     not sent: the host blocked this IP earlier in the run
     │   ├── RetryBudgetExhausted     transient failures outlasted the retry budget
     │   ├── ConflictError            409 kept coming back after re-read and retry
     │   └── RejectedError            any other 4xx/5xx answer (validation, server error)
     ├── ApplyError                   apply stopped; carries the safe-state report
-    │   └── ChangedUnderneath        live state moved away from what was planned
+    │   ├── ChangedUnderneath        live state moved away from what was planned
+    │   └── Interrupted              exit 130 / 143: SIGINT / SIGTERM stopped apply before a write
     └── BlockedError                 exit 3: a gate or safety rule stops a needed change;
                                      carries the safe-state report when apply stopped
 
@@ -118,12 +121,22 @@ class TransportError(NewStoreError):
     """No HTTP answer at all: connection refused or reset, DNS failure, timeout."""
 
 
+class UnreachableError(TransportError):
+    """Nothing answers at the address: connection refused, unknown host, TLS handshake failed.
+    Retried at most once; the message names host:port, the cause and the likely fix."""
+
+
 class AuthError(NewStoreError):
     """The token endpoint refused the credentials, or the API kept answering 401/403."""
 
 
 class IPBlockedError(NewStoreError):
     """403 with a non-JSON body: NewStore blocked this source IP for exceeding its rate limit."""
+
+
+class HostBlockedError(IPBlockedError):
+    """A request not sent: NewStore blocked this IP earlier in the run (the run-wide circuit
+    breaker), and every request more would extend the block."""
 
 
 class RetryBudgetExhausted(NewStoreError):
@@ -154,6 +167,17 @@ class ApplyError(ReconcilerError):
 
 class ChangedUnderneath(ApplyError):
     """The live state moved since it was planned (another run, or a hand edit)."""
+
+
+@dataclass
+class Interrupted(ApplyError):
+    """SIGINT or SIGTERM stopped apply before its next write; exits 130 / 143."""
+
+    signal_name: str = "SIGINT"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.exit_code = 143 if self.signal_name == "SIGTERM" else 130
 
 
 @dataclass

@@ -55,7 +55,7 @@ class Connection:
     client_secret: str = field(repr=False)
     timeout: float = 10.0  # seconds per HTTP request
     ca_bundle: str | None = None  # CA bundle path; None = system store / SSL_CERT_FILE etc.
-    retry_attempts: int = 5  # total attempts per request, first one included
+    retry_attempts: int = 10  # a backstop: total attempts per request, the first included
     retry_max_seconds: float = 60.0  # give up retrying once this much time has passed
 
 
@@ -110,3 +110,14 @@ class Environment:
                 return str(loc)
             parts.pop()
         return self.file
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """An environment whose file could not be turned into an Environment (a missing ${VAR},
+    an invalid value): read-only commands report it as an error and run the others."""
+
+    name: str
+    file: str
+    tenant: str  # "" when the file does not say
+    error: str  # one paragraph: every problem, file:line:column first

@@ -28,6 +28,7 @@ from reconciler.model import (
     UNKNOWN_SHOWN,
     Environment,
     Fields,
+    Unresolved,
     Value,
 )
 from reconciler.parallelism import DEFAULT_PARALLELISM
@@ -623,7 +624,7 @@ def default_client(env: Environment) -> AbstractContextManager[NewStoreClient]:
 
 
 def plan_environments(
-    envs: Sequence[Environment],
+    envs: Sequence[Environment | Unresolved],
     *,
     parallelism: int = DEFAULT_PARALLELISM,
     client_factory: ClientFactory | None = None,
@@ -633,8 +634,9 @@ def plan_environments(
 ) -> RunPlan:
     """Read and plan every environment, `parallelism` at a time, in the order given.
 
-    An environment whose read fails becomes an ERROR plan carrying the one-paragraph message;
-    the others are planned regardless. With `probe`, webhook-probe gates run now (they
+    An environment whose read fails, or whose file could not be resolved (`Unresolved`),
+    becomes an ERROR plan carrying the one-paragraph message; the others are planned
+    regardless. With `probe`, webhook-probe gates run now (they
     otherwise run at apply) and a failing probe blocks its environment. `on_done(plan)` is
     called from the worker threads as each environment finishes (for progress reports).
     With `now`, each plan with steps says whether its policy lets an apply write at `now`.
@@ -643,7 +645,9 @@ def plan_environments(
         raise ConfigError(f"--parallelism must be at least 1, got {parallelism}.")
     factory = client_factory or default_client
 
-    def plan_one(env: Environment) -> EnvPlan:
+    def plan_one(env: Environment | Unresolved) -> EnvPlan:
+        if isinstance(env, Unresolved):
+            return EnvPlan(name=env.name, tenant=env.tenant, status=Status.ERROR, error=env.error)
         try:
             with factory(env) as client:
                 plan = build_plan(env, read_live(env, client, reads=reads))
@@ -655,7 +659,7 @@ def plan_environments(
             plan.policy = policy_now(env, plan, now)
         return plan
 
-    def plan_and_report(env: Environment) -> EnvPlan:
+    def plan_and_report(env: Environment | Unresolved) -> EnvPlan:
         plan = plan_one(env)
         if on_done is not None:
             on_done(plan)

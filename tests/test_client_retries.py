@@ -19,7 +19,7 @@ from client_helpers import (
 )
 
 from reconciler.client import HostLimiter, NewStoreClient, parse_retry_after
-from reconciler.errors import RejectedError, RetryBudgetExhausted
+from reconciler.errors import RejectedError, RetryBudgetExhausted, UnreachableError
 from reconciler.sandbox.app import SandboxApp
 from reconciler.settings import BY_KEY
 
@@ -116,13 +116,19 @@ def test_exhausted_attempts_name_the_count_status_and_request_id(app: SandboxApp
     assert len(api_requests(app)) == 3
 
 
-def test_a_retry_after_beyond_the_budget_is_cut_to_the_budget(app: SandboxApp) -> None:
+def test_a_retry_after_beyond_the_budget_fails_at_once(app: SandboxApp) -> None:
+    # Issue 13: waiting out part of the budget and asking again was refused again; now the
+    # request is not retried, and the message names the wait and the setting to raise.
     app.set_faults([{"path": ATP_PATH, "status": 429, "retry_after": 3600, "times": None}])
     env = make_env(retry_max_seconds=0.3)
     with make_client(app, env) as client, pytest.raises(RetryBudgetExhausted) as caught:
         EXTERNAL_ATP.read(client)
-    assert "gave up after 2 attempts" in str(caught.value)
+    message = str(caught.value)
+    assert "gave up after 1 attempt in" in message
+    assert "NewStore asked to wait 3600 s before retrying (Retry-After)" in message
+    assert "connection.retry.max_seconds" in message
     assert caught.value.status == 429
+    assert len(api_requests(app)) == 1
 
 
 def test_dropped_connections_exhaust_into_a_clear_error(app: SandboxApp) -> None:
@@ -137,12 +143,16 @@ def test_dropped_connections_exhaust_into_a_clear_error(app: SandboxApp) -> None
 
 
 def test_a_refused_connection_is_retried_then_reported() -> None:
-    env = make_env(f"http://127.0.0.1:{closed_port()}", retry_attempts=2)
+    # Issue 13: an UnreachableError (a TransportError) naming host:port, not an exhausted
+    # retry budget with advice to run again later; retried once whatever `attempts` says.
+    port = closed_port()
+    env = make_env(f"http://127.0.0.1:{port}", retry_attempts=2)
     client = NewStoreClient(env, limiter=HostLimiter(), backoff=0.01)
-    with client, pytest.raises(RetryBudgetExhausted) as caught:
+    with client, pytest.raises(UnreachableError) as caught:
         EXTERNAL_ATP.read(client)
     assert "gave up after 2 attempts" in str(caught.value)
     assert "could not connect" in str(caught.value)
+    assert f"127.0.0.1:{port}: connection refused" in str(caught.value)
 
 
 def test_a_server_error_is_not_retried(app: SandboxApp) -> None:

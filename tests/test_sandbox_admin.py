@@ -73,7 +73,9 @@ def test_seeding_over_http_is_what_the_api_then_serves(api: httpx.Client) -> Non
     assert api.get(OMS).json()["value"] == {"enabled": True}
     assert api.get(HOOK).json() == WEBHOOK_CONFIG
     assert api.get(ATP).json()["value"] is True
-    assert api.get(f"/{TENANT}/api/v1/associate-app/config").status_code == 422
+    assert (
+        api.get(f"/{TENANT}/api/v1/associate-app/config").status_code == 404
+    )  # no document yet (issue 13)
     order = api.get(f"/{TENANT}/v0/config/sales_order/external_order_webhook").json()
     assert order["value"] == seeded["external_order_webhook"]
     store = api.get(f"/{TENANT}/api/v1/associate-app/config/S1").json()
@@ -281,9 +283,9 @@ def test_patch_merges_and_validates_the_whole_document(api: httpx.Client) -> Non
 
 def test_store_documents_replace_and_fall_back(api: httpx.Client, sandbox: SandboxApp) -> None:
     path = f"/{TENANT}/api/v1/associate-app/config/US01"
-    assert api.get(path).status_code == 422, "no document of its own"
-    assert api.delete(path).status_code == 422
-    assert api.patch(path, json={"ui_configurations": {"use_new_om_ui": True}}).status_code == 422
+    assert api.get(path).status_code == 404, "no document of its own"
+    assert api.delete(path).status_code == 404
+    assert api.patch(path, json={"ui_configurations": {"use_new_om_ui": True}}).status_code == 404
     document = api.get(f"/{TENANT}/api/v1/associate-app/config").json()
     document["ui_configurations"]["use_new_om_ui"] = True
 
@@ -295,11 +297,11 @@ def test_store_documents_replace_and_fall_back(api: httpx.Client, sandbox: Sandb
     assert api.put(path, json={"ui_configurations": {}}).status_code == 422
     deleted = api.delete(path)
     assert deleted.status_code == 200 and deleted.json() == document
-    assert api.get(path).status_code == 422
+    assert api.get(path).status_code == 404
     accepted = [(h["method"], h["path"]) for h in sandbox.history(TENANT) if h["status"] < 300]
     assert accepted == [("PUT", path), ("DELETE", path)]
     unauthorised = httpx.Client(transport=sandbox.transport(), base_url="http://sandbox.local")
-    assert unauthorised.get(path).status_code == 422, "GET is public (security: [])"
+    assert unauthorised.get(path).status_code == 404, "GET is public (security: [])"
     assert unauthorised.put(path, json=document).status_code == 401
 
 

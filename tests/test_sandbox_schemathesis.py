@@ -158,9 +158,13 @@ def _send(api: httpx.Client, case: Any, prefix: str) -> None:
     kwargs["headers"] = {**(kwargs.get("headers") or {}), **api.headers}
     response = api.request(**kwargs)
     ANSWERS[case.method.upper(), case.operation.path, response.status_code] += 1
-    case.validate_response(response, checks=CHECKS)
     path = case.operation.path.replace("{storeId}", "{$storeId}")
     expected = EXPECTED_REJECTIONS.get((case.method.upper(), path))
+    listed = expected is not None and expected[0] == response.status_code
+    # A listed rejection may use a status the spec does not document (the deviation says why);
+    # everything else about it is still checked.
+    checks = [c for c in CHECKS if not (listed and c is status_code_conformance)]
+    case.validate_response(response, checks=checks)
     if not response.is_success:
         assert expected is not None and expected[0] == response.status_code, (
             f"{case.method} {path}: a schema-valid request was answered "

@@ -99,8 +99,33 @@ def test_no_document_reads_false_and_refuses_writes(app: SandboxApp) -> None:
     message = str(caught.value)
     assert "no readable Associate App configuration document" in message
     assert "Create it in NewStore first" in message
-    assert caught.value.status == 422
+    # Issue 13: the sandbox answers a missing document 404 (422 means unreadable, below).
+    assert caught.value.status == 404
     assert caught.value.request_id
+    assert app.history(TENANT) == []
+
+
+@pytest.mark.parametrize("operation", ["read", "write"])
+def test_an_unreadable_document_is_an_error_not_false(app: SandboxApp, operation: str) -> None:
+    app.set_faults(
+        [
+            {
+                "method": "GET",
+                "path": PATH,
+                "status": 422,
+                "message": "Configuration file is not readable.",
+            }
+        ]
+    )
+    with make_client(app) as client, pytest.raises(RejectedError) as caught:
+        if operation == "read":
+            APP.read(client)
+        else:
+            APP.write(client, {"use_new_om_ui": False})
+    message = str(caught.value)
+    assert "cannot read the tenant's Associate App configuration (422)" in message
+    assert "Configuration file is not readable" in message
+    assert caught.value.status == 422
     assert app.history(TENANT) == []
 
 

@@ -91,3 +91,33 @@ def test_the_api_key_is_the_secret_field_and_fields_keep_the_documented_order() 
     shown = shown_value(HOOK, {**shuffled, "updated_at": "2025-01-01T00:00:00Z"})
     assert shown == {**WEBHOOK, "api_key": SENSITIVE}
     assert list(shown) == ["url", "api_key", "external_identifier", "timeout"]
+
+
+# --- 409 on PUT (issue 13): re-read, done if it holds the value, else retry (bounded) -----------
+
+
+def test_a_lost_put_race_is_re_read_and_retried(app: SandboxApp) -> None:
+    app.set_faults([{"method": "PUT", "path": PATH, "status": 409, "times": 1}])
+    with make_client(app) as client:
+        assert HOOK.write(client, dict(WEBHOOK))
+    assert api_requests(app) == [("PUT", PATH, 409), ("GET", PATH, 204), ("PUT", PATH, 200)]
+    assert app.state(TENANT)["availability_webhook"] == WEBHOOK
+
+
+def test_a_put_race_won_by_the_same_value_needs_no_second_write(app: SandboxApp) -> None:
+    app.seed(TENANT, {"availability_webhook": WEBHOOK})
+    app.set_faults([{"method": "PUT", "path": PATH, "status": 409, "times": 1}])
+    with make_client(app) as client:
+        assert HOOK.write(client, dict(WEBHOOK)) is None
+    assert api_requests(app) == [("PUT", PATH, 409), ("GET", PATH, 200)]
+
+
+def test_put_races_that_keep_coming_back_are_a_conflict_error(app: SandboxApp) -> None:
+    from reconciler.errors import ConflictError
+
+    app.set_faults([{"method": "PUT", "path": PATH, "status": 409, "times": None}])
+    with make_client(app) as client, pytest.raises(ConflictError) as caught:
+        HOOK.write(client, dict(WEBHOOK))
+    assert "kept losing a concurrent update (409), 3 attempts" in str(caught.value)
+    assert [m for m, _, _ in api_requests(app)] == ["PUT", "GET"] * 3
+    assert [h["status"] for h in app.history(TENANT)] == [409] * 3, "no write landed"

@@ -3,6 +3,9 @@
     discover(directory, names)           which files are environments
     load_environments(directory, names)  every environment, or ValidationFailed listing every
                                          problem of every file
+    load_each(directory, names)          every environment, each one either an Environment or
+                                         Unresolved (its problems): for plan, drift and apply,
+                                         where one broken file must not stop the others
     load_environment(path)               one file
     load_unmanaged(path)                 one file with its settings left out (for `dump`)
 
@@ -24,12 +27,18 @@ from reconciler.config.build import build_environment
 from reconciler.config.resolve import Merged, Resolver, substitute
 from reconciler.config.schema import check_schema, closest
 from reconciler.errors import ConfigError, Problem, ValidationFailed
-from reconciler.model import Environment
+from reconciler.model import Environment, Unresolved
 from reconciler.settings import REGISTRY
 
 SUFFIXES = (".yaml", ".yml")
 
-__all__ = ["discover", "load_environment", "load_environments", "load_unmanaged"]
+__all__ = [
+    "discover",
+    "load_each",
+    "load_environment",
+    "load_environments",
+    "load_unmanaged",
+]
 
 
 def discover(directory: Path, names: Sequence[str] = ()) -> list[Path]:
@@ -142,6 +151,55 @@ def load_environments(
     such as a pre-commit hook; other missing variables stay errors.
     """
     return _load_all(discover(directory, names), environ, allow_missing_secrets)
+
+
+MAX_PROBLEMS_PER_ENVIRONMENT = 10
+
+
+def load_each(
+    directory: Path,
+    names: Sequence[str] = (),
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> list[Environment | Unresolved]:
+    """Like `load_environments`, but a file with problems becomes `Unresolved` (listing them)
+    instead of failing the whole load; sorted by name. When no file resolves there is nothing
+    to run: ValidationFailed with every problem, as `load_environments` raises."""
+    resolver = Resolver()
+    environ = os.environ if environ is None else environ
+    loaded: list[Environment | Unresolved] = []
+    every: dict[Problem, None] = {}
+    for path in discover(directory, names):
+        environment, found = _load(path, resolver, environ, False)
+        every.update(dict.fromkeys(found))
+        if environment is not None and not found:
+            loaded.append(environment)
+            continue
+        problems = sorted(dict.fromkeys(found), key=lambda p: (p.file, p.line, p.column))
+        shown = "; ".join(str(p) for p in problems[:MAX_PROBLEMS_PER_ENVIRONMENT])
+        more = len(problems) - MAX_PROBLEMS_PER_ENVIRONMENT
+        if more > 0:
+            shown += f"; … and {more} more (`reconciler validate {path.stem}` lists them)"
+        count = len(problems)
+        loaded.append(
+            Unresolved(
+                name=path.stem,
+                file=str(path),
+                tenant=environment.tenant if environment is not None else _tenant_of(path),
+                error=f"{path} cannot be used ({count} problem{'s' if count != 1 else ''}): "
+                f"{shown}",
+            )
+        )
+    if not any(isinstance(env, Environment) for env in loaded):
+        raise ValidationFailed(list(every))
+    return sorted(loaded, key=lambda e: e.name)
+
+
+def _tenant_of(path: Path) -> str:
+    """The `tenant` a broken file names, when it plainly does ("" otherwise)."""
+    merged, _ = Resolver().resolve(path, str(path))
+    tenant = merged.data.get("tenant") if merged is not None else None
+    return tenant if isinstance(tenant, str) and "${" not in tenant else ""
 
 
 def load_environment(

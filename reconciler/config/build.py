@@ -114,7 +114,7 @@ class _Builder:
             client_secret=conn["client_secret"],
             timeout=float(conn.get("timeout", 10)),
             ca_bundle=ca_bundle,
-            retry_attempts=int(retry.get("attempts", 5)),
+            retry_attempts=int(retry.get("attempts", 10)),
             retry_max_seconds=float(retry.get("max_seconds", 60)),
         )
 

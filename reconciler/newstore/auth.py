@@ -8,12 +8,13 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import httpx
 
 from reconciler.errors import AuthError, IPBlockedError
 from reconciler.model import Environment
+from reconciler.newstore.limiter import HostLimiter
 from reconciler.newstore.problem import json_body, parse_retry_after
 from reconciler.newstore.retries import Transient
 from reconciler.newstore.transport import RETRYABLE_STATUSES
@@ -21,7 +22,10 @@ from reconciler.newstore.transport import RETRYABLE_STATUSES
 log = logging.getLogger("reconciler.http")
 
 IP_BLOCKED = "NewStore blocked this IP for exceeding 30,000 requests per 5 minutes"
-IP_BLOCKED_HINT = "Wait 5 minutes before trying again; retrying sooner makes it worse."
+IP_BLOCKED_HINT = (
+    "Wait 5 minutes before trying again; retrying sooner makes it worse (this run sends "
+    "nothing more to the host). If the block does not end, ask NewStore support to lift it."
+)
 
 
 class ClientCredentials(httpx.Auth):
@@ -34,7 +38,17 @@ class ClientCredentials(httpx.Auth):
 
     requires_response_body = True
 
-    def __init__(self, env: Environment, api_origin: tuple[str, str, int | None]) -> None:
+    def __init__(
+        self,
+        env: Environment,
+        api_origin: tuple[str, str, int | None],
+        limiter: HostLimiter | None = None,
+        not_sent: Callable[[], Exception] | None = None,
+    ) -> None:
+        """`limiter`: the API host's; an IP block from the token endpoint trips it, and no
+        token is fetched once it is tripped (`not_sent()` is raised instead)."""
+        self._limiter = limiter
+        self._not_sent = not_sent
         self._conn = env.connection
         self._env_name = env.name
         self._api_origin = api_origin
@@ -77,6 +91,10 @@ class ClientCredentials(httpx.Auth):
                 if token is not None and token != stale and time.monotonic() < self._expires_at:
                     return token
                 if not self._fetching:
+                    # A waiter whose fetcher was answered with the IP block must not ask again.
+                    if self._limiter is not None and self._limiter.blocked_at is not None:
+                        assert self._not_sent is not None
+                        raise self._not_sent()
                     self._fetching = True
                     break
                 self._changed.wait()
@@ -120,6 +138,8 @@ class ClientCredentials(httpx.Auth):
             )
         body = json_body(response)
         if response.status_code == 403 and not isinstance(body, dict):
+            if self._limiter is not None:
+                self._limiter.trip()  # before the waiters wake
             raise IPBlockedError(
                 IP_BLOCKED,
                 method="POST",

@@ -20,20 +20,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
-import tenacity
 
 from reconciler.errors import (
     AuthError,
     ConfigError,
     ConflictError,
+    HostBlockedError,
     IPBlockedError,
     NewStoreError,
     RejectedError,
     RetryBudgetExhausted,
     TransportError,
+    UnreachableError,
 )
 from reconciler.model import Environment
 from reconciler.net import is_loopback
@@ -48,15 +50,23 @@ from reconciler.newstore.problem import (
     scrub,
     secret_values,
 )
-from reconciler.newstore.retries import BACKOFF_SECONDS, Transient, retrying
+from reconciler.newstore.retries import (
+    BACKOFF_SECONDS,
+    Exhausted,
+    GiveUp,
+    Transient,
+    run_with_retries,
+)
 from reconciler.newstore.transport import (
     RETRYABLE_STATUSES,
     UNDECODABLE,
     Outcome,
     StatusKind,
+    address_of,
     classify_status,
     classify_transport_error,
     ssl_context,
+    unreachable_cause,
 )
 
 log = logging.getLogger("reconciler.http")
@@ -65,6 +75,11 @@ E = TypeVar("E", bound=NewStoreError)
 
 TOKEN_KEYS = frozenset({"access_token"})
 """Body keys whose values are secrets whatever the caller says: the OAuth access token."""
+
+HOST_BLOCKED_HINT = (
+    "Wait until the block ends (about 5 minutes after the last request) before running "
+    "again; if it does not end, ask NewStore support to lift it for this IP."
+)
 
 GENERIC_SECRET_KEYS = frozenset({"api_key", "client_secret", "password", "secret", "token"})
 """Used when a caller passes no `secret_keys`: a safety net, not the list (the settings own it)."""
@@ -103,7 +118,13 @@ class NewStoreClient:
         self._base_path = base.path.rstrip("/")
         self._limiter = limiter or HostLimiter.for_host(base.netloc.decode("ascii"))
         self._backoff = backoff
-        self._auth = ClientCredentials(env, (base.scheme, base.host, base.port))
+        token_path = httpx.URL(conn.token_url).path
+        self._auth = ClientCredentials(
+            env,
+            (base.scheme, base.host, base.port),
+            self._limiter,
+            lambda: self._not_sent("", "POST", token_path, shown=token_path),
+        )
         try:
             self._http = httpx.Client(
                 base_url=conn.base_url,
@@ -249,47 +270,122 @@ class NewStoreClient:
         def attempt() -> httpx.Response:
             return self._attempt(setting, method, path, json, ok, remaining)
 
-        def on_retry(failure: Transient | None, number: int, sleep: float) -> None:
-            reason = failure.reason if failure is not None else "failed"
-            after = " (Retry-After)" if failure is not None and failure.retry_after else ""
+        def on_retry(failure: Transient, number: int, sleep: float) -> None:
+            after = " (Retry-After)" if failure.retry_after is not None else ""
             log.info(
                 "%s %s: %s; attempt %d of %d, retrying in %.2f s%s",
                 method,
                 shown,
-                reason,
+                failure.reason,
                 number,
                 attempts,
                 sleep,
                 after,
             )
 
-        policy = retrying(
-            attempts=attempts,
-            budget=budget,
-            backoff=self._backoff,
-            remaining=remaining,
-            on_retry=on_retry,
-        )
         try:
-            return policy(attempt)
-        except tenacity.RetryError as err:
-            last = err.last_attempt.exception()
-            assert isinstance(last, Transient)
-            count = err.last_attempt.attempt_number
-            elapsed = time.monotonic() - started
-            raise RetryBudgetExhausted(
-                f"gave up after {count} attempt{'s' if count != 1 else ''} in {elapsed:.1f} s: "
-                f"{last.reason}",
-                setting=setting,
-                method=method,
-                path=shown,
-                status=last.status,
-                request_id=last.request_id,
-                detail=scrub(last.detail, self._known_secrets()),
-                environment=self.env.name,
-                hint="NewStore or the network is struggling; run again later "
-                "(or raise connection.retry.attempts / connection.retry.max_seconds).",
-            ) from None
+            return run_with_retries(
+                attempt,
+                attempts=attempts,
+                remaining=remaining,
+                backoff=self._backoff,
+                on_retry=on_retry,
+            )
+        except Exhausted as stop:
+            raise self._gave_up(stop, setting, method, shown, budget) from None
+
+    def _gave_up(
+        self, stop: Exhausted, setting: str, method: str, shown: str, budget: float
+    ) -> NewStoreError:
+        """The error for retries that stopped, worded by why they stopped."""
+        last, count = stop.last, stop.attempts
+        tried = f"{count} attempt{'s' if count != 1 else ''} in {stop.elapsed:.1f} s"
+        cls: type[NewStoreError] = RetryBudgetExhausted
+        if stop.why is GiveUp.UNREACHABLE:
+            cls = UnreachableError
+            message = (
+                f"could not connect to {last.unreachable}: {last.cause} (gave up after {tried})"
+            )
+            hint = last.fix
+        elif stop.why is GiveUp.RETRY_AFTER:
+            message = (
+                f"NewStore asked to wait {last.retry_after:.0f} s before retrying (Retry-After), "
+                f"more than the {stop.left:.1f} s left of the {budget:g} s retry budget; gave up "
+                f"after {tried} without waiting: {last.reason}"
+            )
+            hint = (
+                "Run again later, or raise connection.retry.max_seconds to wait it out in the run."
+            )
+        else:
+            spent = (
+                f"; the {budget:g} s retry budget (connection.retry.max_seconds) ran out"
+                if stop.why is GiveUp.BUDGET
+                else ""
+            )
+            message = f"gave up after {tried}{spent}: {last.reason}"
+            hint = (
+                "NewStore or the network is struggling; run again later "
+                "(or raise connection.retry.max_seconds / connection.retry.attempts)."
+            )
+        return cls(
+            message,
+            setting=setting,
+            method=method,
+            path=shown,
+            status=last.status,
+            request_id=last.request_id,
+            detail=scrub(last.detail, self._known_secrets()),
+            environment=self.env.name,
+            hint=hint,
+        )
+
+    @property
+    def blocked_at(self) -> datetime | None:
+        """When NewStore blocked this IP on this client's host during the run, if it did."""
+        return self._limiter.blocked_at
+
+    def _not_sent(
+        self, setting: str, method: str, path: str, *, shown: str | None = None
+    ) -> HostBlockedError:
+        blocked_at = self._limiter.blocked_at
+        assert blocked_at is not None
+        return HostBlockedError(
+            f"not sent: NewStore blocked this IP at {blocked_at:%H:%M:%S} UTC earlier in this "
+            "run, and every request more would extend the block",
+            setting=setting,
+            method=method,
+            path=shown if shown is not None else self.full_path(path),
+            environment=self.env.name,
+            hint=HOST_BLOCKED_HINT,
+        )
+
+    def _unreachable_now(
+        self, exc: httpx.TransportError, setting: str, method: str, path: str, reason: str
+    ) -> NewStoreError:
+        """A failure at the address that retrying cannot fix (a TLS verification error)."""
+        found = unreachable_cause(exc)
+        if found is None:
+            return self.error(TransportError, setting, method, path, reason)
+        address = address_of(exc)
+        cause, fix = found
+        return self.error(
+            UnreachableError,
+            setting,
+            method,
+            path,
+            f"could not connect to {address}: {cause}",
+            hint=fix.format(setting=self._setting_for(exc)),
+        )
+
+    def _setting_for(self, exc: httpx.TransportError) -> str:
+        """The setting naming the address that failed: the token endpoint's, or the API's."""
+        try:
+            url = exc.request.url
+        except RuntimeError:
+            return "connection.base_url"
+        token_url = httpx.URL(self.env.connection.token_url)
+        same = (url.host, url.port, url.path) == (token_url.host, token_url.port, token_url.path)
+        return "connection.token_url" if same else "connection.base_url"
 
     def _attempt(
         self,
@@ -301,17 +397,36 @@ class NewStoreClient:
         remaining: Callable[[], float],
     ) -> httpx.Response:
         shown = self.full_path(path)
+        if self._limiter.blocked_at is not None:
+            raise self._not_sent(setting, method, path)
         with self._limiter.slot(remaining()) as waited:
             if waited:
                 log.info("%s %s: host paused after a 429, waited %.2f s", method, shown, waited)
+            if self._limiter.blocked_at is not None:  # blocked while this one waited
+                raise self._not_sent(setting, method, path)
             started = time.monotonic()
             try:
                 response = self._http.request(method, path, json=body)
+            except IPBlockedError:
+                # The token endpoint answered the block (inside the auth flow).
+                self._limiter.trip()
+                raise
             except httpx.TransportError as exc:
                 reason, outcome = classify_transport_error(exc)
                 log.info("%s %s → %s", method, shown, reason)
                 if outcome is Outcome.FAIL:
-                    raise self.error(TransportError, setting, method, path, reason) from None
+                    raise self._unreachable_now(exc, setting, method, path, reason) from None
+                if outcome is Outcome.UNREACHABLE:
+                    address = address_of(exc)
+                    found = unreachable_cause(exc)
+                    assert found is not None
+                    cause, fix = found
+                    raise Transient(
+                        reason,
+                        unreachable=address,
+                        cause=cause,
+                        fix=fix.format(setting=self._setting_for(exc)),
+                    ) from None
                 raise Transient(reason) from None
             except httpx.DecodingError:
                 log.info("%s %s → %s", method, shown, UNDECODABLE)
@@ -347,6 +462,8 @@ class NewStoreClient:
         self, setting: str, method: str, path: str, response: httpx.Response
     ) -> NewStoreError:
         kind = classify_status(response.status_code, isinstance(json_body(response), dict))
+        if kind is StatusKind.IP_BLOCKED:
+            self._limiter.trip()
         cls, message, hint = _STATUS_ERRORS[kind]
         if kind is StatusKind.REDIRECT:
             location = httpx.URL(response.headers.get("location", ""))

@@ -1,19 +1,39 @@
-"""The retry policy: exponential backoff with jitter, inside an attempt count and a time budget."""
+"""The retry policy: the time budget is the bound, attempts only a backstop.
+
+    run_with_retries(attempt, ...)   call `attempt` until it returns or a failure is final
+
+A `Transient` failure is retried with exponential backoff and jitter (or after NewStore's
+Retry-After) while the budget (`connection.retry.max_seconds`) lasts. It gives up, raising
+`Exhausted` with the reason (`GiveUp`), when:
+
+    ATTEMPTS     `connection.retry.attempts` were made (a backstop; the default rarely binds)
+    BUDGET       the budget is spent
+    RETRY_AFTER  NewStore asked to wait longer than the budget has left: waiting part of it and
+                 asking again would be refused again (and counts against the rate limit)
+    UNREACHABLE  nothing answers at the address (refused, unknown host, TLS handshake): one
+                 retry covers a blip, more only delays the error
+"""
 
 from __future__ import annotations
 
+import enum
+import random
+import time
 from collections.abc import Callable
-
-import tenacity
+from typing import TypeVar
 
 BACKOFF_SECONDS = 0.5
 """First retry waits about this long (plus jitter), doubling per attempt; tests pass less."""
 
 MAX_BACKOFF_SECONDS = 30.0
+UNREACHABLE_ATTEMPTS = 2
+"""Attempts at an address where nothing answers: the first and one retry."""
+
+T = TypeVar("T")
 
 
 class Transient(Exception):
-    """One failed attempt that is worth retrying. Internal: never escapes the client."""
+    """One failed attempt that may be retried. Internal: never escapes the client."""
 
     def __init__(
         self,
@@ -23,6 +43,9 @@ class Transient(Exception):
         request_id: str | None = None,
         detail: str = "",
         retry_after: float | None = None,
+        unreachable: str = "",
+        cause: str = "",
+        fix: str = "",
     ) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -30,41 +53,73 @@ class Transient(Exception):
         self.request_id = request_id
         self.detail = detail
         self.retry_after = retry_after
+        self.unreachable = unreachable  # "host:port" when nothing answered there
+        self.cause = cause  # why nothing answered, as the error names it
+        self.fix = fix  # the likely fix
 
 
-def retrying(
+class GiveUp(enum.Enum):
+    ATTEMPTS = "attempts"
+    BUDGET = "budget"
+    RETRY_AFTER = "retry_after"
+    UNREACHABLE = "unreachable"
+
+
+class Exhausted(Exception):
+    """Retrying stopped: the last failure, how many attempts, how long, and why."""
+
+    def __init__(
+        self, last: Transient, attempts: int, elapsed: float, why: GiveUp, left: float
+    ) -> None:
+        super().__init__(last.reason)
+        self.last, self.attempts, self.elapsed, self.why, self.left = (
+            last,
+            attempts,
+            elapsed,
+            why,
+            left,
+        )
+
+
+def backoff_delay(number: int, backoff: float) -> float:
+    """The wait after failed attempt `number` (1-based): doubling, capped, with jitter so that
+    environments that failed together do not retry in lockstep."""
+    return float(min(backoff * 2 ** (number - 1), MAX_BACKOFF_SECONDS)) + random.uniform(0, backoff)
+
+
+def run_with_retries(
+    attempt: Callable[[], T],
     *,
     attempts: int,
-    budget: float,
-    backoff: float,
     remaining: Callable[[], float],
-    on_retry: Callable[[Transient | None, int, float], None],
-) -> tenacity.Retrying:
-    """A tenacity policy retrying `Transient` failures: at most `attempts`, within `budget`
-    seconds; a Retry-After replaces the backoff. `on_retry(failure, attempt, sleep)` is called
-    before each sleep."""
-    # Jitter, so environments that failed together do not retry in lockstep.
-    wait_backoff = tenacity.wait_exponential(
-        multiplier=backoff, max=MAX_BACKOFF_SECONDS
-    ) + tenacity.wait_random(0, backoff)
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        outcome = state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        delay = wait_backoff(state)
-        if isinstance(exc, Transient) and exc.retry_after is not None:
-            delay = exc.retry_after
-        return min(delay, remaining())
-
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        outcome = state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        sleep = state.next_action.sleep if state.next_action is not None else 0.0
-        on_retry(exc if isinstance(exc, Transient) else None, state.attempt_number, sleep)
-
-    return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(budget),
-        wait=wait,
-        retry=tenacity.retry_if_exception_type(Transient),
-        before_sleep=before_sleep,
-    )
+    backoff: float,
+    on_retry: Callable[[Transient, int, float], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`attempt()` until it returns; `Transient` failures are retried per the module's policy,
+    anything else propagates. `remaining()` is the budget left, in seconds."""
+    started = time.monotonic()
+    number = 0
+    while True:
+        number += 1
+        try:
+            return attempt()
+        except Transient as failure:
+            left = remaining()
+            why: GiveUp | None = None
+            if failure.unreachable and number >= UNREACHABLE_ATTEMPTS:
+                why = GiveUp.UNREACHABLE
+            elif number >= max(1, attempts):
+                why = GiveUp.ATTEMPTS
+            elif failure.retry_after is not None and failure.retry_after > left:
+                why = GiveUp.RETRY_AFTER
+            elif left <= 0:
+                why = GiveUp.BUDGET
+            if why is not None:
+                raise Exhausted(failure, number, time.monotonic() - started, why, left) from None
+            if failure.retry_after is not None:
+                delay = failure.retry_after
+            else:
+                delay = min(backoff_delay(number, backoff), left)
+            on_retry(failure, number, delay)
+            sleep(delay)

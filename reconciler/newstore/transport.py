@@ -21,6 +21,7 @@ class Outcome(enum.Enum):
     """What to do after one failed attempt."""
 
     RETRY = "retry"  # transient: retry inside the budget
+    UNREACHABLE = "unreachable"  # nothing answers at the address: one retry, then fail
     FAIL = "fail"  # retrying cannot help: fail now
 
 
@@ -38,6 +39,57 @@ TRANSPORT_ERRORS: tuple[tuple[type[httpx.TransportError], str, Outcome], ...] = 
 )
 
 
+# Connection failures where nothing answers at the address, by what the OS or TLS library
+# said: (markers in the error text, the cause as we name it, the likely fix). First match wins.
+UNREACHABLE_CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (
+        ("CERTIFICATE_VERIFY_FAILED",),
+        "TLS certificate verification failed",
+        "Check connection.ca_bundle (or SSL_CERT_FILE) names the CA that signed the server's "
+        "certificate, and that {setting} names the right host.",
+    ),
+    (
+        ("SSL", "TLS", "EOF occurred in violation of protocol"),
+        "the TLS handshake failed",
+        "Check that {setting} uses the scheme and port the server speaks (https), and "
+        "connection.ca_bundle.",
+    ),
+    (
+        ("Connection refused", "Errno 111", "Errno 61", "WinError 10061"),
+        "connection refused (nothing is listening there)",
+        "Check {setting} (host and port) and that the server is running.",
+    ),
+    (
+        (
+            "Name or service not known",
+            "nodename nor servname",
+            "getaddrinfo failed",
+            "Temporary failure in name resolution",
+            "No address associated",
+            "Errno -2",
+            "Errno -3",
+            "Errno -5",
+            "Errno 8",
+            "Errno 11001",
+        ),
+        "unknown host (the name does not resolve)",
+        "Check the host name in {setting} (a typo, or a tenant that does not exist) and DNS.",
+    ),
+)
+
+
+def unreachable_cause(exc: httpx.TransportError) -> tuple[str, str] | None:
+    """(cause, fix with a `{setting}` placeholder) when `exc` says nothing answers at the
+    address; None for other failures."""
+    if not isinstance(exc, httpx.ConnectError) or isinstance(exc, httpx.ConnectTimeout):
+        return None
+    text = str(exc)
+    for markers, cause, fix in UNREACHABLE_CAUSES:
+        if any(marker in text for marker in markers):
+            return cause, fix
+    return None
+
+
 def classify_transport_error(exc: httpx.TransportError) -> tuple[str, Outcome]:
     """A fixed phrase describing `exc`, and whether retrying may help."""
     for kind, phrase, outcome in TRANSPORT_ERRORS:
@@ -48,12 +100,26 @@ def classify_transport_error(exc: httpx.TransportError) -> tuple[str, Outcome]:
         if "CERTIFICATE_VERIFY_FAILED" in reason:
             return "TLS certificate verification failed", Outcome.FAIL
         phrase = "could not connect" + (f" ({shorten(reason, 120)})" if reason else "")
-        return phrase, Outcome.FAIL if "TLS" in phrase else Outcome.RETRY
+        if "TLS" in phrase:
+            return phrase, Outcome.FAIL
+        if unreachable_cause(exc) is not None:
+            return phrase, Outcome.UNREACHABLE
+        return phrase, Outcome.RETRY
     return f"no answer ({type(exc).__name__})", Outcome.RETRY
 
 
 def describe_transport_error(exc: httpx.TransportError) -> str:
     return classify_transport_error(exc)[0]
+
+
+def address_of(exc: httpx.TransportError) -> str:
+    """host:port the failed request was for ("" when httpx did not say)."""
+    try:
+        url = exc.request.url
+    except RuntimeError:
+        return ""
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme, 0)
+    return f"{url.host}:{port}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -426,8 +426,8 @@ class SandboxApp:
         if endpoint == "associate_app_store":
             store = request.path.rsplit("/", 1)[1]
             if not STORE_ID_RE.fullmatch(store):
-                message = "Configuration file is not readable: no such store."
-                return _problem(422, rid, error_code="configuration_not_readable", message=message)
+                message = f"No such store: {store!r}."
+                return _problem(404, rid, error_code="not_found", message=message)
             request.environ["sandbox.store"] = store
         response, changed = self._handlers[(endpoint, method)](state, request, rid)
         if changed:
@@ -495,10 +495,10 @@ class SandboxApp:
 
     def _get_associate_app(self, state: TenantState, request: Request, rid: str) -> _Result:
         if state.associate_app_config is None:
-            message = "Configuration file is not readable: none exists for this tenant."
-            return _problem(
-                422, rid, error_code="configuration_not_readable", message=message
-            ), False
+            # No document yet. (NewStore's 422 "Configuration file is not readable" is a
+            # document it cannot read: script it with a fault rule.)
+            message = "No Associate App configuration exists for this tenant."
+            return _problem(404, rid, error_code="not_found", message=message), False
         return _json(state.associate_app_config), False
 
     def _put_associate_app(self, state: TenantState, request: Request, rid: str) -> _Result:
@@ -552,12 +552,11 @@ class SandboxApp:
     def _get_store_config(self, state: TenantState, request: Request, rid: str) -> _Result:
         doc = state.associate_app_store_configs.get(request.environ["sandbox.store"])
         if doc is None:
-            # The spec's 422 "Configuration file is not readable": this store has no document
-            # of its own (it uses the global one).
-            message = "Configuration file is not readable: the store has no configuration."
-            return _problem(
-                422, rid, error_code="configuration_not_readable", message=message
-            ), False
+            # No document of its own (the store uses the global one): 404, as for the global
+            # document. (422 "Configuration file is not readable" is a document NewStore cannot
+            # read: script it with a fault rule.)
+            message = "No Associate App configuration exists for this store."
+            return _problem(404, rid, error_code="not_found", message=message), False
         return _json(doc), False
 
     def _put_store_config(self, state: TenantState, request: Request, rid: str) -> _Result:
@@ -582,8 +581,8 @@ class SandboxApp:
     def _delete_store_config(self, state: TenantState, request: Request, rid: str) -> _Result:
         doc = state.associate_app_store_configs.pop(request.environ["sandbox.store"], None)
         if doc is None:
-            message = "An error has occurred: the store has no configuration to delete."
-            return _problem(422, rid, error_code="configuration_not_found", message=message), False
+            message = "No Associate App configuration exists for this store."
+            return _problem(404, rid, error_code="not_found", message=message), False
         return _json(doc), True
 
     # -- the external order webhook (NewStore fetches external orders through it) -------------

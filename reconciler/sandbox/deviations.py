@@ -26,9 +26,9 @@ SPEC_ADJUSTMENTS: Final[dict[str, str]] = {
 # (method, path template as in the spec) -> (status, the deviation that explains it): answers to
 # schema-valid requests that are not 2xx, and why that is right.
 EXPECTED_REJECTIONS: Final[dict[tuple[str, str], tuple[int, str]]] = {
-    ("GET", "/config/{$storeId}"): (422, "no readable store document"),
-    ("PATCH", "/config/{$storeId}"): (422, "no readable store document"),
-    ("DELETE", "/config/{$storeId}"): (422, "no readable store document"),
+    ("GET", "/config/{$storeId}"): (404, "no store document"),
+    ("PATCH", "/config/{$storeId}"): (404, "no store document"),
+    ("DELETE", "/config/{$storeId}"): (404, "no store document"),
     ("POST", "/config/sales_order/external_order_webhook"): (400, "webhook url needs a host"),
     ("GET", "/config/sales_order/external_order_webhook"): (404, "order webhook never set"),
 }
@@ -52,10 +52,12 @@ DEVIATIONS: Final[dict[str, str]] = {
         "GET /v0/config/sales_order/external_order_webhook on a tenant that never set it answers "
         "404 (covered by the spec's `default` response); the spec's 200 requires a value."
     ),
-    "no readable store document": (
-        "GET, PATCH and DELETE of a store without a document of its own answer 422 "
-        "(`Configuration file is not readable`, as the spec says for GET); the spec does not say "
-        "whether GET then returns the global document instead."
+    "no store document": (
+        "GET, PATCH and DELETE of a store without a document of its own answer 404, as GET of a "
+        "tenant without a global document does; the spec lists only 200 and 422 ('Configuration "
+        "file is not readable'), which the reconciler treats as a document NewStore cannot read "
+        "(an error, never 'off'). The spec does not say whether GET then returns the global "
+        "document instead."
     ),
     "PATCH merge": (
         "PATCH applies a JSON merge patch (RFC 7386) and validates the result as a whole; the "

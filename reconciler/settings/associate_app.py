@@ -36,9 +36,12 @@ if TYPE_CHECKING:
 SECTION = "ui_configurations"
 FIELD = "use_new_om_ui"
 STORE_PREFIX = "stores."
-# The spec answers 422 "Configuration file is not readable" when there is no document; 404 is
-# what a plain missing resource would give.
-NO_DOCUMENT = (404, 422)
+# 404: no document (globally: the app runs on its defaults; for a store: it follows the global
+# one). 422 "Configuration file is not readable" is not that: a document exists that NewStore
+# cannot read, so what the app shows is unknown, and reading it as false would judge rules 3
+# and 4 on an invented value.
+NO_DOCUMENT = 404
+UNREADABLE = 422
 
 
 def store_field(store: str) -> str:
@@ -116,12 +119,29 @@ class AssociateApp(Setting):
         return value
 
     def _get(self, client: NewStoreClient, path: str) -> dict[str, Any] | None:
-        """The document at `path`, or None when there is none (no readable document: the
-        global one means the app's defaults, a store's means it follows the global one)."""
-        response = client.request(self.key, "GET", path, ok=(200, *NO_DOCUMENT))
-        if response.status_code in NO_DOCUMENT:
+        """The document at `path`, or None when there is none (the global one: the app's
+        defaults; a store's: it follows the global one). An unreadable one is an error."""
+        response = self._get_response(client, path)
+        if response.status_code == NO_DOCUMENT:
             return None
         return self._document(client, response, path)
+
+    def _get_response(self, client: NewStoreClient, path: str) -> httpx.Response:
+        response = client.request(self.key, "GET", path, ok=(200, NO_DOCUMENT, UNREADABLE))
+        if response.status_code == UNREADABLE:
+            store = path.rsplit("/", 1)[1] if path != self.path else None
+            whose = "the tenant's" if store is None else f"store {store}'s"
+            raise client.error(
+                RejectedError,
+                self.key,
+                "GET",
+                path,
+                f"NewStore cannot read {whose} Associate App configuration (422), so whether "
+                f"{SECTION}.{FIELD} is on is unknown; nothing is judged or written on a guess",
+                response=response,
+                hint="Fix or replace the document in NewStore, then run again.",
+            )
+        return response
 
     def _flag(self, client: NewStoreClient, document: dict[str, Any], path: str = "") -> bool:
         ui = document.get(SECTION)
@@ -143,8 +163,8 @@ class AssociateApp(Setting):
         value is None, deleted). The order inside the step cannot break a rule: each document
         moves from its before value to its after value, both of which keep the rules."""
         request_id: str | None = None
-        response = client.request(self.key, "GET", self.path, ok=(200, *NO_DOCUMENT))
-        if response.status_code in NO_DOCUMENT:
+        response = self._get_response(client, self.path)
+        if response.status_code == NO_DOCUMENT:
             raise client.error(
                 RejectedError,
                 self.key,
@@ -190,8 +210,8 @@ class AssociateApp(Setting):
     def _delete(self, client: NewStoreClient, path: str) -> str | None:
         from reconciler.newstore.problem import request_id_of
 
-        # The spec answers 422 "An error has occurred" for a store without a document: gone.
-        response = client.request(self.key, "DELETE", path, ok=(200, 204, *NO_DOCUMENT))
+        # A store without a document of its own (404): already gone.
+        response = client.request(self.key, "DELETE", path, ok=(200, 204, NO_DOCUMENT))
         request_id = request_id_of(response)
         if self._get(client, path) is not None:
             raise client.error(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from reconciler.errors import RejectedError
 from reconciler.model import ABSENT, UNKNOWN, Fields, Value
-from reconciler.settings.base import Setting
+from reconciler.settings.base import Setting, retry_on_conflict
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient
@@ -71,14 +71,15 @@ class AvailabilityWebhook(Setting):
 
         if value.get("api_key") is UNKNOWN:
             raise ValueError("cannot write a webhook config whose api_key is unknown")
-        response = client.request(
-            self.key,
-            "PUT",
-            self.path,
-            json={name: value[name] for name in FIELDS},
-            ok=(200, 201, 204),
-        )
-        return request_id_of(response)
+        desired = {name: value[name] for name in FIELDS}
+
+        def send() -> str | None:
+            response = client.request(self.key, "PUT", self.path, json=desired, ok=(200, 201, 204))
+            return request_id_of(response)
+
+        # 409: another update won the race. Done if it set what we want; a masked api_key
+        # cannot be compared, so that case is sent again (a "set to this value" PUT).
+        return retry_on_conflict(send, lambda: self.read(client) == desired)
 
     def delete(self, client: NewStoreClient) -> str | None:
         from reconciler.newstore.problem import request_id_of

@@ -9,9 +9,11 @@ plus one line in `reconciler.settings.REGISTRY`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from reconciler.errors import ConflictError
 from reconciler.model import ABSENT, Fields, Value
 
 if TYPE_CHECKING:
@@ -83,3 +85,28 @@ class Setting(ABC):
             key=lambda name: (rank.get(name, len(rank)), name),
         )
         return {name: value[name] for name in names}
+
+
+CONFLICT_ATTEMPTS = 3
+
+
+def retry_on_conflict(send: Callable[[], str | None], done: Callable[[], bool]) -> str | None:
+    """`send()` a "set to this value" write; on a 409 (a concurrent update won) re-read with
+    `done()`: if the setting already holds the value, the write is done (request id None);
+    otherwise send again, at most CONFLICT_ATTEMPTS times in all."""
+    attempt = 1
+    while True:
+        try:
+            return send()
+        except ConflictError as err:
+            if done():
+                return None
+            if attempt >= CONFLICT_ATTEMPTS:
+                raise replace(
+                    err,
+                    message=f"kept losing a concurrent update (409), {attempt} attempts "
+                    f"with a re-read before each retry: {err.message}",
+                    hint="Someone else is changing this setting right now; run again "
+                    "once they are done.",
+                ) from None
+            attempt += 1

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from reconciler.errors import RejectedError
 from reconciler.model import Fields, Value
-from reconciler.settings.base import Setting
-from reconciler.settings.conflicts import send_with_conflict_retry
+from reconciler.settings.base import Setting, retry_on_conflict
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient
@@ -49,10 +48,12 @@ class ExternalOMS(Setting):
         from reconciler.newstore.problem import request_id_of
 
         desired = {"enabled": bool(value["enabled"])}
-        return send_with_conflict_retry(
-            lambda: client.request(
+
+        def send() -> str | None:
+            response = client.request(
                 self.key, "POST", self.path, json={"value": desired}, ok=(200, 201, 204)
-            ),
-            lambda: self.read(client) == desired,
-            request_id_of,
-        )
+            )
+            return request_id_of(response)
+
+        # 409 concurrent_update_on_tenant_setting: someone else wrote at the same time.
+        return retry_on_conflict(send, lambda: self.read(client) == desired)

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from reconciler.errors import RejectedError
 from reconciler.model import ABSENT, UNKNOWN, Fields, Value
 from reconciler.settings.availability_webhook import is_masked
-from reconciler.settings.base import Setting
-from reconciler.settings.conflicts import send_with_conflict_retry
+from reconciler.settings.base import Setting, retry_on_conflict
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient
@@ -70,10 +69,12 @@ class ExternalOrderWebhook(Setting):
         if value.get("api_key") is UNKNOWN:
             raise ValueError("cannot write an order webhook config whose api_key is unknown")
         desired = {name: value[name] for name in FIELDS}
-        return send_with_conflict_retry(
-            lambda: client.request(
+
+        def send() -> str | None:
+            response = client.request(
                 self.key, "POST", self.path, json={"value": desired}, ok=(200, 201, 204)
-            ),
-            lambda: self.read(client) == desired,
-            request_id_of,
-        )
+            )
+            return request_id_of(response)
+
+        # 409 concurrent_update_on_tenant_setting: someone else wrote at the same time.
+        return retry_on_conflict(send, lambda: self.read(client) == desired)
