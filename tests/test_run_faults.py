@@ -92,10 +92,11 @@ def test_an_ip_block_during_apply_stops_the_run_and_does_not_reread(
     tenants = ["blk-a", "blk-b", "blk-c"]
     for tenant in tenants:
         directory = write_env(tenant, tenant, base, ON_YAML).parent
-    # Planning sends 3 x 5 requests. Apply's first environment then fetches a token, re-reads
-    # external_oms and the two settings sharing a rule with it, writes it, reads it back (6);
+    # Planning sends 3 x 6 requests (a token and five GETs). Apply's first environment then
+    # fetches a token, re-reads external_oms and the two settings sharing a rule with it, writes
+    # it, reads it back (6);
     # the next request, step 2's re-read, is blocked.
-    k = 15 + 6
+    k = 18 + 6
     _block_after(sandbox, k)
 
     result = run_cli(directory, "apply", "--auto-approve", "--keep-going", "--journal", "j.jsonl")
@@ -158,9 +159,9 @@ def test_a_signal_stops_apply_before_the_next_write_with_the_stop_report(
     name = signal.Signals(signum).name
     assert proc.returncode == code, out + err
     assert "Traceback" not in err
-    assert f"{name} received: stopped before step 2/4" in err
-    assert "applied       1/4 external_oms: update" in err
-    assert "not attempted 2/4 availability_webhook: create" in err
+    assert f"{name} received: stopped before step 2/5" in err
+    assert "applied       1/5 external_oms: update" in err
+    assert "not attempted 2/5 availability_webhook: create" in err
     assert "The live state, re-read just now, satisfies every safety rule." in err
     assert writes(sandbox, "sig") == FORWARD[:1], "the write in flight finished; no other"
     closing = read_journal(journal)[-1]
