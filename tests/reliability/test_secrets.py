@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from apply_helpers import OFF, ON, seed
 
+from reconciler.clock import today_utc
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
 from reconciler.sandbox.app import WEBHOOK_PATH
 from reliability.servers import Answer, Seen, json_answer, serve
@@ -78,8 +79,8 @@ external_atp:
 associate_app:
   use_new_om_ui: false
 gates:
-  newstore_stock_confirmed: true
-"""
+  newstore_stock_confirmed: TODAY
+""".replace("TODAY", today_utc().isoformat())
 
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
