@@ -416,7 +416,11 @@ class SandboxApp:
     def _shown_webhook(self, state: TenantState) -> dict[str, Any]:
         assert state.availability_webhook is not None
         shown = dict(state.availability_webhook)
-        if self.config.mask_webhook_api_key or state.options["mask_webhook_api_key"]:
+        option = state.options["mask_webhook_api_key"]
+        if option == "full":
+            # Nothing of the key left to compare: what a client must re-assert to be sure of.
+            shown["api_key"] = "*" * max(len(str(shown["api_key"])), 20)
+        elif self.config.mask_webhook_api_key or option:
             key = str(shown["api_key"])
             # Same length as the key, so a masked answer still satisfies the spec's minLength.
             shown["api_key"] = "*" * max(len(key) - 4, 4) + key[-4:]

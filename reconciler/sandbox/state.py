@@ -31,7 +31,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 _OPTION_CHOICES: dict[str, tuple[Any, ...]] = {
     "external_oms_shape": ("wrapped", "flat"),
-    "mask_webhook_api_key": (True, False),
+    # true shows the key's last four characters (`****cdef`); "full" shows none of it.
+    "mask_webhook_api_key": (True, False, "full"),
     "webhook_delete_absent_status": (200, 204, 404),
 }
 STATE_FILE_FORMAT = 1
