@@ -341,7 +341,7 @@ class _EnvironmentApply:
         try:
             current = setting.read(self.client)
             self.latest[step.setting] = current
-            if not differs(setting, current, step.after):
+            if not step.rewrite and not differs(setting, current, step.after):
                 self._record("result", step, result=str(Outcome.SKIPPED), request_id=None)
                 self._finish(number, step, Outcome.SKIPPED, None, "already done")
                 return

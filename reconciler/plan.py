@@ -92,6 +92,9 @@ class Step:
     changes: tuple[FieldChange, ...]
     why: str  # the rule or gate that placed it here, in words
     gates: tuple[Gate, ...] = ()
+    # Written even when the live value compares equal (`--replace`, or a masked key that is
+    # re-asserted): apply must not skip it as "already done".
+    rewrite: bool = False
 
 
 @dataclass
@@ -724,6 +727,7 @@ def build_plan(
                 changes=_field_changes(setting, before, after),
                 why=f"{why}; {gate_words}" if gate_words else why,
                 gates=tuple(gates),
+                rewrite=setting_key in forced,
             )
         )
     if plan.blocked_by:

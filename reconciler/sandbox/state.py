@@ -219,7 +219,8 @@ def parse_seed(body: Any) -> TenantState:
         choices = _OPTION_CHOICES.get(key)
         if choices is None:
             problems.append(f"unknown option {key!r}; allowed: {sorted(_OPTION_CHOICES)}")
-        elif value not in choices or isinstance(value, bool) is not isinstance(choices[0], bool):
+        elif not any(value == c and type(value) is type(c) for c in choices):
+            # Typed: 1 == True in Python, but a number is not the boolean a choice means.
             problems.append(f"option {key} must be one of {list(choices)}")
         else:
             state.options[key] = value
