@@ -798,7 +798,7 @@ def check_health(
     It probes the *live* url and timeout, with the key NewStore holds where it can be read and
     the file's key otherwise; a masked key whose visible part cannot be the file's is
     unhealthy without a probe (NewStore sends a key the webhook was not given)."""
-    from reconciler.client import probe_webhook
+    from reconciler.newstore.probe import probe_webhook
 
     if not is_enabled(live.get(_ATP, ABSENT)):
         return [], "not probed: external ATP is off or not managed here"
