@@ -287,6 +287,15 @@ def _why(
         and rule.then_setting in live
         and rule.holds(state_after) is True
     ]
+    # ...and those whose other side this file does not manage: the plan cannot check them.
+    unchecked = [
+        rule
+        for rule in RULES
+        if rule.if_setting == key
+        and rule.condition(state_after) is True
+        and rule.condition(state_before) is not True
+        and rule.then_setting not in live
+    ]
     repaired = [r for r in violations(state_before) if r not in violations(state_after)]
     probed = [r for r in probed_rules(key, state_after) if r.then_setting == key]
 
@@ -296,6 +305,13 @@ def _why(
         parts.append(f"after {names}: {_rule_list(after)}")
     if needed:
         parts.append("needs " + ", ".join(str(r) for r in needed) + ", which holds before it")
+    if unchecked:
+        parts.append(
+            "needs "
+            + ", ".join(
+                f"{r}, which it cannot check ({r.then_setting} is unmanaged)" for r in unchecked
+            )
+        )
     if before:
         names = " and ".join(
             f"{k} {_action(live[k], desired[k])}" for k in _REGISTRY_KEYS if k in before
