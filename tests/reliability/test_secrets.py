@@ -250,14 +250,19 @@ def test_every_command_with_debug_logging(fresh: World) -> None:
     # The webhook does not take the rotated key yet: written while external ATP is on, the
     # config is probed first and the write refused (issue 12). Then the OMS side rotates too.
     w.run("apply", "--plan", "rotate.json", "--auto-approve", code=1, ATP_API_KEY=ROTATED_KEY)
-    w.app.config.webhook_api_key = ROTATED_KEY
-    w.run("apply", "--plan", "rotate.json", "--auto-approve", code=0, ATP_API_KEY=ROTATED_KEY)
-    assert w.app.state("sec-fwd")["availability_webhook"]["api_key"] == ROTATED_KEY
-    w.app.seed("sec-fwd", {**w.app.state("sec-fwd"), "options": {"mask_webhook_api_key": True}})
-    w.run("plan", "--format", "json", code=0, ATP_API_KEY=ROTATED_KEY)
-    w.run("drift", "--format", "markdown", code=0, ATP_API_KEY=ROTATED_KEY)
-    w.run("drift", "--probe", "--format", "json", code=0, ATP_API_KEY=ROTATED_KEY)
-    w.run("drift", "--probe", code=2, ATP_API_KEY=HAND_SET_KEY)
+    original = w.app.config.webhook_api_key
+    w.app.config.webhook_api_key = ROTATED_KEY  # the world is shared: restored below
+    try:
+        w.run("apply", "--plan", "rotate.json", "--auto-approve", code=0, ATP_API_KEY=ROTATED_KEY)
+        assert w.app.state("sec-fwd")["availability_webhook"]["api_key"] == ROTATED_KEY
+        state = w.app.state("sec-fwd")
+        w.app.seed("sec-fwd", {**state, "options": {"mask_webhook_api_key": True}})
+        w.run("plan", "--format", "json", code=0, ATP_API_KEY=ROTATED_KEY)
+        w.run("drift", "--format", "markdown", code=0, ATP_API_KEY=ROTATED_KEY)
+        w.run("drift", "--probe", "--format", "json", code=0, ATP_API_KEY=ROTATED_KEY)
+        w.run("drift", "--probe", code=2, ATP_API_KEY=HAND_SET_KEY)
+    finally:
+        w.app.config.webhook_api_key = original
     w.run("dump", "sec-fwd", code=0)
 
 
