@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
-from reconciler.clock import Clock, system_clock
+from reconciler.clock import Clock, system_clock, today_utc
 from reconciler.diffing import changed_keys
 from reconciler.errors import (
     ApplyError,
@@ -62,6 +62,7 @@ from reconciler.plan import (
     probe_for,
     read_live,
     shown_value,
+    stock_confirmation_problem,
 )
 from reconciler.policy import Decision, decide, decision_dict, explain
 from reconciler.rules import RULES, Rule, violations
@@ -76,6 +77,8 @@ if TYPE_CHECKING:
     from reconciler.lock import TenantLock
     from reconciler.newstore.client import NewStoreClient
 
+
+WEBHOOK = "availability_webhook"
 
 # --- what happens, as it happens --------------------------------------------------------------
 
@@ -284,14 +287,11 @@ class _EnvironmentApply:
         for gate in step.gates:
             if gate.name == WEBHOOK_PROBE:
                 self._probe(number, step)
-            elif gate.name == STOCK_CONFIRMED and not self.env.gates.newstore_stock_confirmed:
-                self._blocked(
-                    number,
-                    step,
-                    gate.name,
-                    "turning external ATP off needs gates.newstore_stock_confirmed: true in "
-                    f"{self.env.where('gates.newstore_stock_confirmed')}",
-                )
+            elif gate.name == STOCK_CONFIRMED:
+                # Checked again: a confirmation valid at plan time may have expired since.
+                problem = stock_confirmation_problem(self.env, today_utc())
+                if problem is not None:
+                    self._blocked(number, step, gate.name, problem)
 
     def _probe(self, number: int, step: Step) -> None:
         def checked(result: str, detail: str) -> None:
@@ -309,8 +309,22 @@ class _EnvironmentApply:
             summary = probe_for(self.env, transport=self.probe_transport)
         except BlockedError as exc:
             checked("failed", exc.message)
+            if step.setting == WEBHOOK:
+                self._refused(number, step, exc.message)
             self._blocked(number, step, WEBHOOK_PROBE, exc.message)
         checked("passed", summary)
+
+    def _refused(self, number: int, step: Step, reason: str) -> NoReturn:
+        """A webhook config that failed its probe is not written while external ATP is on:
+        NewStore would point at it at once. A refused write (exit 1), not a blocked gate: the
+        live config is still the old one, and the new one is what is wrong."""
+        self._record("result", step, result=str(Outcome.FAILED), request_id=None, error=reason)
+        self._finish(number, step, Outcome.FAILED, None, f"gate {WEBHOOK_PROBE}: {reason}")
+        raise ApplyError(
+            f"[{self.env.name}] step {number}/{self.total} {step.setting}: refused to write a "
+            f"webhook config that failed the probe while external ATP is on: {reason}. The "
+            "live config was left as it was; nothing from this step on was written."
+        )
 
     def _blocked(self, number: int, step: Step, gate: str, reason: str) -> NoReturn:
         self._record("result", step, result=str(Outcome.BLOCKED), request_id=None, error=reason)
@@ -328,7 +342,7 @@ class _EnvironmentApply:
         try:
             current = setting.read_managed(self.client, step.after)
             self.latest[step.setting] = current
-            if not differs(setting, current, step.after):
+            if not step.rewrite and not differs(setting, current, step.after):
                 self._record("result", step, result=str(Outcome.SKIPPED), request_id=None)
                 self._finish(number, step, Outcome.SKIPPED, None, "already done")
                 return
@@ -417,6 +431,7 @@ class _EnvironmentApply:
 
     def _check_converged(self) -> None:
         again = build_plan(self.env, read_live(self.env, self.client))
+        # (`--replace` is not asked again: a replaced setting now equals its desired value.)
         if again.steps:
             fields = [c.path for s in again.steps for c in s.changes] or [
                 s.setting for s in again.steps
@@ -998,7 +1013,8 @@ def check_plan_file(
                     f"{env.name} {line}"
                     for line in _moved(setting, planned["live"].get(name), value)
                 ]
-        plan = build_plan(env, live)
+        replaced = planned.get("replaced", [])
+        plan = build_plan(env, live, replace=[str(k) for k in replaced])
         if now is not None:
             plan.policy = policy_now(env, plan, now)
         return plan, moved

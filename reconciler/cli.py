@@ -146,6 +146,25 @@ _parallelism_option = functools.partial(
 )
 
 
+_replace_option = functools.partial(
+    click.option,
+    "--replace",
+    "replace",
+    multiple=True,
+    metavar="SETTING",
+    help="Rewrite SETTING even where it compares equal (probed where a safety rule needs it), "
+    "e.g. `--replace availability_webhook` to rotate a key NewStore only returns masked.",
+)
+
+
+def _check_replace(replace: tuple[str, ...]) -> None:
+    from reconciler.settings import BY_KEY
+
+    unknown = [key for key in replace if key not in BY_KEY]
+    if unknown:
+        raise ConfigError(f"--replace {unknown[0]}: no such setting; one of {', '.join(BY_KEY)}.")
+
+
 def _check_output_file(path: Path, what: str, *, makes_directories: bool = False) -> None:
     """Refuse an output file that cannot be written before the run reads any tenant, rather
     than after: no directory to create it in (`makes_directories`: the writer creates missing
@@ -234,6 +253,7 @@ def validate(g: Globals, envs: tuple[str, ...], allow_missing_secrets: bool) -> 
 )
 @_parallelism_option()
 @click.option("--probe", is_flag=True, help="Run webhook probes now rather than at apply.")
+@_replace_option()
 @click.pass_obj
 def plan(
     g: Globals,
@@ -243,6 +263,7 @@ def plan(
     detailed_exitcode: bool,
     parallelism: int,
     probe: bool,
+    replace: tuple[str, ...],
 ) -> int:
     """Show what apply would change, in a safe order, and why."""
     from datetime import UTC, datetime
@@ -254,11 +275,17 @@ def plan(
 
     if out is not None:
         _check_output_file(out, "plan file")
+    _check_replace(replace)
     # One environment's broken file is its error; the others are still planned.
     environments = load_each(g.environments_dir, envs)
     with progress(len(environments), "planned") as done:
         run = plan_environments(
-            environments, parallelism=parallelism, probe=probe, on_done=done, now=g.clock()
+            environments,
+            parallelism=parallelism,
+            probe=probe,
+            on_done=done,
+            now=g.clock(),
+            replace=replace,
         )
     # One timestamp, so that `--format json` and `--out` print the very same document.
     generated_at = datetime.now(UTC)
@@ -369,6 +396,7 @@ def _hold_apply_locks(
     "emergency); REASON is recorded in the output and the journal. Never overrides a gate or "
     "a safety rule.",
 )
+@_replace_option()
 @click.pass_obj
 def apply(
     g: Globals,
@@ -382,6 +410,7 @@ def apply(
     lock_timeout: float,
     no_lock: bool,
     break_glass: str | None,
+    replace: tuple[str, ...],
 ) -> int:
     """Make the live state match the environment files, one checked step at a time."""
     from reconciler.apply import (
@@ -405,6 +434,12 @@ def apply(
             raise ConfigError(
                 '--break-glass needs a reason, e.g. --break-glass "external OMS down, INC-1234"'
             )
+    _check_replace(replace)
+    if replace and plan_file is not None:
+        raise ConfigError(
+            "--replace applies to planning: give it to `plan --out`, whose file records it; "
+            "`apply --plan` applies that file as written."
+        )
     journal_path = journal_file or default_path()
     _check_output_file(journal_path, "apply journal", makes_directories=True)
     if plan_file is not None:
@@ -440,7 +475,7 @@ def apply(
         loaded = load_each(g.environments_dir, envs)
         environments = [env for env in loaded if isinstance(env, Environment)]
         locks = _hold_apply_locks(environments, lock_timeout, no_lock)
-        run = plan_environments(loaded, parallelism=parallelism, now=g.clock())
+        run = plan_environments(loaded, parallelism=parallelism, now=g.clock(), replace=replace)
     click.echo(render_text(run, color=g.color), nl=False)
 
     errors = [env for env in run.environments if env.status is Status.ERROR]
@@ -601,12 +636,19 @@ def sandbox(
     help="json follows schemas/drift.schema.json; markdown suits a ticket or PR comment."
 )
 @_parallelism_option()
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="Also probe the live webhook of every environment whose external ATP is on; a "
+    "failure is `unhealthy` (exit 2, listed first).",
+)
 @click.pass_obj
-def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int) -> int:
+def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int, probe: bool) -> int:
     """Report where the live state differs from the files; never writes (for a cron).
 
-    Exits 0 when everything is in sync, 2 on any drift (blocked included), 1 when an
-    environment could not be read (the others are still reported).
+    Exits 0 when everything is in sync, 2 on any drift (blocked included) or, with --probe,
+    an unhealthy webhook, 1 when an environment could not be read (the others are still
+    reported).
     """
     from reconciler.config import load_each
     from reconciler.drift import DriftStatus, check_drift
@@ -615,7 +657,7 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int) -> int:
     # One environment's broken file is its error; the others are still checked.
     environments = load_each(g.environments_dir, envs)
     with progress(len(environments), "checked") as done:
-        report = check_drift(environments, parallelism=parallelism, on_done=done)
+        report = check_drift(environments, parallelism=parallelism, on_done=done, probe=probe)
     if fmt == "json":
         from reconciler.drift import drift_to_json
 
@@ -633,7 +675,7 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int) -> int:
     worst = report.worst
     if worst is DriftStatus.ERROR:
         return EXIT_ERROR
-    return EXIT_CHANGES if worst is DriftStatus.DRIFT else EXIT_OK
+    return EXIT_CHANGES if worst in (DriftStatus.DRIFT, DriftStatus.UNHEALTHY) else EXIT_OK
 
 
 @cli.command()

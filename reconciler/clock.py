@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TypeAlias
 
 
@@ -19,3 +19,9 @@ their own (a parameter, never an environment variable, so no user can move "now"
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def today_utc() -> date:
+    """Today's date in UTC: the calendar that stock confirmations are dated and expire in.
+    Everything that needs it takes a `today` parameter defaulting to this, so tests pin it."""
+    return datetime.now(UTC).date()

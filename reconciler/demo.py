@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reconciler.clock import today_utc
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.model import ABSENT, Value
 from reconciler.rules import RULES
@@ -46,8 +47,9 @@ associate_app:
 """
 STOCK_CONFIRMED = """
 gates:
-  # Ops re-imported stock into NewStore and checked it: the human confirmation no API gives.
-  newstore_stock_confirmed: true
+  # Ops re-imported stock into NewStore and checked it today: the human confirmation no API
+  # gives, dated so that it expires (gates.stock_confirmation_valid_days, 7 by default).
+  newstore_stock_confirmed: {today}
 """
 
 
@@ -215,8 +217,10 @@ def story(app: SandboxApp, url: str, workdir: Path) -> None:
     _banner("5. back to NewStore-managed ATP: the pull request, without stock confirmation")
     demo.edit(_back_to_newstore(demo.env_file.read_text(encoding="utf-8")), "go back to NewStore")
     demo.run("plan", ENV, expect=3)
-    _banner("6. ops confirm NewStore holds stock again: newstore_stock_confirmed: true")
-    demo.edit(demo.env_file.read_text(encoding="utf-8") + STOCK_CONFIRMED, "confirm stock")
+    today = today_utc().isoformat()
+    _banner(f"6. ops confirm NewStore holds stock again: newstore_stock_confirmed: {today}")
+    confirmed = STOCK_CONFIRMED.format(today=today)
+    demo.edit(demo.env_file.read_text(encoding="utf-8") + confirmed, "confirm stock")
     demo.run("plan", ENV, "--detailed-exitcode", expect=2)
     _banner(
         "7. apply: external ATP off, webhook DELETE, new OM UI off (the pilot store's\n"

@@ -6,6 +6,8 @@ probes, no writes) and reads each environment's plan as one of
     in_sync   the plan converged
     drift     the live state differs: which settings and fields, live → desired (masked)
     blocked   drift whose fix a gate or safety rule stops; the drifted fields are still listed
+    unhealthy (`--probe`) external ATP is on and the live webhook failed the probe, is missing,
+              or holds a key that cannot be the file's: the retailer may not be selling
     error     the environment could not be read; `error` says why (with NewStore's request id)
 
 Rules the live state already breaks are reported with any status but error. `drift_to_dict` is
@@ -39,6 +41,7 @@ class DriftStatus(enum.StrEnum):
     IN_SYNC = "in_sync"
     DRIFT = "drift"
     BLOCKED = "blocked"
+    UNHEALTHY = "unhealthy"
     ERROR = "error"
 
 
@@ -70,6 +73,8 @@ class EnvDrift:
     blocked_by: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str = ""
+    unhealthy: list[str] = field(default_factory=list)
+    probe: str = ""  # what `--probe` did ("" when not asked)
 
 
 @dataclass
@@ -81,10 +86,13 @@ class DriftReport:
 
     @property
     def worst(self) -> DriftStatus:
-        """error beats drift (blocked counts as drift), which beats in_sync."""
+        """error beats unhealthy, which beats drift (blocked counts as drift), which beats
+        in_sync."""
         statuses = {env.status for env in self.environments}
         if DriftStatus.ERROR in statuses:
             return DriftStatus.ERROR
+        if DriftStatus.UNHEALTHY in statuses:
+            return DriftStatus.UNHEALTHY
         if statuses & {DriftStatus.DRIFT, DriftStatus.BLOCKED}:
             return DriftStatus.DRIFT
         return DriftStatus.IN_SYNC
@@ -93,10 +101,15 @@ class DriftReport:
 def drift_of(plan: EnvPlan) -> EnvDrift:
     """Read one environment's plan as drift."""
     steps = sorted(plan.steps, key=lambda step: _SETTING_ORDER[step.setting])
+    status = _FROM_PLAN[plan.status]
+    if plan.unhealthy and status is not DriftStatus.ERROR:
+        status = DriftStatus.UNHEALTHY
     return EnvDrift(
         name=plan.name,
         tenant=plan.tenant,
-        status=_FROM_PLAN[plan.status],
+        status=status,
+        unhealthy=list(plan.unhealthy),
+        probe=plan.probe,
         settings=[SettingDrift(s.setting, s.action, s.changes) for s in steps],
         live_violations=list(plan.live_violations),
         blocked_by=list(plan.blocked_by),
@@ -111,13 +124,23 @@ def check_drift(
     parallelism: int = DEFAULT_PARALLELISM,
     client_factory: Callable[[Environment], AbstractContextManager[NewStoreClient]] | None = None,
     on_done: Callable[[EnvPlan], None] | None = None,
+    probe: bool = False,
 ) -> DriftReport:
     """Read every environment (`parallelism` at a time) and report its drift; never writes.
-    An `Unresolved` environment (its file has problems) is reported with status error."""
+    An `Unresolved` environment (its file has problems) is reported with status error.
+    With `probe`, every environment whose live external ATP is on has its live webhook probed;
+    unhealthy ones are listed first (the cron's off-sale alarm)."""
     run = plan_environments(
-        envs, parallelism=parallelism, client_factory=client_factory, on_done=on_done
+        envs,
+        parallelism=parallelism,
+        client_factory=client_factory,
+        on_done=on_done,
+        health=probe,
     )
-    return DriftReport([drift_of(plan) for plan in run.environments])
+    drifts = [drift_of(plan) for plan in run.environments]
+    # Stable: unhealthy first, the rest in the order given.
+    drifts.sort(key=lambda env: env.status is not DriftStatus.UNHEALTHY)
+    return DriftReport(drifts)
 
 
 # --- the machine form --------------------------------------------------------------------------
@@ -142,6 +165,8 @@ def _env_dict(env: EnvDrift) -> dict[str, Any]:
         "blocked_by": list(env.blocked_by),
         "notes": list(env.notes),
         "error": env.error,
+        "unhealthy": list(env.unhealthy),
+        "probe": env.probe,
     }
 
 

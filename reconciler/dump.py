@@ -29,7 +29,7 @@ from reconciler.config import load_unmanaged
 from reconciler.config.yamlsafe import load_file
 from reconciler.errors import ConfigError, ValidationFailed
 from reconciler.fsutil import atomic_write_text
-from reconciler.model import ABSENT, UNKNOWN, Environment, Value
+from reconciler.model import ABSENT, UNKNOWN, Environment, Masked, Value, unreadable
 from reconciler.plan import default_client, read_live
 from reconciler.rules import violations
 from reconciler.settings import REGISTRY, Setting
@@ -158,10 +158,12 @@ def setting_lines(
         return [f"{setting.key}: absent"]
     lines = [f"{setting.key}:"]
     for name, field_value in setting.to_file(value).items():
-        if name in setting.secret_fields or field_value is UNKNOWN:
+        if name in setting.secret_fields or unreadable(field_value):
             variable = secret_variable(env_name, setting.key, name)
             variables.append(variable)
-            if field_value is UNKNOWN:
+            if isinstance(field_value, Masked):
+                why = "NewStore answers it masked; plan checks only the part the mask shows"
+            elif field_value is UNKNOWN:
                 why = "NewStore answers it masked, so plan cannot check the value you export"
             else:
                 why = "export NewStore's current value; it is never written here"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Final, TypeAlias
 
 from reconciler.policy import ALWAYS, Policy
@@ -36,6 +37,30 @@ ABSENT: Final = _Absent.ABSENT
 UNKNOWN: Final = _Unknown.UNKNOWN
 """A field NewStore returned masked (e.g. a webhook api_key): we cannot tell its value.
 It never counts as a difference; the plan says it could not be verified."""
+
+
+@dataclass(frozen=True)
+class Masked:
+    """A secret NewStore returned masked but not wholly: what the mask left visible (e.g. the
+    last four characters of `****cdef`). A desired secret that does not start with `prefix`
+    and end with `suffix` cannot be the one NewStore holds. Never shown: its repr hides it."""
+
+    prefix: str = field(repr=False)
+    suffix: str = field(repr=False)
+
+    def could_be(self, secret: Any) -> bool:
+        return (
+            isinstance(secret, str)
+            and len(secret) >= len(self.prefix) + len(self.suffix)
+            and secret.startswith(self.prefix)
+            and secret.endswith(self.suffix)
+        )
+
+
+def unreadable(value: Any) -> bool:
+    """A live field NewStore returned masked, wholly (UNKNOWN) or partly (Masked)."""
+    return value is UNKNOWN or isinstance(value, Masked)
+
 
 Fields: TypeAlias = dict[str, Any]
 Value: TypeAlias = Fields | _Absent
@@ -70,7 +95,9 @@ class WebhookProbe:
 @dataclass(frozen=True)
 class Gates:
     webhook_probe: WebhookProbe | None = None
-    newstore_stock_confirmed: bool = False
+    # The day (UTC) a person checked that NewStore holds stock; None = not confirmed.
+    newstore_stock_confirmed: date | None = None
+    stock_confirmation_valid_days: int = 7
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ def _env_dict(env: EnvPlan) -> dict[str, Any]:
         "live_violations": list(env.live_violations),
         "notes": list(env.notes),
         "error": env.error,
+        "replaced": list(env.replaced),
         # Only where a policy has something to say, so plans of tenants without one keep
         # their shape.
         **({"policy": decision_dict(env.policy)} if env.policy is not None else {}),

@@ -1,19 +1,34 @@
 """The safety rules, as data. They drive validation of desired states, the planner's ordering,
-and the checks tests run on every intermediate state in the sandbox's write history.
+the gates it puts on steps, and the checks tests run on every intermediate state in the
+sandbox's write history.
 
 Every rule is an implication between two settings: ``if_setting`` satisfies ``if_holds`` ⇒
 ``then_setting`` satisfies ``then_holds``. A state is a mapping of setting key → Value; a setting
 missing from the mapping is unknown (unmanaged), which makes any rule touching it unknown too.
 "use_new_om_ui true" means anywhere the reconciler manages it: the global Associate App document
 or any listed store's own document.
+
+A rule also says how bad breaking it is (`harm`: repairs of a broken live state run worst harm
+first) and, for a rule whose `then_setting` must not only exist but *work*, which gate proves it
+(`probe`): every write after which the rule's condition holds and that writes either side of it
+runs that gate right before the write, against the value that will be live after it.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from reconciler.model import ABSENT, Value
+
+
+class Harm(enum.IntEnum):
+    """What breaking a rule does to the retailer; higher is worse."""
+
+    MISLEADS_STAFF = 1  # a screen shows the wrong thing; nothing is lost
+    MISROUTES = 2  # orders or availability go through the wrong system
+    STOPS_SELLING = 3  # every item becomes unavailable
 
 
 def _exists(value: Value) -> bool:
@@ -44,7 +59,7 @@ def _first_new_om_ui(value: Value) -> str | None:
     return found[0] if found else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Rule:
     number: int
     id: str
@@ -54,6 +69,10 @@ class Rule:
     then_setting: str
     then_holds: Callable[[Value], bool]
     consequence: str  # what goes wrong for the retailer when the rule is broken
+    harm: Harm
+    # The gate that proves `then_setting` works, run before every write after which the rule's
+    # condition holds and that writes `if_setting` or `then_setting` (None: existing is enough).
+    probe: str | None = None
     # The field of `if_setting` that makes `if_holds` true (for messages that point at the
     # line to fix); None = the setting's only field.
     if_field: Callable[[Value], str | None] = lambda value: None
@@ -68,52 +87,67 @@ class Rule:
             return False
         return None
 
+    def condition(self, state: Mapping[str, Value]) -> bool | None:
+        """Whether the rule's condition (`if_setting` satisfies `if_holds`) is true in `state`;
+        None when `if_setting` is unknown (unmanaged)."""
+        if self.if_setting not in state:
+            return None
+        return self.if_holds(state[self.if_setting])
+
     def __str__(self) -> str:
         return f"rule {self.number} ({self.text})"
 
 
+WEBHOOK_PROBE = "webhook_probe"
+
 RULES: tuple[Rule, ...] = (
     Rule(
-        1,
-        "atp-needs-webhook",
-        "external ATP on ⇒ the availability webhook config exists",
-        "external_atp",
-        is_enabled,
-        "availability_webhook",
-        _exists,
-        "NewStore treats every item as unavailable and the retailer stops selling",
+        number=1,
+        id="atp-needs-working-webhook",
+        text="external ATP on ⇒ the availability webhook config exists and answered the probe "
+        "with the values NewStore holds",
+        if_setting="external_atp",
+        if_holds=is_enabled,
+        then_setting="availability_webhook",
+        then_holds=_exists,
+        consequence="NewStore treats every item as unavailable and the retailer stops selling",
+        harm=Harm.STOPS_SELLING,
+        probe=WEBHOOK_PROBE,
     ),
     Rule(
-        2,
-        "atp-needs-external-oms",
-        "external ATP on ⇒ the external OMS flag is on",
-        "external_atp",
-        is_enabled,
-        "external_oms",
-        is_enabled,
-        "NewStore takes ATP from an external OMS it does not route orders to",
+        number=2,
+        id="atp-needs-external-oms",
+        text="external ATP on ⇒ the external OMS flag is on",
+        if_setting="external_atp",
+        if_holds=is_enabled,
+        then_setting="external_oms",
+        then_holds=is_enabled,
+        consequence="NewStore takes ATP from an external OMS it does not route orders to",
+        harm=Harm.MISROUTES,
     ),
     Rule(
-        3,
-        "new-om-ui-needs-external-oms",
-        "use_new_om_ui true ⇒ the external OMS flag is on",
-        "associate_app",
-        _new_om_ui,
-        "external_oms",
-        is_enabled,
-        "the Associate App shows order history from an OMS that holds no orders",
-        _first_new_om_ui,
+        number=3,
+        id="new-om-ui-needs-external-oms",
+        text="use_new_om_ui true ⇒ the external OMS flag is on",
+        if_setting="associate_app",
+        if_holds=_new_om_ui,
+        then_setting="external_oms",
+        then_holds=is_enabled,
+        consequence="the Associate App shows order history from an OMS that holds no orders",
+        harm=Harm.MISLEADS_STAFF,
+        if_field=_first_new_om_ui,
     ),
     Rule(
-        4,
-        "new-om-ui-needs-order-webhook",
-        "use_new_om_ui true ⇒ the external order webhook is configured",
-        "associate_app",
-        _new_om_ui,
-        "external_order_webhook",
-        _exists,
-        "the Associate App's order screens have nowhere to fetch external orders from",
-        _first_new_om_ui,
+        number=4,
+        id="new-om-ui-needs-order-webhook",
+        text="use_new_om_ui true ⇒ the external order webhook is configured",
+        if_setting="associate_app",
+        if_holds=_new_om_ui,
+        then_setting="external_order_webhook",
+        then_holds=_exists,
+        consequence="the Associate App's order screens have nowhere to fetch external orders from",
+        harm=Harm.MISLEADS_STAFF,
+        if_field=_first_new_om_ui,
     ),
 )
 
@@ -121,3 +155,9 @@ RULES: tuple[Rule, ...] = (
 def violations(state: Mapping[str, Value]) -> list[Rule]:
     """The rules that are definitely broken in `state` (unknown counts as not broken)."""
     return [rule for rule in RULES if rule.holds(state) is False]
+
+
+def harm_of(rules: list[Rule] | set[Rule] | tuple[Rule, ...]) -> tuple[int, ...]:
+    """A sort key for a set of broken rules: the count at each harm level, worst level first,
+    so that one broken rule of a worse harm outweighs any number of lesser ones."""
+    return tuple(sum(rule.harm == level for rule in rules) for level in sorted(Harm, reverse=True))

@@ -15,6 +15,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
+from reconciler.clock import today_utc
 
 WriteEnv = Callable[..., Path]
 
@@ -50,7 +51,8 @@ external_atp:
 associate_app:
   use_new_om_ui: false
 """
-STOCK_CONFIRMED_YAML = "gates:\n  newstore_stock_confirmed: true\n"
+# Dated today (UTC): a confirmation is the day NewStore's stock was checked, valid 7 days.
+STOCK_CONFIRMED_YAML = f"gates:\n  newstore_stock_confirmed: {today_utc().isoformat()}\n"
 STOCK_UNCONFIRMED_YAML = "gates:\n  newstore_stock_confirmed: false\n"
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date, timedelta
 
+from reconciler.clock import today_utc
 from reconciler.model import (
     ABSENT,
     UNKNOWN,
@@ -12,6 +14,7 @@ from reconciler.model import (
     Fields,
     Gates,
     Location,
+    Masked,
     Value,
     WebhookProbe,
 )
@@ -30,6 +33,8 @@ WEBHOOK_A: Fields = {
 # Another key and a trailing slash: NewStore compares urls as opaque strings.
 WEBHOOK_B: Fields = {**WEBHOOK_A, "url": URL_A + "/", "api_key": API_KEY_B}
 WEBHOOK_A_MASKED: Fields = {**WEBHOOK_A, "api_key": UNKNOWN}
+# NewStore showing the last four characters of key A (`****aaaa`): comparable with a desired key.
+WEBHOOK_A_SUFFIX: Fields = {**WEBHOOK_A, "api_key": Masked("", API_KEY_A[-4:])}
 
 PROBE = WebhookProbe(products=("1000061",), fulfillment_locations=("US01",))
 
@@ -52,9 +57,13 @@ def make_env(
     *,
     name: str = "acme-staging",
     probe: WebhookProbe | None = PROBE,
-    stock_confirmed: bool = False,
+    stock_confirmed: bool | date = False,
     client_secret: str = CLIENT_SECRET,
 ) -> Environment:
+    """`stock_confirmed`: a date, or True for a confirmation given yesterday (valid today)."""
+    confirmed = (
+        today_utc() - timedelta(days=1) if stock_confirmed is True else stock_confirmed or None
+    )
     file = f"environments/{name}.yaml"
     return Environment(
         name=name,
@@ -67,7 +76,7 @@ def make_env(
             client_secret=client_secret,
         ),
         desired=dict(desired),
-        gates=Gates(webhook_probe=probe, newstore_stock_confirmed=stock_confirmed),
+        gates=Gates(webhook_probe=probe, newstore_stock_confirmed=confirmed),
         locations={
             "gates": Location(file, 20, 1),
             "gates.newstore_stock_confirmed": Location(file, 24, 3),

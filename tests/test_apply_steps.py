@@ -278,7 +278,8 @@ def test_stock_confirmation_is_checked_again_from_the_environment(
     plan = _plan(app, _env(OFF, stock_confirmed=True))
     assert plan.status is Status.CHANGES
 
-    with pytest.raises(BlockedError, match=r"needs gates\.newstore_stock_confirmed: true"):
+    # Since issue 12 the message gives the dated line to write in the environment's own file.
+    with pytest.raises(BlockedError, match=r"`newstore_stock_confirmed: \d{4}-\d\d-\d\d`"):
         _apply(app, _env(OFF, stock_confirmed=False), plan, journal)
     assert writes(app, TENANT) == []
 

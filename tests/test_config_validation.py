@@ -4,6 +4,7 @@ each message is checked for its text, its file:line:column and its key path."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -200,8 +201,10 @@ CASES: list[tuple[str, list[tuple[str, str, str]]]] = [
             (
                 "env.yaml:9:3",
                 "external_atp.enabled",
-                "breaks rule 1 (external ATP on ⇒ the availability webhook config exists): "
-                "NewStore treats every item as unavailable",
+                # Rule 1's words since issue 12: existing is not enough, it must answer.
+                "breaks rule 1 (external ATP on ⇒ the availability webhook config exists and "
+                "answered the probe with the values NewStore holds): NewStore treats every item "
+                "as unavailable",
             )
         ],
     ),
@@ -230,7 +233,8 @@ CASES: list[tuple[str, list[tuple[str, str, str]]]] = [
             ("env.yaml:5:3", "connection.timeout", "must be greater than 0"),
             ("env.yaml:7:5", "connection.retry.attempts", "must be between 1 and 20, not 50"),
             ("env.yaml:10:5", "gates.webhook_probe.products", "must list at least 1 item"),
-            ("env.yaml:12:3", "gates.newstore_stock_confirmed", "must be true or false"),
+            # A date since issue 12, so the message asks for one.
+            ("env.yaml:12:3", "gates.newstore_stock_confirmed", "must be the date (YYYY-MM-DD)"),
         ],
     ),
     ("ca_bundle_missing", [("env.yaml:5:3", "connection.ca_bundle", "certs/acme-ca.pem does")]),
@@ -444,7 +448,8 @@ def test_the_example_environments_validate() -> None:
     assert staging["availability_webhook"] != ABSENT
     eu = envs["acme-eu"]
     assert eu.desired["availability_webhook"] is ABSENT
-    assert eu.gates.newstore_stock_confirmed is True
+    # A date since issue 12 (`true` never expired); the examples hold a fixed past date.
+    assert eu.gates.newstore_stock_confirmed == date(2026, 11, 27)
 
     local = envs["local"]
     assert local.tenant == "acme-local"

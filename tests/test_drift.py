@@ -117,7 +117,8 @@ def test_drift_and_blocked_exit_2_in_text(envs: Path, live_sandbox: tuple[Sandbo
     assert "      api_key: (sensitive) → (sensitive, changed)" in prod
     back = result.stdout.split("acme-back (tenant acme-back): drift, fix blocked\n")[1]
     assert "external_atp (apply would update):\n      enabled: true → false" in back
-    assert "gates.newstore_stock_confirmed: true" in back
+    # Since issue 12: the dated line, in the environment's own file.
+    assert "newstore_stock_confirmed: 20" in back
     assert "Drift: 3 environments: 1 in sync, 1 drifted, 1 blocked, 0 errors" in result.stdout
     assert_no_secret(result)
     sandbox, _ = live_sandbox
@@ -141,6 +142,7 @@ def test_json_follows_the_schema(envs: Path) -> None:
         "in_sync": 1,
         "drift": 1,
         "blocked": 1,
+        "unhealthy": 0,  # drift --probe's status (issue 12), counted like the others
         "error": 0,
     }
     by_name = {env["name"]: env for env in doc["environments"]}

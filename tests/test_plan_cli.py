@@ -68,7 +68,8 @@ def test_blocked_exits_3_even_without_detailed_exitcode(
 
     result = _plan(directory)
     assert result.exit_code == 3, result.output
-    assert "gates.newstore_stock_confirmed: true in" in result.stdout
+    # Since issue 12: the date to write, in the environment's own file (never the base).
+    assert "newstore_stock_confirmed: 20" in result.stdout and "acme-eu.yaml" in result.stdout
     assert _plan(directory, "--detailed-exitcode").exit_code == 3
 
 

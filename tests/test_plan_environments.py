@@ -10,7 +10,7 @@ import pytest
 from plan_helpers import ALL_OFF, ALL_ON, WEBHOOK_A, make_env
 
 from reconciler.client import NewStoreClient
-from reconciler.model import ABSENT, UNKNOWN, Environment, Value
+from reconciler.model import ABSENT, Environment, Masked, Value
 from reconciler.plan import Action, Status, plan_environments, read_live
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
@@ -165,7 +165,8 @@ def test_back_migration_over_http_reads_the_masked_key_as_unknown() -> None:
         "availability_webhook",
     ]
     delete = plan.steps[2]
-    assert delete.before is not ABSENT and delete.before["api_key"] is UNKNOWN
+    # Partly masked since issue 12: what the mask shows is kept (never shown) for comparison.
+    assert delete.before is not ABSENT and isinstance(delete.before["api_key"], Masked)
     assert ("availability_webhook.api_key", "(sensitive)", None) in [
         (c.path, c.before, c.after) for c in delete.changes
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from plan_helpers import (
     ALL_OFF,
     ALL_ON,
@@ -35,7 +37,11 @@ def test_forward_migration_follows_the_documented_order() -> None:
     assert whys[0] == (f"before external_atp update and associate_app update: {R2}, {R3}")
     assert whys[1] == f"before external_atp update: {R1}"
     assert whys[2] == f"after external_oms and availability_webhook: {R1}, {R2}; gate webhook_probe"
-    assert whys[3] == f"after external_oms: {R3}"
+    # These states leave the order webhook unmanaged: the UI step says rule 4 is unchecked.
+    assert whys[3] == (
+        f"after external_oms: {R3}; needs {R4}, which it cannot check "
+        "(external_order_webhook is unmanaged)"
+    )
 
 
 def test_back_migration_follows_the_documented_order() -> None:
@@ -68,13 +74,33 @@ def test_order_steps_returns_an_empty_order_when_converged() -> None:
 
 
 def test_a_free_step_says_no_rule_constrains_it() -> None:
+    # Turning the new OM UI *off* depends on nothing. (Turning it on names rule 3, which the
+    # live state satisfies: since issue 12 a step names every rule it needs to hold first.)
+    desired = {**ALL_ON, "associate_app": {"use_new_om_ui": False}}
+    assert order_steps(ALL_ON, desired) == [("associate_app", "no rule constrains this step")]
     live = {**ALL_ON, "associate_app": {"use_new_om_ui": False}}
-    assert order_steps(live, ALL_ON) == [("associate_app", "no rule constrains this step")]
+    assert order_steps(live, ALL_ON) == [
+        (
+            "associate_app",
+            f"needs {R3}, which holds before it; needs {R4}, which it cannot check "
+            "(external_order_webhook is unmanaged)",
+        )
+    ]
 
 
-def test_live_violations_are_listed_and_repaired_as_early_as_possible() -> None:
+def test_turning_external_atp_on_names_the_rules_it_needs_and_its_probe() -> None:
+    live = {**ALL_ON, "external_atp": {"enabled": False}}
+    plan = build_plan(make_env(ALL_ON), live)
+    (step,) = plan.steps
+    assert step.why == f"needs {R1}, {R2}, which holds before it; gate webhook_probe"
+    assert [g.name for g in step.gates] == ["webhook_probe"]
+
+
+def test_live_violations_are_listed_and_repaired_worst_harm_first() -> None:
     # Someone turned external ATP on by hand with no webhook and the OMS flag off: all three
-    # rules are broken. Turning the OMS flag on first repairs two of them at once.
+    # rules are broken. Turning the OMS flag on first would repair two of them at once, but
+    # "stops selling" (rule 1) is the worst harm there is: the webhook config goes first, and,
+    # as it is written while external ATP is on, it is probed right before the write.
     live: dict[str, Value] = {
         "external_oms": {"enabled": False},
         "availability_webhook": ABSENT,
@@ -85,26 +111,31 @@ def test_live_violations_are_listed_and_repaired_as_early_as_possible() -> None:
 
     # Rule 4 is unknown here: these states leave the external order webhook unmanaged.
     assert plan.live_violations == [f"{rule}: {rule.consequence}" for rule in RULES[:3]]
-    assert [s.setting for s in plan.steps] == ["external_oms", "availability_webhook"]
+    assert [s.setting for s in plan.steps] == ["availability_webhook", "external_oms"]
     assert plan.steps[0].why == (
-        f"repairs {R2}, {R3}, which the live state breaks, as early as possible"
+        f"repairs {R1}, which the live state breaks, worst harm first; written while rule 1 "
+        "depends on it (external_atp is on): probed right before the write; gate webhook_probe"
     )
-    assert plan.steps[1].why == f"repairs {R1}, which the live state breaks, as early as possible"
-    # No step turns external ATP on, so no probe is needed.
+    assert [g.name for g in plan.steps[0].gates] == ["webhook_probe"]
+    assert plan.steps[1].why == f"repairs {R2}, {R3}, which the live state breaks, worst harm first"
     assert plan.status is Status.CHANGES
 
 
 def test_repairing_by_turning_external_atp_off_goes_first_and_needs_stock_confirmation() -> None:
     live = {**ALL_ON, "availability_webhook": ABSENT}
     desired = {**ALL_OFF}
-    plan = build_plan(make_env(desired, stock_confirmed=False), live)
+    plan = build_plan(make_env(desired, stock_confirmed=False), live, today=date(2026, 11, 29))
 
     assert plan.live_violations == [f"{RULES[0]}: {RULES[0].consequence}"]
     assert [s.setting for s in plan.steps] == ["external_atp", "associate_app", "external_oms"]
     assert plan.steps[0].why.startswith(f"before external_oms update: {R2}; repairs {R1}")
     assert plan.status is Status.BLOCKED
     (reason,) = plan.blocked_by
-    assert "gates.newstore_stock_confirmed: true in environments/acme-staging.yaml:24:3" in reason
+    # Since issue 12: a date, in the environment's own file, with the exact line.
+    assert (
+        "change line 24 of environments/acme-staging.yaml to "
+        "`newstore_stock_confirmed: 2026-11-29`" in reason
+    )
     assert "NewStore holds stock" in reason
 
 

@@ -18,11 +18,12 @@ from plan_helpers import (
     PROBE,
     WEBHOOK_A,
     WEBHOOK_A_MASKED,
+    WEBHOOK_A_SUFFIX,
     WEBHOOK_B,
     make_env,
 )
 
-from reconciler.model import ABSENT, UNKNOWN, Value
+from reconciler.model import ABSENT, UNKNOWN, Masked, Value
 from reconciler.plan import EnvPlan, RunPlan, Status, build_plan
 from reconciler.planfile import plan_to_json
 from reconciler.rules import RULES
@@ -30,7 +31,7 @@ from reconciler.rules import RULES
 OMS = [{"enabled": True}, {"enabled": False}]
 ATP = [{"enabled": True}, {"enabled": False}]
 UI = [{"use_new_om_ui": True}, {"use_new_om_ui": False}]
-LIVE_WEBHOOKS: list[Value] = [ABSENT, WEBHOOK_A, WEBHOOK_B, WEBHOOK_A_MASKED]
+LIVE_WEBHOOKS: list[Value] = [ABSENT, WEBHOOK_A, WEBHOOK_B, WEBHOOK_A_MASKED, WEBHOOK_A_SUFFIX]
 DESIRED_WEBHOOKS: list[Value] = [ABSENT, WEBHOOK_A, WEBHOOK_B]
 KEYS = ("external_oms", "availability_webhook", "external_atp", "associate_app")
 
@@ -53,17 +54,45 @@ GATES = [(probe, stock) for probe in (PROBE, None) for stock in (True, False)]
 
 
 def equivalent(live: Value, desired: Value) -> bool:
-    """Equal, except that a masked live field matches anything."""
+    """Equal, except that a wholly masked live field matches anything and a partly masked one
+    anything that starts and ends as it shows."""
     if live is ABSENT or desired is ABSENT:
         return live is desired
     return live.keys() == desired.keys() and all(
-        live[k] is UNKNOWN or live[k] == desired[k] for k in live
+        live[k] is UNKNOWN
+        or (isinstance(live[k], Masked) and live[k].could_be(desired[k]))
+        or live[k] == desired[k]
+        for k in live
     )
 
 
 def atp_on(state: Mapping[str, Value], key: str = "external_atp") -> bool | None:
     value = state.get(key)
     return None if value is None or value is ABSENT else bool(value["enabled"])
+
+
+def reasserted(live: Mapping[str, Value], desired: Mapping[str, Value]) -> bool:
+    """A webhook config whose key NewStore masks wholly is rewritten before ATP goes on."""
+    hook = "availability_webhook"
+    return (
+        atp_on(live) is False
+        and atp_on(desired) is True
+        and desired.get(hook, ABSENT) is not ABSENT
+        and live.get(hook, ABSENT) is not ABSENT
+        and live[hook]["api_key"] is UNKNOWN  # type: ignore[index]
+    )
+
+
+def webhook_written_while_on(live: Mapping[str, Value], desired: Mapping[str, Value]) -> bool:
+    """The webhook config is written while external ATP is on, which no order avoids: ATP on
+    before and after, and the config needs writing."""
+    hook = "availability_webhook"
+    return (
+        atp_on(live) is True
+        and atp_on(desired) is True
+        and desired.get(hook, ABSENT) is not ABSENT
+        and not equivalent(live[hook], desired[hook])
+    )
 
 
 def expected_blocked(
@@ -74,6 +103,8 @@ def expected_blocked(
     before, after = atp_on(live), atp_on(desired)
     if before is False and after is True:
         return probe is None or "availability_webhook" not in desired
+    if webhook_written_while_on(live, desired) and probe is None:
+        return True
     return before is True and after is False and not stock
 
 
@@ -96,11 +127,11 @@ def check(
     assert len({s.setting for s in plan.steps}) == len(plan.steps)
 
     converged = all(equivalent(live[k], desired[k]) for k in desired)
-    assert (plan.steps == []) == converged
+    assert (plan.steps == []) == (converged and not reasserted(live, desired))
     if expected_blocked(live, desired, probe, stock):
         assert plan.status is Status.BLOCKED and plan.blocked_by
     else:
-        assert plan.status is (Status.CONVERGED if converged else Status.CHANGES)
+        assert plan.status is (Status.CHANGES if plan.steps else Status.CONVERGED)
         assert plan.blocked_by == []
     assert plan.live_violations == [
         f"{r}: {r.consequence}" for r in RULES if r.number in broken(live)
@@ -158,7 +189,7 @@ def test_any_subset_of_managed_settings_plans_safely(
     probe: object,
     stock: bool,
 ) -> None:
-    if desired["availability_webhook"] is WEBHOOK_A_MASKED:
+    if desired["availability_webhook"] in (WEBHOOK_A_MASKED, WEBHOOK_A_SUFFIX):
         desired["availability_webhook"] = WEBHOOK_A  # a desired state always knows its key
     live = {k: v for k, v in live.items() if k in managed}
     desired = {k: v for k, v in desired.items() if k in managed}

@@ -26,17 +26,20 @@ from reconciler.render.text import render_text
 
 GOLDEN = Path(__file__).parent / "golden"
 WHEN = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+TODAY = WHEN.date()  # the stock confirmation's calendar: its message names a date
 
 
 def _run() -> RunPlan:
-    forward = build_plan(make_env(ALL_ON, name="acme-staging"), ALL_OFF)
-    back_blocked = build_plan(make_env(ALL_OFF, name="acme-prod"), ALL_ON)
+    forward = build_plan(make_env(ALL_ON, name="acme-staging"), ALL_OFF, today=TODAY)
+    back_blocked = build_plan(make_env(ALL_OFF, name="acme-prod"), ALL_ON, today=TODAY)
     converged = build_plan(
-        make_env(ALL_ON, name="acme-sandbox"), {**ALL_ON, "availability_webhook": WEBHOOK_A_MASKED}
+        make_env(ALL_ON, name="acme-sandbox"),
+        {**ALL_ON, "availability_webhook": WEBHOOK_A_MASKED},
+        today=TODAY,
     )
     # Someone turned external ATP on by hand without the webhook: the plan repairs it first.
     hand_edited = build_plan(
-        make_env(ALL_ON, name="acme-eu"), {**ALL_ON, "availability_webhook": ABSENT}
+        make_env(ALL_ON, name="acme-eu"), {**ALL_ON, "availability_webhook": ABSENT}, today=TODAY
     )
     error = AuthError(
         "the token endpoint refused the client credentials",

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from client_helpers import TENANT, WEBHOOK, api_requests, make_app, make_client
 
-from reconciler.model import ABSENT, SENSITIVE, UNKNOWN
+from reconciler.model import ABSENT, SENSITIVE, UNKNOWN, Masked
 from reconciler.plan import shown_value
 from reconciler.sandbox.app import SandboxApp
 from reconciler.settings import BY_KEY
-from reconciler.settings.availability_webhook import is_masked
+from reconciler.settings.availability_webhook import is_masked, masked_value
 
 HOOK = BY_KEY["availability_webhook"]
 PATH = f"/{TENANT}/v0/config/availability/webhook"
@@ -34,11 +34,30 @@ def test_read_returns_the_four_fields(app: SandboxApp) -> None:
         assert HOOK.read(client) == WEBHOOK
 
 
-def test_a_masked_api_key_reads_as_unknown(app: SandboxApp) -> None:
+def test_a_masked_api_key_reads_as_what_the_mask_shows(app: SandboxApp) -> None:
+    # Since issue 12 the visible suffix is kept (it was UNKNOWN): a desired key that does not
+    # end like it cannot be the one NewStore holds.
     app.seed(TENANT, {"availability_webhook": WEBHOOK, "options": {"mask_webhook_api_key": True}})
     with make_client(app) as client:
         value = HOOK.read(client)
-    assert value == {**WEBHOOK, "api_key": UNKNOWN}
+    assert value == {**WEBHOOK, "api_key": Masked("", WEBHOOK["api_key"][-4:])}
+    assert WEBHOOK["api_key"][-4:] not in repr(value)
+
+
+@pytest.mark.parametrize(
+    ("shown", "expected"),
+    [
+        ("****************cdef", Masked("", "cdef")),
+        ("ab••••••••••••••••••••", Masked("ab", "")),
+        ("ab****yz", Masked("ab", "yz")),
+        ("********************", UNKNOWN),
+        ("****x", UNKNOWN),  # one character is decoration as much as key
+        ("short-key", UNKNOWN),  # a stub: its start cannot be told from its end
+        (None, UNKNOWN),
+    ],
+)
+def test_masked_value_keeps_only_what_is_visible(shown: Any, expected: Any) -> None:
+    assert masked_value(shown) == expected
 
 
 @pytest.mark.parametrize(

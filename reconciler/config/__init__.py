@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +92,12 @@ def _load(
     resolver: Resolver,
     environ: Mapping[str, str],
     allow_missing_secrets: bool,
+    today: date | None,
 ) -> tuple[Environment | None, list[Problem]]:
     merged, problems = resolver.resolve(path, str(path))
     if merged is None:
         return None, problems
-    return _build(path, merged, problems, environ, allow_missing_secrets)
+    return _build(path, merged, problems, environ, allow_missing_secrets, today)
 
 
 def _build(
@@ -104,6 +106,7 @@ def _build(
     problems: list[Problem],
     environ: Mapping[str, str],
     allow_missing_secrets: bool,
+    today: date | None = None,
 ) -> tuple[Environment | None, list[Problem]]:
     """Substitute, check the schema, build: everything after `extends` is merged."""
     substitution_problems, bad = substitute(
@@ -114,12 +117,15 @@ def _build(
     schema_problems = check_schema(merged, bad)
     problems += schema_problems
     bad |= {p.path for p in schema_problems}
-    environment, build_problems = build_environment(path.stem, merged, bad)
+    environment, build_problems = build_environment(path.stem, merged, bad, today=today)
     return environment, problems + build_problems
 
 
 def _load_all(
-    paths: Sequence[Path], environ: Mapping[str, str] | None, allow_missing_secrets: bool
+    paths: Sequence[Path],
+    environ: Mapping[str, str] | None,
+    allow_missing_secrets: bool,
+    today: date | None = None,
 ) -> list[Environment]:
     resolver = Resolver()
     environ = os.environ if environ is None else environ
@@ -127,7 +133,7 @@ def _load_all(
     # dict keys: a base shared by several environments is reported once, in order
     problems: dict[Problem, None] = {}
     for path in paths:
-        environment, found = _load(path, resolver, environ, allow_missing_secrets)
+        environment, found = _load(path, resolver, environ, allow_missing_secrets, today)
         problems.update(dict.fromkeys(found))
         if environment is not None:
             environments.append(environment)
@@ -142,15 +148,17 @@ def load_environments(
     *,
     environ: Mapping[str, str] | None = None,
     allow_missing_secrets: bool = False,
+    today: date | None = None,
 ) -> list[Environment]:
     """Load and validate the environments in `directory` (all, or `names`), sorted by name.
 
     Raises ValidationFailed with every problem of every file; `environ` defaults to os.environ.
     With `allow_missing_secrets`, a secret (or the client id, a whole `${NAME}`) whose variable
     is unset gets a placeholder, for offline checks on machines without the CI secret store,
-    such as a pre-commit hook; other missing variables stay errors.
+    such as a pre-commit hook; other missing variables stay errors. `today` (UTC, default the
+    real one) is what a stock confirmation's date may not be after.
     """
-    return _load_all(discover(directory, names), environ, allow_missing_secrets)
+    return _load_all(discover(directory, names), environ, allow_missing_secrets, today)
 
 
 MAX_PROBLEMS_PER_ENVIRONMENT = 10
@@ -161,6 +169,7 @@ def load_each(
     names: Sequence[str] = (),
     *,
     environ: Mapping[str, str] | None = None,
+    today: date | None = None,
 ) -> list[Environment | Unresolved]:
     """Like `load_environments`, but a file with problems becomes `Unresolved` (listing them)
     instead of failing the whole load; sorted by name. When no file resolves there is nothing
@@ -170,7 +179,7 @@ def load_each(
     loaded: list[Environment | Unresolved] = []
     every: dict[Problem, None] = {}
     for path in discover(directory, names):
-        environment, found = _load(path, resolver, environ, False)
+        environment, found = _load(path, resolver, environ, False, today)
         every.update(dict.fromkeys(found))
         if environment is not None and not found:
             loaded.append(environment)
@@ -207,9 +216,10 @@ def load_environment(
     *,
     environ: Mapping[str, str] | None = None,
     allow_missing_secrets: bool = False,
+    today: date | None = None,
 ) -> Environment:
     """Load and validate one environment file (see `load_environments`)."""
-    return _load_all([path], environ, allow_missing_secrets)[0]
+    return _load_all([path], environ, allow_missing_secrets, today)[0]
 
 
 def load_unmanaged(

@@ -7,11 +7,13 @@ https-or-loopback URLs, files that must exist, and the safety rules on the desir
 from __future__ import annotations
 
 import os
+import re
 from datetime import date, time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from reconciler.clock import today_utc
 from reconciler.config.resolve import Merged
 from reconciler.config.yamlsafe import child_path
 from reconciler.errors import Problem
@@ -184,7 +186,41 @@ class _Builder:
                     f"{rule.consequence})",
                 )
 
-    def gates(self) -> Gates:
+    def stock_confirmed(self, today: date) -> date | None:
+        """`gates.newstore_stock_confirmed`: the date a person checked NewStore's stock, or
+        None (false or omitted). `true` is refused: an undated confirmation outlived the
+        migration it was given for and silently approved the next one."""
+        path = "gates.newstore_stock_confirmed"
+        value = self.section("gates").get("newstore_stock_confirmed", False)
+        if value is False or not self.ok(path):
+            return None
+        example = f"`newstore_stock_confirmed: {today.isoformat()}`"
+        if value is True:
+            self.report(
+                path,
+                "`true` is no longer accepted: write the date (UTC) you checked that NewStore "
+                f"holds stock, e.g. {example}; it counts for gates.stock_confirmation_valid_days "
+                "days (default 7), so it cannot approve a later migration by accident",
+            )
+            return None
+        confirmed = _parse_date(value)
+        if confirmed is None:
+            self.report(
+                path,
+                "must be the date (YYYY-MM-DD) NewStore's stock was checked, or false; "
+                f"e.g. {example}",
+            )
+            return None
+        if confirmed > today:
+            self.report(
+                path,
+                f"{confirmed.isoformat()} is in the future (today is {today.isoformat()} UTC): "
+                "write the day the stock was checked",
+            )
+            return None
+        return confirmed
+
+    def gates(self, stock_confirmed: date | None) -> Gates:
         gates = self.section("gates")
         probe = gates.get("webhook_probe")
         return Gates(
@@ -193,7 +229,8 @@ class _Builder:
                 if isinstance(probe, dict)
                 else None
             ),
-            newstore_stock_confirmed=bool(gates.get("newstore_stock_confirmed", False)),
+            newstore_stock_confirmed=stock_confirmed,
+            stock_confirmation_valid_days=int(gates.get("stock_confirmation_valid_days", 7)),
         )
 
     def policy(self) -> Policy:
@@ -255,8 +292,22 @@ class _Builder:
         return Policy(timezone=timezone, windows=tuple(windows), freezes=tuple(freezes))
 
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _parse_date(value: Any) -> date | None:
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _DATE.fullmatch(value.strip()):
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        return None
+
+
 def build_environment(
-    name: str, merged: Merged, bad: set[str]
+    name: str, merged: Merged, bad: set[str], *, today: date | None = None
 ) -> tuple[Environment | None, list[Problem]]:
     """Check what the schema cannot and build the Environment; None if anything is wrong.
 
@@ -273,6 +324,7 @@ def build_environment(
     desired, invalid = builder.desired()
     builder.rules(desired, invalid)
     policy = builder.policy()
+    stock_confirmed = builder.stock_confirmed(today or today_utc())
     if builder.problems or bad or connection is None:
         return None, builder.problems
     return (
@@ -282,7 +334,7 @@ def build_environment(
             tenant=tenant,
             connection=connection,
             desired=desired,
-            gates=builder.gates(),
+            gates=builder.gates(stock_confirmed),
             policy=policy,
             locations=merged.locations,
         ),

@@ -12,25 +12,30 @@ _WORDS = {
     DriftStatus.IN_SYNC: "in sync",
     DriftStatus.DRIFT: "drift",
     DriftStatus.BLOCKED: "drift, fix blocked",
+    DriftStatus.UNHEALTHY: "UNHEALTHY",
     DriftStatus.ERROR: "error",
 }
 _COLOR = {
     DriftStatus.IN_SYNC: "green",
     DriftStatus.DRIFT: "yellow",
     DriftStatus.BLOCKED: "red",
+    DriftStatus.UNHEALTHY: "red",
     DriftStatus.ERROR: "red",
 }
 _BADGE = {
     DriftStatus.IN_SYNC: "✅ in sync",
     DriftStatus.DRIFT: "⚠️ drift",
     DriftStatus.BLOCKED: "⛔ drift, fix blocked",
+    DriftStatus.UNHEALTHY: "🚨 unhealthy",
     DriftStatus.ERROR: "❌ error",
 }
 
 
 def drift_summary(report: DriftReport) -> str:
+    unhealthy = report.count(DriftStatus.UNHEALTHY)
+    first = f"{unhealthy} UNHEALTHY, " if unhealthy else ""
     return (
-        f"Drift: {plural(len(report.environments), 'environment')}: "
+        f"Drift: {plural(len(report.environments), 'environment')}: {first}"
         f"{report.count(DriftStatus.IN_SYNC)} in sync, "
         f"{report.count(DriftStatus.DRIFT)} drifted, "
         f"{report.count(DriftStatus.BLOCKED)} blocked, "
@@ -53,6 +58,11 @@ def _env_lines(env: EnvDrift, color: bool) -> list[str]:
     lines = [f"{style(env.name, bold=True)} (tenant {env.tenant}): {status}"]
     if env.status is DriftStatus.ERROR:
         return [*lines, style(f"  ❌ {env.error}", fg="red")]
+    if env.unhealthy:
+        lines.append(style("  The live webhook cannot serve availability:", fg="red", bold=True))
+        lines += [style(f"    🚨 {reason}", fg="red") for reason in env.unhealthy]
+    elif env.probe:
+        lines.append(f"  probe: {env.probe}")
     if env.live_violations:
         lines.append(style("  Live state breaks safety rules:", fg="yellow", bold=True))
         lines += [style(f"    ! {v}", fg="yellow") for v in env.live_violations]
@@ -84,6 +94,13 @@ def _env_section(env: EnvDrift) -> list[str]:
     lines = [f"### {env.name} (`{env.tenant}`): {_BADGE[env.status]}", ""]
     if env.status is DriftStatus.ERROR:
         return [*lines, f"Could not be read: {env.error}", ""]
+    if env.unhealthy:
+        lines.append("> [!CAUTION]")
+        lines.append("> The live webhook cannot serve availability while external ATP is on:")
+        lines += [f"> - {reason}" for reason in env.unhealthy]
+        lines.append("")
+    elif env.probe:
+        lines += [f"Probe: {env.probe}", ""]
     if env.live_violations:
         lines.append("> [!WARNING]")
         lines.append("> The live state breaks safety rules:")
@@ -120,6 +137,6 @@ def render_drift_markdown(report: DriftReport) -> str:
     ]
     lines.append("")
     for env in report.environments:
-        if env.status is not DriftStatus.IN_SYNC or env.live_violations or env.notes:
+        if env.status is not DriftStatus.IN_SYNC or env.live_violations or env.notes or env.probe:
             lines += _env_section(env)
     return "\n".join(lines).rstrip("\n") + "\n"

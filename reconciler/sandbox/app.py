@@ -454,9 +454,19 @@ class SandboxApp:
     def _shown_webhook(self, state: TenantState) -> dict[str, Any]:
         assert state.availability_webhook is not None
         shown = dict(state.availability_webhook)
-        if self.config.mask_webhook_api_key or state.options["mask_webhook_api_key"]:
-            shown["api_key"] = _masked(str(shown["api_key"]))
+        shown["api_key"] = self._masked_key(state, str(shown["api_key"]))
         return shown
+
+    def _masked_key(self, state: TenantState, key: str) -> str:
+        """The api_key as GET answers it: clear, masked but for its last four characters, or
+        (option "full") wholly masked."""
+        option = state.options["mask_webhook_api_key"]
+        if option == "full":
+            # Nothing of the key left to compare: what a client must re-assert to be sure of.
+            return "*" * max(len(key), 20)
+        if self.config.mask_webhook_api_key or option:
+            return _masked(key)
+        return key
 
     def _get_webhook(self, state: TenantState, request: Request, rid: str) -> _Result:
         if state.availability_webhook is None:
@@ -595,8 +605,7 @@ class SandboxApp:
             message = "No external order webhook configuration found."
             return _problem(404, rid, error_code="not_found", message=message), False
         shown = dict(hook)
-        if self.config.mask_webhook_api_key or state.options["mask_webhook_api_key"]:
-            shown["api_key"] = _masked(str(shown["api_key"]))
+        shown["api_key"] = self._masked_key(state, str(shown["api_key"]))
         updated_at = state.external_order_webhook_updated_at or state.created_at
         return _json({"value": shown, "updated_at": updated_at}), False
 

@@ -41,7 +41,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 _OPTION_CHOICES: dict[str, tuple[Any, ...]] = {
     "external_oms_shape": ("wrapped", "flat"),
-    "mask_webhook_api_key": (True, False),
+    # true shows the key's last four characters (`****cdef`); "full" shows none of it.
+    "mask_webhook_api_key": (True, False, "full"),
     "webhook_delete_absent_status": (200, 204, 404),
 }
 STATE_FILE_FORMAT = 1
@@ -259,7 +260,8 @@ def parse_seed(body: Any) -> TenantState:
         choices = _OPTION_CHOICES.get(key)
         if choices is None:
             problems.append(f"unknown option {key!r}; allowed: {sorted(_OPTION_CHOICES)}")
-        elif value not in choices or isinstance(value, bool) is not isinstance(choices[0], bool):
+        elif not any(value == c and type(value) is type(c) for c in choices):
+            # Typed: 1 == True in Python, but a number is not the boolean a choice means.
             problems.append(f"option {key} must be one of {list(choices)}")
         else:
             state.options[key] = value

@@ -2,9 +2,10 @@
 
 GET answers 200 with the config or 204 when none exists (ABSENT). The value is normalised to the
 four managed fields; anything else NewStore adds is server-managed. NewStore may return the
-api_key masked: then it reads as UNKNOWN, which never counts as a change, instead of as a
-difference that every run would "fix". PUT replaces the whole config; DELETE removes it and
-tolerates "already gone".
+api_key masked: then it reads as `Masked` (what the mask left visible, e.g. the last four
+characters, which a desired key must match, or it is a real change) or, when nothing is left
+visible, as UNKNOWN (never a change by itself). PUT replaces the whole config; DELETE removes
+it and tolerates "already gone".
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from reconciler.errors import RejectedError
-from reconciler.model import ABSENT, UNKNOWN, Fields, Value
+from reconciler.model import ABSENT, UNKNOWN, Fields, Masked, Value
 from reconciler.settings.base import Setting, retry_on_conflict
 
 if TYPE_CHECKING:
@@ -31,6 +32,26 @@ def is_masked(api_key: Any) -> bool:
         or "•" in api_key
         or len(api_key) < MIN_API_KEY_LENGTH
     )
+
+
+# Fewer visible characters than this (in total) are not compared: a one-character "suffix" of
+# a mask such as "****x" is more likely decoration than the key's own end.
+_MIN_VISIBLE = 2
+
+
+def masked_value(api_key: Any) -> Masked | Any:
+    """A masked api_key as what can still be compared: `Masked(prefix, suffix)` with the
+    characters the mask left visible on either side, or UNKNOWN when none are (a short stub
+    with no mask characters cannot tell its start from its end)."""
+    if not isinstance(api_key, str):
+        return UNKNOWN
+    stars = [i for i, c in enumerate(api_key) if c in "*•"]
+    if not stars:
+        return UNKNOWN
+    prefix, suffix = api_key[: stars[0]], api_key[stars[-1] + 1 :]
+    if len(prefix) + len(suffix) < _MIN_VISIBLE:
+        return UNKNOWN
+    return Masked(prefix, suffix)
 
 
 class AvailabilityWebhook(Setting):
@@ -63,13 +84,13 @@ class AvailabilityWebhook(Setting):
             )
         value: Fields = {name: body.get(name) for name in FIELDS}
         if is_masked(value["api_key"]):
-            value["api_key"] = UNKNOWN
+            value["api_key"] = masked_value(value["api_key"])
         return value
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
         from reconciler.newstore.problem import request_id_of
 
-        if value.get("api_key") is UNKNOWN:
+        if value.get("api_key") is UNKNOWN or isinstance(value.get("api_key"), Masked):
             raise ValueError("cannot write a webhook config whose api_key is unknown")
         desired = {name: value[name] for name in FIELDS}
 

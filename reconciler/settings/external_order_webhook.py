@@ -6,7 +6,7 @@ history, which the Associate App's new order UI shows. GET answers
 (404, 204 or `value: null`), which reads as ABSENT. POST sets the whole value; 409
 `concurrent_update_on_tenant_setting` is re-read and retried. There is no DELETE, so the file
 cannot say `absent`. The api_key is secret and may come back masked: handled exactly like the
-availability webhook's (the shared `is_masked`).
+availability webhook's (the shared `is_masked` and `masked_value`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from reconciler.errors import RejectedError
-from reconciler.model import ABSENT, UNKNOWN, Fields, Value
-from reconciler.settings.availability_webhook import is_masked
+from reconciler.model import ABSENT, Fields, Value, unreadable
+from reconciler.settings.availability_webhook import is_masked, masked_value
 from reconciler.settings.base import Setting, retry_on_conflict
 
 if TYPE_CHECKING:
@@ -60,13 +60,15 @@ class ExternalOrderWebhook(Setting):
             "timeout": inner.get("timeout", DEFAULT_TIMEOUT),
         }
         if is_masked(value["api_key"]):
-            value["api_key"] = UNKNOWN
+            # What the mask leaves visible is compared with the desired key, as for the
+            # availability webhook (the same helpers).
+            value["api_key"] = masked_value(value["api_key"])
         return value
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
         from reconciler.newstore.problem import request_id_of
 
-        if value.get("api_key") is UNKNOWN:
+        if unreadable(value.get("api_key")):
             raise ValueError("cannot write an order webhook config whose api_key is unknown")
         desired = {name: value[name] for name in FIELDS}
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from apply_helpers import OFF, ON, ORDER_WEBHOOK
 
+from reconciler.clock import today_utc
 from reconciler.model import ABSENT, Fields, Value
 from reconciler.rules import violations
 from reconciler.sandbox import SandboxApp
@@ -87,12 +88,13 @@ class Scenario:
                         str(field_value).lower() if isinstance(field_value, bool) else field_value
                     )
                 lines.append(f"  {name}: {shown}")
+        confirmed = today_utc().isoformat() if self.stock_confirmed else "false"
         lines += [
             "gates:",
             "  webhook_probe:",
             '    products: ["1000061", "1000062"]',
             '    fulfillment_locations: ["US01"]',
-            f"  newstore_stock_confirmed: {str(self.stock_confirmed).lower()}",
+            f"  newstore_stock_confirmed: {confirmed}",
         ]
         return "\n".join(lines) + "\n"
 

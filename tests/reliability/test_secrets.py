@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from apply_helpers import OFF, ON, seed
 
+from reconciler.clock import today_utc
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
 from reconciler.sandbox.app import WEBHOOK_PATH
 from reliability.servers import Answer, Seen, json_answer, serve
@@ -82,8 +83,8 @@ external_atp:
 associate_app:
   use_new_om_ui: false
 gates:
-  newstore_stock_confirmed: true
-"""
+  newstore_stock_confirmed: TODAY
+""".replace("TODAY", today_utc().isoformat())
 
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
@@ -251,11 +252,22 @@ def test_every_command_with_debug_logging(fresh: World) -> None:
 
     # A rotated key in the CI secret store, then NewStore answering the api_key masked.
     w.run("plan", "--out", "rotate.json", code=0, ATP_API_KEY=ROTATED_KEY)
-    w.run("apply", "--plan", "rotate.json", "--auto-approve", code=0, ATP_API_KEY=ROTATED_KEY)
-    assert w.app.state("sec-fwd")["availability_webhook"]["api_key"] == ROTATED_KEY
-    w.app.seed("sec-fwd", {**w.app.state("sec-fwd"), "options": {"mask_webhook_api_key": True}})
-    w.run("plan", "--format", "json", code=0, ATP_API_KEY=ROTATED_KEY)
-    w.run("drift", "--format", "markdown", code=0, ATP_API_KEY=ROTATED_KEY)
+    # The webhook does not take the rotated key yet: written while external ATP is on, the
+    # config is probed first and the write refused (issue 12). Then the OMS side rotates too.
+    w.run("apply", "--plan", "rotate.json", "--auto-approve", code=1, ATP_API_KEY=ROTATED_KEY)
+    original = w.app.config.webhook_api_key
+    w.app.config.webhook_api_key = ROTATED_KEY  # the world is shared: restored below
+    try:
+        w.run("apply", "--plan", "rotate.json", "--auto-approve", code=0, ATP_API_KEY=ROTATED_KEY)
+        assert w.app.state("sec-fwd")["availability_webhook"]["api_key"] == ROTATED_KEY
+        state = w.app.state("sec-fwd")
+        w.app.seed("sec-fwd", {**state, "options": {"mask_webhook_api_key": True}})
+        w.run("plan", "--format", "json", code=0, ATP_API_KEY=ROTATED_KEY)
+        w.run("drift", "--format", "markdown", code=0, ATP_API_KEY=ROTATED_KEY)
+        w.run("drift", "--probe", "--format", "json", code=0, ATP_API_KEY=ROTATED_KEY)
+        w.run("drift", "--probe", code=2, ATP_API_KEY=HAND_SET_KEY)
+    finally:
+        w.app.config.webhook_api_key = original
     w.run("dump", "sec-fwd", code=0)
 
 
