@@ -712,6 +712,73 @@ def dump(g: Globals, env: str, out: Path | None, force: bool) -> None:
     click.echo(f"Wrote {out}{variables}.")
 
 
+# -- starting a configuration repository (init, schema) -----------------------------------------
+
+
+@cli.command()
+@click.argument(
+    "directory",
+    required=False,
+    default=Path("."),
+    type=click.Path(path_type=Path),
+    metavar="[DIR]",
+)
+@click.option(
+    "--ci",
+    type=click.Choice(["github", "gitlab", "none"]),
+    default="github",
+    show_default=True,
+    help="Which CI files to add (the recipes of examples/ci).",
+)
+@click.option(
+    "--source",
+    metavar="GIT_URL@REF",
+    help="Where pipelines and pre-commit install newstore-reconciler from: its git repository "
+    "and a tag or commit [default: https://github.com/OWNER/newstore-reconciler@v<version>].",
+)
+def init(directory: Path, ci: str, source: str | None) -> None:
+    """Start a configuration repository in DIR (default: here); never overwrites a file."""
+    from reconciler.scaffold import DEFAULT_SOURCE, scaffold, write_scaffold
+
+    files = scaffold(ci, source or DEFAULT_SOURCE)
+    write_scaffold(directory, files)
+    for name in files:
+        click.echo(f"  created {directory / name}")
+    where = "" if directory == Path(".") else f"cd {directory} && "
+    steps = [
+        f"{where}reconciler validate --allow-missing-secrets   # offline, no secrets needed",
+        "rehearse on a local sandbox: see rehearsal/staging.yaml",
+        "export NEWSTORE_CLIENT_ID=... NEWSTORE_CLIENT_SECRET=...; reconciler plan",
+    ]
+    if source is None and ci != "none":
+        steps.insert(
+            0,
+            "replace OWNER in requirements.txt and the CI files with where you host "
+            "newstore-reconciler (or run init again with --source)",
+        )
+    click.echo("Next:\n" + "\n".join(f"  {i}. {step}" for i, step in enumerate(steps, 1)))
+
+
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the schema to this file instead of printing it.",
+)
+def schema(out: Path | None) -> None:
+    """Print the environment files' JSON schema (for editors and other tools)."""
+    from reconciler.resources import schema_path
+
+    text = schema_path("environment.schema.json").read_text()
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    _check_output_file(out, "schema", makes_directories=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    click.echo(f"Wrote {out}.")
+
+
 def main() -> None:
     from reconciler import interrupt
 
