@@ -1,11 +1,11 @@
 # The two commands of the README's quick start: `make demo` and `make test`.
-# Each creates .venv (once) from the project's own files; nothing else needs installing.
+# Each creates .venv (once) from pyproject.toml; the first run needs the package index (pip).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test reliability lint check bench clean
+.PHONY: demo test reliability lint check bench dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ check: lint test
 
 bench: $(STAMP)
 	$(BIN)/python bench/plan_many.py
+
+# The wheel to install elsewhere: `pipx install dist/newstore_reconciler-*.whl`.
+dist: $(STAMP)
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
