@@ -753,7 +753,7 @@ def init(directory: Path, ci: str, source: str | None) -> None:
     if source is None and ci != "none":
         steps.insert(
             0,
-            "replace OWNER in requirements.txt and the CI files with where you host "
+            "replace OWNER in the CI and pre-commit files with where you host "
             "newstore-reconciler (or run init again with --source)",
         )
     click.echo("Next:\n" + "\n".join(f"  {i}. {step}" for i, step in enumerate(steps, 1)))

@@ -130,8 +130,8 @@ def scaffold(ci: str, source: str = DEFAULT_SOURCE) -> dict[str, str]:
     }
     if ci == "none":
         return files
-    files["requirements.txt"] = REQUIREMENTS.format(url=url, ref=ref)
     if ci == "github":
+        # The workflows install the reconciler through the action, pinned by its ref.
         action = _github_action(url) or "OWNER/newstore-reconciler"
         for name in ("plan.yml", "apply.yml", "drift.yml"):
             text = ci_example_path(f"github-actions/{name}").read_text()
@@ -141,6 +141,7 @@ def scaffold(ci: str, source: str = DEFAULT_SOURCE) -> dict[str, str]:
             files[f".github/workflows/{name}"] = text
     elif ci == "gitlab":
         files[".gitlab-ci.yml"] = ci_example_path("gitlab-ci.yml").read_text()
+        files["requirements.txt"] = REQUIREMENTS.format(url=url, ref=ref)
     else:
         raise ConfigError(f"--ci {ci!r}: expected one of {', '.join(CI_CHOICES)}.")
     return files

@@ -49,8 +49,11 @@ GITHUB_CONTEXT = {
     "github.run_id": "4242",
     "inputs.break_glass": "",  # apply.yml run on push; by hand it holds the reason
 }
+# Protected CI/CD variables of the GitLab recipe.
+PROTECTED = ("NEWSTORE_CLIENT_ID", "NEWSTORE_CLIENT_SECRET")
 GITLAB_VARIABLES = {
     "CI_COMMIT_SHA": HEAD_SHA,
+    "CI_MERGE_REQUEST_DIFF_BASE_SHA": "HEAD~1",  # the repo fixture's base commit
     "CI_JOB_URL": "https://gitlab.example/acme/newstore-config/-/jobs/4242",
 }
 SECRET_NAMES = (
@@ -318,8 +321,17 @@ class GitLab:
         script = "\n".join(s for s in _gitlab_jobs()[name]["script"] if _tested(s))
         used = set(re.findall(r"\$\{?(CI_\w+)", script))
         assert used <= GITLAB_VARIABLES.keys(), f"give the test these variables: {used}"
-        # Masked CI/CD variables reach a job as plain environment variables.
-        env = _clean_env() | GITLAB_VARIABLES | self.secrets
+        # Masked CI/CD variables reach a job as plain environment variables; protected ones
+        # only reach jobs on protected branches (apply, drift), never merge-request pipelines.
+        secrets = self.secrets | {
+            "NEWSTORE_PLAN_CLIENT_ID": self.secrets["NEWSTORE_CLIENT_ID"],
+            "NEWSTORE_PLAN_CLIENT_SECRET": self.secrets["NEWSTORE_CLIENT_SECRET"],
+        }
+        if name == "plan":
+            secrets = {k: v for k, v in secrets.items() if k not in PROTECTED}
+        env = _clean_env() | GITLAB_VARIABLES | secrets
+        for key, value in _gitlab_jobs()[name].get("variables", {}).items():
+            env[key] = re.sub(r"\$(\w+)", lambda m: env.get(m[1], ""), str(value))
         result = _bash(script, self.workdir, env)
         return JobRun(result.returncode == 0, result.stdout + result.stderr)
 
@@ -799,3 +811,30 @@ def test_github_fork_pull_request_is_validated_offline_only(
         assert "external_oms.enabled" in run.log
     finally:
         GITHUB_CONTEXT[key] = original
+
+
+def test_gitlab_protects_the_write_credentials() -> None:
+    jobs = _gitlab_jobs()
+    for apply_rule in jobs["apply"]["rules"]:
+        assert '$CI_COMMIT_REF_PROTECTED == "true"' in apply_rule["if"]
+        assert "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH" in apply_rule["if"]
+    # Plan runs on every merge request (no `changes:`), with the plan client's variables.
+    assert jobs["plan"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}]
+    assert jobs["plan"]["variables"]["NEWSTORE_CLIENT_ID"] == "$NEWSTORE_PLAN_CLIENT_ID"
+    assert jobs["plan"]["variables"]["NEWSTORE_CLIENT_SECRET"] == "$NEWSTORE_PLAN_CLIENT_SECRET"
+    text = GITLAB.read_text()
+    assert "PROTECTED" in text and "NEWSTORE_PLAN_CLIENT_SECRET" in text
+
+
+@pytest.mark.e2e
+def test_gitlab_plan_is_a_cheap_no_op_without_environment_changes(
+    repo: Path, secrets: dict[str, str], live_sandbox: tuple[SandboxApp, str]
+) -> None:
+    sandbox, _ = live_sandbox
+    (repo / "README.md").write_text("docs only\n")
+    _git(repo, "commit", "--quiet", "-am", "docs")
+    run = GitLab(repo, dict(secrets)).plan()
+    assert run.ok, run.log
+    assert "nothing to plan" in run.log
+    assert not (repo / "plan.json").exists() and not (repo / "note.md").exists()
+    assert sandbox.requests("acme-staging") == []

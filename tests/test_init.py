@@ -51,7 +51,6 @@ def test_init_validate_and_rehearse_on_the_sandbox(
         "schemas/environment.schema.json",
         ".gitignore",
         ".pre-commit-config.yaml",
-        "requirements.txt",
         ".github/workflows/plan.yml",
         ".github/workflows/apply.yml",
         ".github/workflows/drift.yml",
