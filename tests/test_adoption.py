@@ -9,11 +9,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
-from env_helpers import OFF_YAML
+from env_helpers import OFF_YAML, ON_YAML
 
 from reconciler.cli import cli
 from reconciler.resources import ci_example_path, schema_path
@@ -182,3 +183,82 @@ def test_credentials_default_to_the_usual_variables(tmp_path: Path) -> None:
         missing.output
     )
     assert "NEWSTORE_CLIENT_ID" not in missing.output
+
+
+def test_a_tab_in_yaml_says_indent_with_spaces(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("tenant: acme\nexternal_oms:\n\tenabled: true\n")
+    result = CliRunner().invoke(cli, ["--environments-dir", str(tmp_path), "validate"])
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'a.yaml'}:3:1: YAML syntax error" in result.output
+    assert "indent with spaces" in result.output
+
+
+@pytest.mark.e2e
+def test_global_options_after_the_command_and_the_next_command_after_plan_out(
+    tmp_path: Path, live_sandbox: tuple[SandboxApp, str], write_env: Any
+) -> None:
+    _, base = live_sandbox
+    directory = write_env("staging", "acme-staging", base, ON_YAML).parent
+    plan_file = tmp_path / "reviewed plan.json"
+    # `-v` and `--environments-dir` after the command, as before it.
+    result = CliRunner().invoke(
+        cli, ["plan", "--out", str(plan_file), "-v", "--environments-dir", str(directory)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "INFO reconciler" in result.stderr  # -v logged the HTTP calls
+    assert result.stdout.endswith(
+        f"Saved the plan to {plan_file}. To apply exactly this plan once reviewed:\n"
+        f"  reconciler --environments-dir {directory} apply --plan '{plan_file}'\n"
+    )
+    applied = CliRunner().invoke(
+        cli,
+        [
+            "--environments-dir",
+            str(directory),
+            "apply",
+            "--plan",
+            str(plan_file),
+            "--auto-approve",
+            "--journal",
+            str(tmp_path / "j.jsonl"),
+        ],
+    )
+    assert applied.exit_code == 0, applied.output
+    # JSON on stdout stays the plan file alone.
+    again = CliRunner().invoke(
+        cli,
+        ["plan", "--format", "json", "--out", str(plan_file), "--environments-dir", str(directory)],
+    )
+    assert again.exit_code == 0
+    assert json.loads(again.stdout)["format_version"] == 1
+    # `--` ends the options: what follows is an environment name, not -v.
+    ended = CliRunner().invoke(cli, ["--environments-dir", str(directory), "validate", "--", "-v"])
+    assert ended.exit_code == 1
+    assert "unknown environment `-v`" in ended.output
+
+
+def test_completion_offers_environment_names(tmp_path: Path) -> None:
+    (tmp_path / "environments").mkdir()
+    for name in ("_base", "staging", "production", "prod-eu"):
+        (tmp_path / "environments" / f"{name}.yaml").write_text("tenant: x\n")
+
+    def complete(words: str) -> list[str]:
+        env = os.environ | {
+            "_RECONCILER_COMPLETE": "bash_complete",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split(" ")) - 1),
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", "from reconciler.cli import main; main()"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return sorted(line.split(",", 1)[1] for line in result.stdout.splitlines())
+
+    assert complete("reconciler plan pro") == ["prod-eu", "production"]
+    assert complete("reconciler drift ") == ["prod-eu", "production", "staging"]
+    assert complete("reconciler dump st") == ["staging"]
+    assert complete("reconciler --environments-dir nowhere plan ") == []
