@@ -256,7 +256,7 @@ def test_completion_offers_environment_names(tmp_path: Path) -> None:
             text=True,
             timeout=60,
         )
-        return sorted(line.split(",", 1)[1] for line in result.stdout.splitlines())
+        return sorted(line.split(",", 1)[1] for line in result.stdout.splitlines() if line)
 
     assert complete("reconciler plan pro") == ["prod-eu", "production"]
     assert complete("reconciler drift ") == ["prod-eu", "production", "staging"]
