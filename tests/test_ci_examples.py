@@ -522,7 +522,7 @@ def test_a_freeze_blocks_the_apply_job_clearly_until_someone_breaks_glass(
     # The review: changes pending, and the comment says an apply now would be refused.
     run = pipeline.plan()
     assert run.ok, run.log
-    assert run.outputs == _exitcode(pipeline, "2")
+    assert _exitcode_of(run) == _exitcode(pipeline, "2")
     comment = (work / pipeline.comment_file).read_text()
     assert comment.startswith(f"{MARKER}\n### 📝 Changes pending")
     assert "> ⏸️ **Not right now:**" in comment
