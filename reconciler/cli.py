@@ -699,7 +699,7 @@ def sandbox(
     # environments can set it for the probe. A key of the user's own is never echoed.
     shown_key = (
         f"{config.webhook_api_key}   (the built-in demo key; --webhook-api-key sets another)"
-        if webhook_api_key is None
+        if config.webhook_api_key == DEFAULT_WEBHOOK_API_KEY
         else "the --webhook-api-key value (not shown)"
     )
 

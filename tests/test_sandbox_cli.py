@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import socket
@@ -58,6 +59,8 @@ def sandbox_process(*args: str) -> Iterator[Process]:
     started = time.monotonic()
     popen = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "sandbox", "--port", "0", *args],
+        # Without SANDBOX_WEBHOOK_API_KEY, which sets the key: only `args` configure it.
+        env={k: v for k, v in os.environ.items() if k != "SANDBOX_WEBHOOK_API_KEY"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
