@@ -20,9 +20,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The reliability suites alone (they also run in `make test`); RELIABILITY_SCALE=10 runs ten
-# times as many seeds and fuzzing examples. Counts go to .reconciler/reliability/summary.json.
+# times as many seeds and fuzzing examples. Counts go to .reconciler/reliability/summary.json
+# (`make test` only prints them: it writes nothing outside pytest's temporary directories).
 reliability: $(STAMP)
-	$(BIN)/python -m pytest -q tests/reliability
+	RELIABILITY_SUMMARY=.reconciler/reliability/summary.json $(BIN)/python -m pytest -q tests/reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench
