@@ -1,11 +1,11 @@
 # The two commands of the README's quick start: `make demo` and `make test`.
-# Each creates .venv (once) from the project's own files; nothing else needs installing.
+# Each creates .venv (once) from pyproject.toml; the first run needs the package index (pip).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test reliability lint check bench clean
+.PHONY: demo test reliability lint check bench dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The reliability suites alone (they also run in `make test`); RELIABILITY_SCALE=10 runs ten
-# times as many seeds and fuzzing examples. Counts go to .reconciler/reliability/summary.json.
+# times as many seeds and fuzzing examples. Counts go to .reconciler/reliability/summary.json
+# (`make test` only prints them: it writes nothing outside pytest's temporary directories).
 reliability: $(STAMP)
-	$(BIN)/python -m pytest -q tests/reliability
+	RELIABILITY_SUMMARY=.reconciler/reliability/summary.json $(BIN)/python -m pytest -q tests/reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench
@@ -33,6 +34,10 @@ check: lint test
 
 bench: $(STAMP)
 	$(BIN)/python bench/plan_many.py
+
+# The wheel to install elsewhere: `pipx install dist/newstore_reconciler-*.whl`.
+dist: $(STAMP)
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

@@ -976,11 +976,25 @@ def check_plan_file(
     factory = client_factory or default_client
     by_name = {str(p["name"]): p for p in doc["environments"]}
     problems: list[str] = []
+    # A blocked (or failed) plan is said to be that, first: it was never applicable.
+    unready = [by_name[env.name] for env in envs]
+    unready = [p for p in unready if p["status"] in (Status.BLOCKED, Status.ERROR)]
+    if unready:
+        for planned in unready:
+            why = "; ".join(str(b) for b in planned.get("blocked_by") or []) or planned.get(
+                "error", ""
+            )
+            problems.append(
+                f"{planned['name']}: the plan is {planned['status']}"
+                + (f" ({why})" if why else "")
+                + "; fix that and plan again"
+            )
+        statuses = {str(p["status"]) for p in unready}
+        what = "is blocked" if statuses == {Status.BLOCKED} else "cannot be applied"
+        raise PlanFileError(_refusal(source, what, problems))
     for env in envs:
         planned = by_name[env.name]
-        if planned["status"] in (Status.BLOCKED, Status.ERROR):
-            problems.append(f"{env.name}: the plan is {planned['status']}; fix that and plan again")
-        elif planned["tenant"] != env.tenant:
+        if planned["tenant"] != env.tenant:
             problems.append(
                 f"{env.name}: planned for tenant {planned['tenant']}, but {env.file} now says "
                 f"tenant {env.tenant}"

@@ -11,12 +11,15 @@ import contextlib
 import functools
 import logging
 import os
+import re
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+import click.shell_completion
 
 from reconciler import __version__
 from reconciler.clock import Clock, system_clock
@@ -74,6 +77,48 @@ def _exit(code: int) -> NoReturn:
     sys.exit(code)
 
 
+# -- global options after the command (`reconciler plan -v`) ----------------------------------
+
+_GLOBAL_FLAGS = frozenset({"--no-color", "-v", "--verbose"})
+_GLOBAL_WITH_VALUE = "--environments-dir"
+
+
+def _globals_first(args: list[str]) -> list[str]:
+    """Move the global options given after the command in front of it, where click expects
+    them: `reconciler plan -v` is `reconciler -v plan`. Stops at `--`; `-vv` counts twice."""
+    # The first word that is neither an option nor `--environments-dir`'s value.
+    command = next(
+        (
+            i
+            for i, a in enumerate(args)
+            if not a.startswith("-") and (i == 0 or args[i - 1] != _GLOBAL_WITH_VALUE)
+        ),
+        None,
+    )
+    if command is None or args[command] not in cli.commands:
+        return args  # no command (or an unknown one): click says what is wrong
+    head, tail = list(args[: command + 1]), args[command + 1 :]
+    moved: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(tail):
+        arg = tail[i]
+        if arg == "--":
+            rest += tail[i:]
+            break
+        if arg in _GLOBAL_FLAGS or re.fullmatch(r"-v+", arg):
+            moved.append(arg)
+        elif arg == _GLOBAL_WITH_VALUE and i + 1 < len(tail):
+            moved += tail[i : i + 2]
+            i += 1
+        elif arg.startswith(f"{_GLOBAL_WITH_VALUE}="):
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return head[:-1] + moved + head[-1:] + rest
+
+
 class ReconcilerGroup(click.Group):
     """Turns every error into a one-paragraph message and an exit code, in one place."""
 
@@ -83,7 +128,7 @@ class ReconcilerGroup(click.Group):
         if not args and not ctx.resilient_parsing:
             click.echo(ctx.get_help(), color=ctx.color)
             ctx.exit(EXIT_OK)
-        return super().parse_args(ctx, args)
+        return super().parse_args(ctx, _globals_first(args))
 
     def main(self, *args: Any, **kwargs: Any) -> NoReturn:
         kwargs["standalone_mode"] = False
@@ -181,6 +226,26 @@ def _check_output_file(path: Path, what: str, *, makes_directories: bool = False
         raise ConfigError(f"cannot write {shown}: {parent} is not writable.")
 
 
+def _complete_environments(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of environment names: the files in --environments-dir (or its
+    default), those not already on the command line."""
+    from reconciler.config import discover
+
+    directory = ctx.find_root().params.get("environments_dir") or Path("environments")
+    try:
+        names = [path.stem for path in discover(Path(directory))]
+    except (ReconcilerError, OSError):
+        return []  # completion never prints an error
+    given = set(ctx.params.get(param.name or "", None) or ())
+    return [
+        click.shell_completion.CompletionItem(name)
+        for name in names
+        if name.startswith(incomplete) and name not in given
+    ]
+
+
 def _use_color(no_color: bool) -> bool:
     if no_color or os.environ.get("NO_COLOR"):
         return False
@@ -219,7 +284,7 @@ def cli(ctx: click.Context, environments_dir: Path, no_color: bool, verbose: int
 
 
 @cli.command()
-@click.argument("envs", nargs=-1, metavar="[ENV]...")
+@click.argument("envs", nargs=-1, metavar="[ENV]...", shell_complete=_complete_environments)
 @click.option(
     "--allow-missing-secrets",
     is_flag=True,
@@ -239,7 +304,7 @@ def validate(g: Globals, envs: tuple[str, ...], allow_missing_secrets: bool) -> 
 
 
 @cli.command()
-@click.argument("envs", nargs=-1, metavar="[ENV]...")
+@click.argument("envs", nargs=-1, metavar="[ENV]...", shell_complete=_complete_environments)
 @_format_option(help="json is the plan file itself; markdown suits a pull-request comment.")
 @click.option(
     "--out",
@@ -301,6 +366,7 @@ def plan(
         click.echo(render_text(run, color=g.color), nl=False)
     if out is not None:
         write_plan_file(run, out, generated_at=generated_at)
+        _say_how_to_apply(g, run, out, to_stdout=fmt == "text")
 
     statuses = {env.status for env in run.environments}
     for env in run.environments:
@@ -313,6 +379,32 @@ def plan(
     if Status.CHANGES in statuses and detailed_exitcode:
         return EXIT_CHANGES
     return EXIT_OK
+
+
+def _say_how_to_apply(g: Globals, run: Any, out: Path, *, to_stdout: bool) -> None:
+    """After `plan --out`: the command that applies exactly that plan. On stdout after a text
+    report; after a JSON or Markdown one (a document, often piped) only on a terminal's
+    stderr."""
+    from reconciler.plan import Status
+
+    statuses = {env.status for env in run.environments}
+    if to_stdout is False and not sys.stderr.isatty():
+        return
+    if statuses & {Status.BLOCKED, Status.ERROR}:
+        line = f"Saved the plan to {out}; it cannot be applied as it is (blocked or failed)."
+    elif Status.CHANGES not in statuses:
+        line = f"Saved the plan to {out}; it has no changes to apply."
+    else:
+        where = (
+            ""
+            if g.environments_dir == Path("environments")
+            else f" --environments-dir {shlex.quote(str(g.environments_dir))}"
+        )
+        line = (
+            f"Saved the plan to {out}. To apply exactly this plan once reviewed:\n"
+            f"  reconciler{where} apply --plan {shlex.quote(str(out))}"
+        )
+    click.echo(line, err=not to_stdout)
 
 
 def _hold_apply_locks(
@@ -340,7 +432,7 @@ def _hold_apply_locks(
 
 
 @cli.command()
-@click.argument("envs", nargs=-1, metavar="[ENV]...")
+@click.argument("envs", nargs=-1, metavar="[ENV]...", shell_complete=_complete_environments)
 @click.option(
     "--plan",
     "plan_file",
@@ -603,14 +695,22 @@ def sandbox(
         state_file=state_file,
     )
 
+    # The built-in key is public (a demo value, like the client secret): shown, so that
+    # environments can set it for the probe. A key of the user's own is never echoed.
+    shown_key = (
+        f"{config.webhook_api_key}   (the built-in demo key; --webhook-api-key sets another)"
+        if config.webhook_api_key == DEFAULT_WEBHOOK_API_KEY
+        else "the --webhook-api-key value (not shown)"
+    )
+
     def announce(url: str) -> None:
         tenant = "acme-staging"
         click.echo(
             f"NewStore sandbox listening on {url}\n"
             f"  client id:      {config.client_id}\n"
             f"  client secret:  {config.client_secret}   (the sandbox's public demo secret)\n"
-            f"  sample webhook: {url}/_sandbox/webhook/availabilities"
-            " (api key: the --webhook-api-key value)\n"
+            f"  sample webhook: {url}/_sandbox/webhook/availabilities\n"
+            f"  webhook key:    {shown_key}\n"
             f"  admin:          {url}/_sandbox/tenants/<tenant>/state, .../history\n"
             f"  state kept:     {state_file if state_file else 'in memory'}\n"
             "\n"
@@ -631,7 +731,7 @@ def sandbox(
 
 
 @cli.command()
-@click.argument("envs", nargs=-1, metavar="[ENV]...")
+@click.argument("envs", nargs=-1, metavar="[ENV]...", shell_complete=_complete_environments)
 @_format_option(
     help="json follows schemas/drift.schema.json; markdown suits a ticket or PR comment."
 )
@@ -679,7 +779,7 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int, probe: 
 
 
 @cli.command()
-@click.argument("env", metavar="ENV")
+@click.argument("env", metavar="ENV", shell_complete=_complete_environments)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -718,6 +818,73 @@ def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str,
         f"; set {', '.join(result.variables)} before planning it" if result.variables else ""
     )
     click.echo(f"Wrote {out}{variables}.")
+
+
+# -- starting a configuration repository (init, schema) -----------------------------------------
+
+
+@cli.command()
+@click.argument(
+    "directory",
+    required=False,
+    default=Path("."),
+    type=click.Path(path_type=Path),
+    metavar="[DIR]",
+)
+@click.option(
+    "--ci",
+    type=click.Choice(["github", "gitlab", "none"]),
+    default="github",
+    show_default=True,
+    help="Which CI files to add (the recipes of examples/ci).",
+)
+@click.option(
+    "--source",
+    metavar="GIT_URL@REF",
+    help="Where pipelines and pre-commit install newstore-reconciler from: its git repository "
+    "and a tag or commit [default: https://github.com/OWNER/newstore-reconciler@v<version>].",
+)
+def init(directory: Path, ci: str, source: str | None) -> None:
+    """Start a configuration repository in DIR (default: here); never overwrites a file."""
+    from reconciler.scaffold import DEFAULT_SOURCE, scaffold, write_scaffold
+
+    files = scaffold(ci, source or DEFAULT_SOURCE)
+    write_scaffold(directory, files)
+    for name in files:
+        click.echo(f"  created {directory / name}")
+    where = "" if directory == Path(".") else f"cd {directory} && "
+    steps = [
+        f"{where}reconciler validate --allow-missing-secrets   # offline, no secrets needed",
+        "rehearse on a local sandbox: see rehearsal/staging.yaml",
+        "export NEWSTORE_CLIENT_ID=... NEWSTORE_CLIENT_SECRET=...; reconciler plan",
+    ]
+    if source is None:
+        steps.insert(
+            0,
+            "replace OWNER in the CI and pre-commit files with where you host "
+            "newstore-reconciler (or run init again with --source)",
+        )
+    click.echo("Next:\n" + "\n".join(f"  {i}. {step}" for i, step in enumerate(steps, 1)))
+
+
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the schema to this file instead of printing it.",
+)
+def schema(out: Path | None) -> None:
+    """Print the environment files' JSON schema (for editors and other tools)."""
+    from reconciler.resources import schema_path
+
+    text = schema_path("environment.schema.json").read_text()
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    _check_output_file(out, "schema", makes_directories=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    click.echo(f"Wrote {out}.")
 
 
 def main() -> None:

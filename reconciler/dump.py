@@ -193,6 +193,19 @@ def _mapping_lines(name: str, value: Any, indent: str) -> list[str]:
 # --- the dump ----------------------------------------------------------------------------------
 
 
+def _schema_line(directory: Path) -> str:
+    """The editor's schema link for a file in `directory`: to the nearest
+    `schemas/environment.schema.json` above it (as `reconciler init` lays a repository out),
+    else to where `init` would have put it, beside the environments directory."""
+    start = directory.resolve()
+    for parent in (start, *start.parents):
+        candidate = parent / "schemas" / "environment.schema.json"
+        if candidate.is_file():
+            link = Path(os.path.relpath(candidate, start)).as_posix()
+            return f"# yaml-language-server: $schema={link}"
+    return _SCHEMA_LINE
+
+
 def dump_environment(
     path: Path,
     *,
@@ -248,8 +261,11 @@ def dump_environment(
         for line in setting_lines(setting, live[setting.key], env.name, variables, warnings)
     ]
     variables = list(dict.fromkeys(variables))
+    lives_in = (out if out is not None else path).parent
+    if schema_line is None or lives_in.resolve() != path.parent.resolve():
+        schema_line = _schema_line(lives_in)
     header = [
-        schema_line or _SCHEMA_LINE,
+        schema_line,
         "#",
         f"# The live state of NewStore tenant {env.tenant}, written by "
         f"`reconciler dump {env.name}`.",

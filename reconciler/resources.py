@@ -25,3 +25,18 @@ def schema_path(name: str) -> Path:
         f"schema {name} is missing from this installation "
         f"(looked in {packaged.parent} and {in_repo.parent}); reinstall newstore-reconciler."
     )
+
+
+def ci_example_path(name: str) -> Path:
+    """Path of `examples/ci/<name>` (the CI recipes `reconciler init` copies): inside the wheel
+    as `reconciler/examples/ci/`, in the repository itself for an editable install."""
+    packaged = Path(str(files("reconciler") / "examples" / "ci" / name))
+    if packaged.is_file():
+        return packaged
+    in_repo = Path(__file__).resolve().parent.parent / "examples" / "ci" / name
+    if in_repo.is_file():
+        return in_repo
+    raise ReconcilerError(
+        f"CI recipe {name} is missing from this installation "
+        f"(looked in {packaged.parent} and {in_repo.parent}); reinstall newstore-reconciler."
+    )

@@ -249,7 +249,12 @@ def test_a_blocked_plan_is_refused(
     plan_file = tmp_path / "blocked.json"
     assert run_cli(directory, "plan", "--out", str(plan_file)).exit_code == 3
 
-    _refused(_apply_plan(directory, plan_file), sandbox, "acme-staging: the plan is blocked")
+    result = _apply_plan(directory, plan_file)
+    _refused(result, sandbox, "acme-staging: the plan is blocked")
+    # Said as what it is, with the gate that blocks it (not "does not match").
+    assert f"{plan_file} is blocked; nothing was applied" in result.stderr
+    assert "newstore_stock_confirmed" in result.stderr
+    assert "does not match" not in result.stderr
 
 
 def test_a_live_state_that_cannot_be_read_is_not_called_stale(

@@ -32,6 +32,7 @@ GITHUB = CI / "github-actions"
 GITLAB = CI / "gitlab-ci.yml"
 WORKFLOWS = ("plan.yml", "apply.yml", "drift.yml")
 MARK = "# tested: tests/test_ci_examples.py"
+ACTION_MARK = "# tested: tests/test_action.py"
 MARKER = "<!-- newstore-reconciler-plan -->"
 # The console scripts (`reconciler`, `check-jsonschema`) live beside this interpreter.
 BIN = Path(sys.executable).parent
@@ -42,13 +43,17 @@ PRODUCTION_KEY = "production-atp-key-not-used-here"
 GITHUB_CONTEXT = {
     "github.event.pull_request.head.sha": HEAD_SHA,
     "github.event.pull_request.number": "42",
+    "github.event.pull_request.head.repo.full_name": "acme/newstore-config",
     "github.server_url": "https://github.example",
     "github.repository": "acme/newstore-config",
     "github.run_id": "4242",
     "inputs.break_glass": "",  # apply.yml run on push; by hand it holds the reason
 }
+# Protected CI/CD variables of the GitLab recipe.
+PROTECTED = ("NEWSTORE_CLIENT_ID", "NEWSTORE_CLIENT_SECRET")
 GITLAB_VARIABLES = {
     "CI_COMMIT_SHA": HEAD_SHA,
+    "CI_MERGE_REQUEST_DIFF_BASE_SHA": "HEAD~1",  # the repo fixture's base commit
     "CI_JOB_URL": "https://gitlab.example/acme/newstore-config/-/jobs/4242",
 }
 SECRET_NAMES = (
@@ -188,7 +193,26 @@ class Pipeline(Protocol):
 
 
 _EXPRESSION = re.compile(r"\$\{\{\s*(.+?)\s*\}\}")
-_CONDITION = re.compile(r"steps\.(\w+)\.outputs\.(\w+) == '(\w*)'")
+_CONDITION = re.compile(r"steps\.(\w+)\.outputs\.(\w+) (==|!=) '(\w*)'")
+# The reconciler's own GitHub Action (action.yml), as the recipes use it.
+ACTION = ROOT / "action.yml"
+ACTION_PREFIX = "OWNER/newstore-reconciler@"
+
+
+def action_step(given: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The action's tested script and its env, its inputs resolved the runner's way: `with:`
+    over the inputs' defaults."""
+    action = _load(ACTION)
+    unknown = set(given) - set(action["inputs"])
+    assert not unknown, f"the action has no input {unknown}"
+    inputs = {k: str(v.get("default", "")) for k, v in action["inputs"].items()} | given
+    (step,) = [s for s in action["runs"]["steps"] if s.get("run", "").startswith(ACTION_MARK)]
+    env = {}
+    for key, value in step["env"].items():
+        match = re.fullmatch(r"\$\{\{\s*inputs\.([\w-]+)\s*\}\}", str(value))
+        assert match, f"the action's tested step may only use inputs: {value}"
+        env[key] = inputs[match[1]]
+    return step["run"], env
 
 
 class GitHub:
@@ -225,18 +249,27 @@ class GitHub:
         log: list[str] = []
         outputs: dict[str, str] = {}
         for step in workflow["jobs"][job_id]["steps"]:
-            if not _tested(step.get("run", "")) or not self._wanted(step.get("if"), context):
+            uses_action = step.get("uses", "").startswith(ACTION_PREFIX)
+            if not (uses_action or _tested(step.get("run", ""))):
+                continue
+            if not self._wanted(step.get("if"), context):
                 continue
             output = self.workdir.parent / "output.txt"
             output.write_text("")
             env = _clean_env() | {"GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)}
             env |= {k: self._resolve(str(v), context) for k, v in step.get("env", {}).items()}
-            result = _bash(step["run"], self.workdir, env)
+            if uses_action:
+                given = {k: self._resolve(str(v), context) for k, v in step["with"].items()}
+                script, inputs_env = action_step(given)
+                result = _bash(script, self.workdir, env | inputs_env)
+            else:
+                result = _bash(step["run"], self.workdir, env)
             log += [result.stdout, result.stderr]
             for line in output.read_text().splitlines():
                 key, _, value = line.partition("=")
                 outputs[key] = value
-                context[f"steps.{step['id']}.outputs.{key}"] = value
+                if "id" in step:
+                    context[f"steps.{step['id']}.outputs.{key}"] = value
             if result.returncode != 0 and not step.get("continue-on-error"):
                 break
         else:
@@ -246,6 +279,8 @@ class GitHub:
     @staticmethod
     def _resolve(value: str, context: dict[str, str]) -> str:
         def one(match: re.Match[str]) -> str:
+            if match[1].startswith("steps.") and ".outputs." in match[1]:
+                return context.get(match[1], "")  # a skipped step's outputs are empty
             assert match[1] in context, f"a tested step uses ${{{{ {match[1]} }}}}: add it here"
             return context[match[1]]
 
@@ -255,10 +290,14 @@ class GitHub:
     def _wanted(condition: str | None, context: dict[str, str]) -> bool:
         if condition is None:
             return True
-        clauses = condition.split(" || ")
-        matches = [_CONDITION.fullmatch(c) for c in clauses]
-        assert all(matches), f"tested steps may only test step outputs: {condition}"
-        return any(context.get(f"steps.{m[1]}.outputs.{m[2]}", "") == m[3] for m in matches if m)
+
+        def atom(text: str) -> bool:
+            match = _CONDITION.fullmatch(text)
+            assert match, f"tested steps may only test step outputs: {condition}"
+            value = context.get(f"steps.{match[1]}.outputs.{match[2]}", "")
+            return (value == match[4]) == (match[3] == "==")
+
+        return any(all(atom(a) for a in clause.split(" && ")) for clause in condition.split(" || "))
 
 
 class GitLab:
@@ -287,22 +326,47 @@ class GitLab:
         script = "\n".join(s for s in _gitlab_jobs()[name]["script"] if _tested(s))
         used = set(re.findall(r"\$\{?(CI_\w+)", script))
         assert used <= GITLAB_VARIABLES.keys(), f"give the test these variables: {used}"
-        # Masked CI/CD variables reach a job as plain environment variables.
-        env = _clean_env() | GITLAB_VARIABLES | self.secrets
+        # Masked CI/CD variables reach a job as plain environment variables; protected ones
+        # only reach jobs on protected branches (apply, drift), never merge-request pipelines.
+        secrets = self.secrets | {
+            "NEWSTORE_PLAN_CLIENT_ID": self.secrets["NEWSTORE_CLIENT_ID"],
+            "NEWSTORE_PLAN_CLIENT_SECRET": self.secrets["NEWSTORE_CLIENT_SECRET"],
+        }
+        if name == "plan":
+            secrets = {k: v for k, v in secrets.items() if k not in PROTECTED}
+        env = _clean_env() | GITLAB_VARIABLES | secrets
+        for key, value in _gitlab_jobs()[name].get("variables", {}).items():
+            env[key] = re.sub(r"\$(\w+)", lambda m: env.get(m[1], ""), str(value))
         result = _bash(script, self.workdir, env)
         return JobRun(result.returncode == 0, result.stdout + result.stderr)
 
 
 @pytest.fixture
 def repo(live_sandbox: tuple[SandboxApp, str], tmp_path: Path) -> Path:
-    """A config repository's checkout: environments/ pointing at the sandbox."""
+    """A config repository's checkout: environments/ pointing at the sandbox, checked out as
+    GitHub checks out a pull request (HEAD the merge, HEAD^1 the base without these files)."""
     _, base = live_sandbox
     workdir = tmp_path / "checkout"
     (workdir / "environments").mkdir(parents=True)
+    _git(workdir, "init", "--quiet")
+    (workdir / "README.md").write_text("config\n")
+    _git(workdir, "add", "README.md")
+    _git(workdir, "commit", "--quiet", "-m", "base")
     for name, body in (("_base", BASE), ("acme-staging", STAGING), ("acme-eu", EU)):
         text = body.replace("{sandbox}", base)
         (workdir / "environments" / f"{name}.yaml").write_text(text)
+    _git(workdir, "add", "environments")
+    _git(workdir, "commit", "--quiet", "-m", "the pull request")
     return workdir
+
+
+def _git(workdir: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.fixture
@@ -345,7 +409,7 @@ def test_plan_review_apply_then_drift(
     # The pull request: staging has changes pending, EU is converged. The check passes.
     run = pipeline.plan()
     assert run.ok, run.log
-    assert run.outputs == _exitcode(pipeline, "2")
+    assert _exitcode_of(run) == _exitcode(pipeline, "2")
     assert (work / "plan.md").read_text().startswith("## NewStore reconciler plan")
     plan = load_plan_file(work / "plan.json")
     assert {e["name"]: e["status"] for e in plan["environments"]} == {
@@ -378,7 +442,7 @@ def test_plan_review_apply_then_drift(
     _hand_edit(sandbox, "acme-staging", uses_external_atp=False)
     run = pipeline.drift()
     assert run.ok, run.log
-    assert run.outputs == _exitcode(pipeline, "2")
+    assert _exitcode_of(run) == _exitcode(pipeline, "2")
     drift = (work / "drift.md").read_text()
     assert "acme-staging" in drift
     assert drift in (work / "issue.md").read_text()
@@ -409,7 +473,7 @@ def test_blocked_and_failed_plans_fail_the_check(
 
     run = pipeline.plan()
     assert not run.ok
-    assert run.outputs == _exitcode(pipeline, "3")
+    assert _exitcode_of(run) == _exitcode(pipeline, "3")
     assert "blocks this plan" in run.log
     comment = (work / pipeline.comment_file).read_text()
     assert comment.startswith(f"{MARKER}\n### ⛔ Blocked")
@@ -419,7 +483,7 @@ def test_blocked_and_failed_plans_fail_the_check(
     pipeline.secrets["NEWSTORE_CLIENT_SECRET"] = "not-the-sandbox-secret-0123"
     run = pipeline.plan()
     assert not run.ok
-    assert run.outputs == _exitcode(pipeline, "1")
+    assert _exitcode_of(run) == _exitcode(pipeline, "1")
     comment = (work / pipeline.comment_file).read_text()
     assert comment.startswith(f"{MARKER}\n### ❌ The plan failed (exit 1)")
     assert "```text\nError:" in comment
@@ -465,7 +529,7 @@ def test_a_freeze_blocks_the_apply_job_clearly_until_someone_breaks_glass(
     # The review: changes pending, and the comment says an apply now would be refused.
     run = pipeline.plan()
     assert run.ok, run.log
-    assert run.outputs == _exitcode(pipeline, "2")
+    assert _exitcode_of(run) == _exitcode(pipeline, "2")
     comment = (work / pipeline.comment_file).read_text()
     assert comment.startswith(f"{MARKER}\n### 📝 Changes pending")
     assert "> ⏸️ **Not right now:**" in comment
@@ -488,6 +552,12 @@ def test_a_freeze_blocks_the_apply_job_clearly_until_someone_breaks_glass(
     journal = (work / "apply-journal.jsonl").read_text()
     assert '"break_glass": "external OMS down, INC-4711"' in journal
     _assert_no_secret(comment + run.log + journal, secrets)
+
+
+def _exitcode_of(run: JobRun) -> dict[str, str]:
+    """The exit code a job's steps passed on (other outputs, e.g. the action's file names,
+    aside)."""
+    return {k: v for k, v in run.outputs.items() if k == "exitcode"}
 
 
 def _exitcode(pipeline: Pipeline, code: str) -> dict[str, str]:
@@ -527,7 +597,9 @@ def test_gitlab_ci_matches_gitlab_schema() -> None:
 
 def test_github_triggers() -> None:
     plan, apply, drift = (_trigger(_load(GITHUB / name)) for name in WORKFLOWS)
-    assert plan == {"pull_request": {"paths": ["environments/**"]}}
+    # Every pull request, so that the check can be required (a path filter would leave it
+    # pending forever on a pull request that does not touch environments/).
+    assert plan == {"pull_request": None}
     assert apply["push"] == {"branches": ["main"], "paths": ["environments/**"]}
     assert set(apply) == {"push", "workflow_dispatch"}
     assert apply["workflow_dispatch"]["inputs"]["break_glass"]["required"] is True
@@ -552,6 +624,11 @@ def test_github_permissions_are_minimal_per_job() -> None:
 def test_two_applies_never_run_at_once() -> None:
     concurrency = _load(GITHUB / "apply.yml")["concurrency"]
     assert concurrency == {"group": "reconciler-apply", "cancel-in-progress": False}
+    # GitHub still cancels a waiting run when a newer one queues: the run's last step checks
+    # that nothing is left unapplied, so a cancelled run never goes unnoticed.
+    last = _load(GITHUB / "apply.yml")["jobs"]["apply"]["steps"][-2]
+    assert last["uses"].startswith(ACTION_PREFIX)
+    assert last["with"]["command"] == "drift" and last["with"]["allowed-exit-codes"] == "0"
     assert _gitlab_jobs()["apply"]["resource_group"] == "reconciler-apply"
 
 
@@ -565,7 +642,12 @@ def test_secrets_reach_only_the_tested_reconciler_steps() -> None:
         run = step.get("run", "")
         assert "secrets." not in run and "${{" not in (run if _tested(run) else "")
         uses_secrets = "secrets." in str(step.get("env", {}))
-        assert uses_secrets == (_tested(run) and _runs_reconciler(run)), (name, step.get("name"))
+        # The reconciler runs through the action only; a fork's offline validation gets none.
+        runs_reconciler = step.get("uses", "").startswith(ACTION_PREFIX) and (
+            "--allow-missing-secrets" not in step["with"].get("args", "")
+        )
+        assert not _runs_reconciler(run), (name, step.get("name"))
+        assert uses_secrets == runs_reconciler, (name, step.get("name"))
         # Each secret goes in under its own name, the one environments/ refers to.
         for key, value in step.get("env", {}).items():
             if "secrets." in str(value):
@@ -586,9 +668,22 @@ def test_every_reconciler_command_is_in_a_tested_script() -> None:
         ' "${glass[@]}"',
         "reconciler drift --format markdown",
     }
-    github = [step.get("run", "") for _, _, step in _github_steps()]
     gitlab = [s for job in _gitlab_jobs().values() for s in job["script"]]
-    for scripts in (github, gitlab):
+    # GitHub runs them through the action, whose script is run by these tests.
+    github = [
+        step["with"]
+        for _, _, step in _github_steps()
+        if step.get("uses", "").startswith(ACTION_PREFIX)
+    ]
+    assert {(w["command"], w.get("args", ""), w.get("format", "")) for w in github} == {
+        ("validate", "", ""),
+        ("validate", "--allow-missing-secrets", ""),
+        ("plan", "", "markdown"),
+        ("apply", "--plan plan.json --auto-approve --journal apply-journal.jsonl", ""),
+        ("drift", "", ""),
+        ("drift", "", "markdown"),
+    }
+    for scripts in (gitlab,):
         invoking = [s for s in scripts if _runs_reconciler(s)]
         assert all(_tested(s) for s in invoking)
         commands = {
@@ -665,10 +760,13 @@ def test_example_requirements_pin_this_release() -> None:
         for line in (CI / "requirements.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert lines == [f"newstore-reconciler=={__version__}"]
-    for name in WORKFLOWS:
-        text = (GITHUB / name).read_text()
-        assert "-r requirements.txt" in text and "cache-dependency-path: requirements.txt" in text
+    # Not on PyPI: a git URL pinned to this release's tag (tests/test_install.py installs one).
+    assert lines == [
+        f"newstore-reconciler @ git+https://github.com/OWNER/newstore-reconciler@v{__version__}"
+    ]
+    for name, _, step in _github_steps():
+        if "newstore-reconciler" in step.get("uses", ""):
+            assert step["uses"] == f"{ACTION_PREFIX}v{__version__}", name
     assert "-r requirements.txt" in GITLAB.read_text()
 
 
@@ -677,3 +775,73 @@ def test_readme_names_every_file_and_secret() -> None:
     for name in (*WORKFLOWS, "gitlab-ci.yml", "requirements.txt", *SECRET_NAMES):
         assert name in readme, name
     assert "RECONCILER_GITLAB_TOKEN" in readme
+
+
+@pytest.mark.e2e
+def test_github_plan_is_a_cheap_no_op_without_environment_changes(
+    repo: Path, secrets: dict[str, str], live_sandbox: tuple[SandboxApp, str]
+) -> None:
+    """The required check passes on a pull request that touches nothing under environments/,
+    without reading NewStore."""
+    sandbox, _ = live_sandbox
+    (repo / "README.md").write_text("docs only\n")
+    _git(repo, "commit", "--quiet", "-am", "docs")
+    run = GitHub(repo, dict(secrets)).plan()
+    assert run.ok, run.log
+    assert run.outputs == {"changed": "false", "fork": "false"}
+    assert "nothing to plan" in run.log
+    assert not (repo / "plan.json").exists() and not (repo / "comment.md").exists()
+    assert sandbox.requests("acme-staging") == [] and sandbox.requests("acme-eu") == []
+
+
+@pytest.mark.e2e
+def test_github_fork_pull_request_is_validated_offline_only(
+    repo: Path, live_sandbox: tuple[SandboxApp, str]
+) -> None:
+    sandbox, _ = live_sandbox
+    fork = GitHub(repo, {})  # a fork's pull request gets no secrets
+    key = "github.event.pull_request.head.repo.full_name"
+    original = GITHUB_CONTEXT[key]
+    GITHUB_CONTEXT[key] = "someone/newstore-config"
+    try:
+        run = fork.plan()
+        assert run.ok, run.log
+        assert run.outputs["fork"] == "true" and run.outputs["exitcode"] == "0"
+        assert "validated offline and not planned" in run.log
+        assert not (repo / "plan.json").exists()
+        assert sandbox.requests("acme-staging") == []
+        # An invalid file fails the fork's check.
+        eu = repo / "environments" / "acme-eu.yaml"
+        eu.write_text(eu.read_text().replace("enabled: false", "enabled: nope", 1))
+        run = fork.plan()
+        assert not run.ok
+        assert "external_oms.enabled" in run.log
+    finally:
+        GITHUB_CONTEXT[key] = original
+
+
+def test_gitlab_protects_the_write_credentials() -> None:
+    jobs = _gitlab_jobs()
+    for apply_rule in jobs["apply"]["rules"]:
+        assert '$CI_COMMIT_REF_PROTECTED == "true"' in apply_rule["if"]
+        assert "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH" in apply_rule["if"]
+    # Plan runs on every merge request (no `changes:`), with the plan client's variables.
+    assert jobs["plan"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}]
+    assert jobs["plan"]["variables"]["NEWSTORE_CLIENT_ID"] == "$NEWSTORE_PLAN_CLIENT_ID"
+    assert jobs["plan"]["variables"]["NEWSTORE_CLIENT_SECRET"] == "$NEWSTORE_PLAN_CLIENT_SECRET"
+    text = GITLAB.read_text()
+    assert "PROTECTED" in text and "NEWSTORE_PLAN_CLIENT_SECRET" in text
+
+
+@pytest.mark.e2e
+def test_gitlab_plan_is_a_cheap_no_op_without_environment_changes(
+    repo: Path, secrets: dict[str, str], live_sandbox: tuple[SandboxApp, str]
+) -> None:
+    sandbox, _ = live_sandbox
+    (repo / "README.md").write_text("docs only\n")
+    _git(repo, "commit", "--quiet", "-am", "docs")
+    run = GitLab(repo, dict(secrets)).plan()
+    assert run.ok, run.log
+    assert "nothing to plan" in run.log
+    assert not (repo / "plan.json").exists() and not (repo / "note.md").exists()
+    assert sandbox.requests("acme-staging") == []

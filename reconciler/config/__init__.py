@@ -18,6 +18,7 @@ checks the rest (required-after-merge keys, URLs, the safety rules) and builds t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -109,9 +110,18 @@ def _build(
     today: date | None = None,
 ) -> tuple[Environment | None, list[Problem]]:
     """Substitute, check the schema, build: everything after `extends` is merged."""
+    defaulted = _default_credentials(merged)
     substitution_problems, bad = substitute(
         merged, environ, allow_missing_secrets=allow_missing_secrets
     )
+    substitution_problems = [
+        dataclasses.replace(
+            p, message=f"{p.message} (`{p.path}` defaults to `{CREDENTIAL_DEFAULTS[p.path]}`)"
+        )
+        if p.path in defaulted
+        else p
+        for p in substitution_problems
+    ]
     problems += substitution_problems
     bad |= {p.path for p in problems}
     schema_problems = check_schema(merged, bad)
@@ -119,6 +129,29 @@ def _build(
     bad |= {p.path for p in schema_problems}
     environment, build_problems = build_environment(path.stem, merged, bad, today=today)
     return environment, problems + build_problems
+
+
+# The contract's defaults: an environment may leave its credentials to the usual variables.
+CREDENTIAL_DEFAULTS = {
+    "connection.client_id": "${NEWSTORE_CLIENT_ID}",
+    "connection.client_secret": "${NEWSTORE_CLIENT_SECRET}",
+}
+
+
+def _default_credentials(merged: Merged) -> set[str]:
+    """Fill in the credentials an environment (after `extends`) leaves out; returns the paths
+    filled, so that a missing variable can say it came from the default."""
+    data = merged.data
+    if not isinstance(data, dict) or not isinstance(data.get("connection", {}), dict):
+        return set()  # the schema check says what is wrong with it
+    connection = data.setdefault("connection", {})
+    filled = set()
+    for path, reference in CREDENTIAL_DEFAULTS.items():
+        key = path.rsplit(".", 1)[-1]
+        if key not in connection:
+            connection[key] = reference
+            filled.add(path)
+    return filled
 
 
 def _load_all(

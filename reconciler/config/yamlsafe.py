@@ -200,6 +200,12 @@ def _position(text: str, index: int) -> tuple[int, int]:
     return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
+def _tab_at(text: str, index: int, problem: str | None) -> bool:
+    """Whether PyYAML's complaint is about a tab: named in the problem, or the character at
+    (or just before) where it stopped."""
+    return "\t" in (problem or "") or "\t" in text[max(index - 1, 0) : index + 1]
+
+
 def parse_text(text: str, file: str) -> tuple[Document | None, list[Problem]]:
     """Parse YAML text. Returns (None, problems) when nothing usable could be read."""
     loader: _Composer | None = None
@@ -227,6 +233,8 @@ def parse_text(text: str, file: str) -> tuple[Document | None, list[Problem]]:
             if exc.context_mark and exc.context_mark is not mark:
                 message += f" at line {exc.context_mark.line + 1}"
             message += ")"
+        if mark is not None and _tab_at(text, mark.index, exc.problem):
+            message += "; YAML does not allow tabs for indentation: indent with spaces"
         return None, [Problem(file, line, column, "", message)]
     except yaml.YAMLError as exc:  # any other PyYAML complaint, without its text
         return None, [Problem(file, 0, 0, "", f"YAML error ({type(exc).__name__})")]

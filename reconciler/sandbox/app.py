@@ -152,6 +152,17 @@ _API_ENDPOINTS = frozenset(
 )
 
 
+# Built once, at import (under the import lock), and shared by every app: werkzeug compiles
+# each rule with `ast` + `compile()`, and on CPython 3.11 compiling in many threads at once can
+# fail with "AST constructor recursion depth mismatch" (gh-106905), e.g. when a test starts 120
+# sandboxes side by side. Matching through a shared Map is thread-safe.
+_URL_MAP = Map(
+    [Rule(path, endpoint=name, methods=list(methods)) for name, path, methods in _ROUTES],
+    converters={"tenant": _TenantConverter},
+    merge_slashes=False,
+)
+
+
 def _kind(endpoint: str | None, path: str) -> str:
     """api | token | webhook | admin | unknown: decides faults, latency, auth and logging."""
     if endpoint in _API_ENDPOINTS:
@@ -178,11 +189,7 @@ class SandboxApp:
         self._webhook_requests: list[dict[str, Any]] = []
         self._tokens: dict[str, tuple[str, float]] = {}  # token -> (tenant, monotonic expiry)
         self._faults = FaultBook(self.config.fault_rate, self.config.seed)
-        self._urls = Map(
-            [Rule(path, endpoint=name, methods=list(methods)) for name, path, methods in _ROUTES],
-            converters={"tenant": _TenantConverter},
-            merge_slashes=False,
-        )
+        self._urls = _URL_MAP
         self._handlers: dict[tuple[str, str], Handler] = {
             ("external_oms", "GET"): self._get_external_oms,
             ("external_oms", "POST"): self._post_external_oms,

@@ -1,8 +1,11 @@
-"""Write the reliability suites' counts at the end of the session (see `summary`)."""
+"""Print the reliability suites' counts at the end of the session (see `summary`), and write
+them to a file only when asked: `RELIABILITY_SUMMARY=PATH` (what `make reliability` sets). A
+plain `make test` writes nothing outside pytest's temporary directories."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from datetime import UTC, datetime
@@ -12,13 +15,17 @@ import pytest
 
 from reliability.summary import COUNTS, SCALE
 
-SUMMARY = Path(".reconciler") / "reliability" / "summary.json"
+
+def _summary_path() -> Path | None:
+    target = os.environ.get("RELIABILITY_SUMMARY")
+    return Path(target) if target else None
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if not COUNTS:
+    path = _summary_path()
+    if not COUNTS or path is None:
         return
-    path = session.config.rootpath / SUMMARY
+    path = session.config.rootpath / path
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -38,4 +45,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for suite, found in sorted(COUNTS.items()):
         listed = ", ".join(f"{what}: {n}" for what, n in sorted(found.items()))
         terminalreporter.write_line(f"{suite}: {listed}")
-    terminalreporter.write_line(f"written to {SUMMARY}")
+    path = _summary_path()
+    if path is not None:
+        terminalreporter.write_line(f"written to {path}")

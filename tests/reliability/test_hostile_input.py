@@ -1,6 +1,7 @@
 """Hostile input, fuzzed: environment files and plan files that are broken in every way we can
 generate go through the real CLI (validate, plan, apply; apply --plan) and always end in one
-clear error paragraph with exit 1, within time and memory bounds, and never reach NewStore.
+clear error paragraph with exit 1 and never reach NewStore (no wall-clock bound: timings
+belong to the benchmark).
 
 Environment files come from pull requests and plan files travel between CI jobs, so both are
 untrusted. Every example runs against a sandbox served on 127.0.0.1 behind a recorder that
@@ -16,7 +17,6 @@ import copy
 import json
 import shutil
 import string
-import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +42,6 @@ SECRET_ENV = {
     "SANDBOX_WEBHOOK_API_KEY": "sandbox-webhook-api-key-0001",
     "SANDBOX_ORDER_WEBHOOK_API_KEY": "sandbox-order-webhook-key-0001",
 }
-MAX_SECONDS = 2.0  # per command
 MAX_PEAK_BYTES = 64 * 1024 * 1024
 
 BASE_YAML = """\
@@ -89,7 +88,7 @@ def _settings(examples: int) -> Any:
     # reproducible; RELIABILITY_SCALE raises the count for a longer local fuzzing run.
     return settings(
         max_examples=examples * SCALE,
-        deadline=None,  # the bound is asserted per command, below
+        deadline=None,  # no wall-clock bound: a busy machine must not fail the suite
         derandomize=SCALE == 1,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -116,11 +115,9 @@ class Fuzz:
             (self.directory / name).write_bytes(data)
 
     def run(self, *args: str) -> Result:
-        started = time.monotonic()
-        result = invoke(self.directory, *args, env=SECRET_ENV)
-        elapsed = time.monotonic() - started
-        assert elapsed < MAX_SECONDS, f"`{' '.join(args)}` took {elapsed:.2f} s"
-        return result
+        # No wall-clock bound: timings belong to the benchmark. The parser's size, depth and
+        # node caps are what keep hostile input cheap, and they are asserted as messages.
+        return invoke(self.directory, *args, env=SECRET_ENV)
 
     def check(self, files: dict[str, bytes], suite: str) -> str:
         """Write `files`, run validate/plan/apply on them; "refused" or "still valid"."""
@@ -398,11 +395,9 @@ class Plans:
         target = self.fuzz.root / "plans" / "candidate.json"
         target.write_bytes(data)
         mark = self.fuzz.recorder.mark()
-        started = time.monotonic()
         result = invoke(
             self.directory, "apply", "--plan", str(target), "--auto-approve", env=SECRET_ENV
         )
-        assert time.monotonic() - started < MAX_SECONDS
         given = data.decode("utf-8", "replace")
         assert_clear_error(result, names=[str(target)], given=given)
         assert expect in result.stderr, result.stderr

@@ -115,13 +115,22 @@ def _violations_after(history: list[dict[str, Any]], states: list[tuple[int, Any
     return found
 
 
+@pytest.fixture(autouse=True)
+def _secrets_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set once per test, in the main thread: `_converges` runs in worker threads, where
+    CliRunner's `env=` (set on entry, restored on exit, process-wide) would race and could
+    leave a variable behind in os.environ for later tests."""
+    for name, value in ENVIRON.items():
+        monkeypatch.setenv(name, value)
+
+
 def _converges(directory: Path) -> Result:
     result = CliRunner().invoke(
-        cli, ["--environments-dir", str(directory), "apply", "--auto-approve"], env=ENVIRON
+        cli, ["--environments-dir", str(directory), "apply", "--auto-approve"]
     )
     assert result.exit_code == 0, result.output
     again = CliRunner().invoke(
-        cli, ["--environments-dir", str(directory), "plan", "--detailed-exitcode"], env=ENVIRON
+        cli, ["--environments-dir", str(directory), "plan", "--detailed-exitcode"]
     )
     assert again.exit_code == 0, again.output
     return result
