@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from apply_helpers import ORDER_WEBHOOK_API_KEY
 from env_helpers import OFF_YAML, ON_YAML
 from test_ci_examples import BIN, _bash, _clean_env
 
@@ -97,6 +98,8 @@ def action(
             "NEWSTORE_CLIENT_ID": sandbox_config.client_id,
             "NEWSTORE_CLIENT_SECRET": sandbox_config.client_secret,
             "SANDBOX_WEBHOOK_API_KEY": sandbox_config.webhook_api_key,
+            # ON_YAML configures the external order webhook (rule 4) with this key.
+            "SANDBOX_ORDER_WEBHOOK_API_KEY": ORDER_WEBHOOK_API_KEY,
         },
     )
 
