@@ -2,7 +2,7 @@
 
     apply_run(envs, run, journal, ...)   every environment of a RunPlan, one after another
     apply_environment(env, plan, ...)    one environment's steps, then the convergence check
-    check_plan_file(doc, source, envs)   `apply --plan`: refuse unless the file still describes
+    check_plan_file(run, source, envs)   `apply --plan`: refuse unless the file still describes
                                          the world, then return the same plan re-made from it
 
 Every step, in plan order: its gates (the webhook probe; the stock confirmation from the YAML),
@@ -905,10 +905,10 @@ def _combined(
 # --- apply --plan ---------------------------------------------------------------------------
 
 
-def plan_file_environments(doc: Mapping[str, Any], selected: Sequence[str]) -> list[str]:
+def plan_file_environments(planned: RunPlan, selected: Sequence[str]) -> list[str]:
     """The environment names to apply from a plan file: all of them, or `selected` (each of
     which must be in the file)."""
-    in_file = [str(env["name"]) for env in doc["environments"]]
+    in_file = [env.name for env in planned.environments]
     missing = [name for name in selected if name not in in_file]
     if missing:
         raise PlanFileError(
@@ -942,21 +942,23 @@ def _moved(setting: Setting, planned: Any, now: Value) -> list[str]:
     return lines
 
 
-def _same_steps(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Same status and steps (setting, action, field changes) in two plan-file environments;
-    gate descriptions may differ (a probe run at plan time reports its timing)."""
+def _step_shape(step: Step) -> tuple[str, Action, str]:
+    # The masked changes compared as JSON: a plan read from a file holds lists where a fresh
+    # one may hold tuples.
+    changes = [[c.path, c.before, c.after] for c in step.changes]
+    return step.setting, step.action, json.dumps(changes, sort_keys=True)
 
-    def steps(env: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        return [
-            (step["setting"], step["action"], json.dumps(step["changes"], sort_keys=True))
-            for step in env["steps"]
-        ]
 
-    return bool(a["status"] == b["status"]) and steps(a) == steps(b)
+def _same_steps(a: EnvPlan, b: EnvPlan) -> bool:
+    """Same status and steps (setting, action, field changes) in two plans; gate
+    descriptions may differ (a probe run at plan time reports its timing)."""
+    return a.status is b.status and [_step_shape(s) for s in a.steps] == [
+        _step_shape(s) for s in b.steps
+    ]
 
 
 def check_plan_file(
-    doc: Mapping[str, Any],
+    planned_run: RunPlan,
     source: str,
     envs: Sequence[Environment],
     *,
@@ -964,42 +966,38 @@ def check_plan_file(
     parallelism: int = 8,
     now: datetime | None = None,
 ) -> RunPlan:
-    """Check that a verified plan file (`planfile.load_plan_file`) still holds for `envs`, and
-    return its plan re-made from the live state.
+    """Check that the plan of a verified plan file (`planfile.read_plan_file`) still holds for
+    `envs`, and return its plan re-made from the live state.
 
     Refuses (PlanFileError, listing every problem of every environment) when an environment is
     blocked or errored in the file, belongs to another tenant, its file or secrets changed, any
     setting's live value moved since the plan, or re-planning gives other steps.
     """
-    from reconciler.planfile import plan_to_dict
-
     factory = client_factory or default_client
-    by_name = {str(p["name"]): p for p in doc["environments"]}
+    by_name = {p.name: p for p in planned_run.environments}
     problems: list[str] = []
     # A blocked (or failed) plan is said to be that, first: it was never applicable.
     unready = [by_name[env.name] for env in envs]
-    unready = [p for p in unready if p["status"] in (Status.BLOCKED, Status.ERROR)]
+    unready = [p for p in unready if p.status in (Status.BLOCKED, Status.ERROR)]
     if unready:
         for planned in unready:
-            why = "; ".join(str(b) for b in planned.get("blocked_by") or []) or planned.get(
-                "error", ""
-            )
+            why = "; ".join(planned.blocked_by) or planned.error
             problems.append(
-                f"{planned['name']}: the plan is {planned['status']}"
+                f"{planned.name}: the plan is {planned.status}"
                 + (f" ({why})" if why else "")
                 + "; fix that and plan again"
             )
-        statuses = {str(p["status"]) for p in unready}
+        statuses = {p.status for p in unready}
         what = "is blocked" if statuses == {Status.BLOCKED} else "cannot be applied"
         raise PlanFileError(_refusal(source, what, problems))
     for env in envs:
         planned = by_name[env.name]
-        if planned["tenant"] != env.tenant:
+        if planned.tenant != env.tenant:
             problems.append(
-                f"{env.name}: planned for tenant {planned['tenant']}, but {env.file} now says "
+                f"{env.name}: planned for tenant {planned.tenant}, but {env.file} now says "
                 f"tenant {env.tenant}"
             )
-        elif planned["desired_fingerprint"] != desired_fingerprint(env):
+        elif planned.desired_fingerprint != desired_fingerprint(env):
             problems.append(
                 f"{env.name}: the environment file or secrets changed since the plan "
                 f"({env.file}, or the ${{...}} variables it reads)"
@@ -1018,19 +1016,17 @@ def check_plan_file(
             return str(exc), []
         key = fingerprint_key(env)
         moved = []
-        if set(live) != set(planned["fingerprints"]):
+        if set(live) != set(planned.fingerprints):
             moved.append(f"{env.name}: the plan read other settings than the environment manages")
         for name, value in live.items():
             setting = BY_KEY[name]
-            if fingerprint(setting, value, key) != planned["fingerprints"].get(name):
+            if fingerprint(setting, value, key) != planned.fingerprints.get(name):
                 moved += [
-                    f"{env.name} {line}"
-                    for line in _moved(setting, planned["live"].get(name), value)
+                    f"{env.name} {line}" for line in _moved(setting, planned.live.get(name), value)
                 ]
-        replaced = planned.get("replaced", [])
-        plan = build_plan(env, live, replace=[str(k) for k in replaced])
+        plan = build_plan(env, live, replace=planned.replaced)
         if now is not None:
-            plan.policy = policy_now(env, plan, now)
+            plan = replace(plan, policy=policy_now(env, plan, now))
         return plan, moved
 
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(envs)))) as pool:
@@ -1045,9 +1041,8 @@ def check_plan_file(
         )
 
     replanned = [plan for plan, _ in rechecked if isinstance(plan, EnvPlan)]
-    fresh = plan_to_dict(RunPlan(replanned))["environments"]
-    for plan, again in zip(replanned, fresh, strict=True):
-        if not _same_steps(again, by_name[plan.name]):
+    for plan in replanned:
+        if not _same_steps(plan, by_name[plan.name]):
             problems.append(
                 f"{plan.name}: planning again from the same live state gives other steps than "
                 "the file (was it written by another reconciler version?)"

@@ -537,10 +537,10 @@ def apply(
     if plan_file is not None:
         from reconciler.config import discover
         from reconciler.errors import PlanFileError
-        from reconciler.planfile import load_plan_file
+        from reconciler.planfile import read_plan_file
 
-        doc = load_plan_file(plan_file)
-        names = plan_file_environments(doc, envs)
+        planned = read_plan_file(plan_file)
+        names = plan_file_environments(planned, envs)
         # Said here, naming the plan file: the names come from it, not from the command line.
         known = {path.stem for path in discover(g.environments_dir)} if names else set()
         unknown = [name for name in names if name not in known]
@@ -556,7 +556,7 @@ def apply(
         # checked is what is written to.
         locks = _hold_apply_locks(environments, lock_timeout, no_lock)
         run = check_plan_file(
-            doc, str(plan_file), environments, parallelism=parallelism, now=g.clock()
+            planned, str(plan_file), environments, parallelism=parallelism, now=g.clock()
         )
     else:
         from reconciler.config import load_each

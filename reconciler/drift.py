@@ -146,7 +146,8 @@ def check_drift(
 # --- the machine form --------------------------------------------------------------------------
 
 
-def _env_dict(env: EnvDrift) -> dict[str, Any]:
+def env_drift_to_dict(env: EnvDrift) -> dict[str, Any]:
+    """The one serializer of an environment's drift (`drift --format json`)."""
     return {
         "name": env.name,
         "tenant": env.tenant,
@@ -182,7 +183,7 @@ def drift_to_dict(report: DriftReport, *, checked_at: datetime | None = None) ->
             "environments": len(report.environments),
             **{str(status): report.count(status) for status in DriftStatus},
         },
-        "environments": [_env_dict(env) for env in report.environments],
+        "environments": [env_drift_to_dict(env) for env in report.environments],
     }
 
 

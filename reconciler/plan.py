@@ -7,6 +7,7 @@ planner (`build_plan`, `order_steps`, fingerprints), then the two functions that
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import hmac
@@ -97,34 +98,60 @@ class Step:
     rewrite: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class EnvPlan:
+    """One environment's plan: a value, frozen once built. A later check (a probe, the policy
+    at apply time) returns a new plan (`dataclasses.replace`) and never edits this one; the
+    status is computed once, by whoever builds the plan (`status_of`).
+
+    The sequences are typed read-only and stored as lists (so that a plan still compares
+    equal to a list, as callers and tests read it); nothing appends to them once built."""
+
     name: str
     tenant: str
     status: Status
-    steps: list[Step] = field(default_factory=list)
-    blocked_by: list[str] = field(default_factory=list)
-    live_violations: list[str] = field(default_factory=list)  # rules live already breaks
-    notes: list[str] = field(default_factory=list)  # e.g. "api_key masked by NewStore: unverified"
-    fingerprints: dict[str, str] = field(default_factory=dict)  # setting key → live fingerprint
+    steps: Sequence[Step] = ()
+    blocked_by: Sequence[str] = ()
+    live_violations: Sequence[str] = ()  # rules live already breaks
+    notes: Sequence[str] = ()  # e.g. "api_key masked by NewStore: unverified"
+    fingerprints: Mapping[str, str] = field(default_factory=dict)  # setting key → fingerprint
     # setting key → live value as read, masked (shown_value): what `apply --plan` compares with
-    live: dict[str, Any] = field(default_factory=dict)
+    live: Mapping[str, Any] = field(default_factory=dict)
     desired_fingerprint: str = ""
     error: str = ""  # Status.ERROR only: the one-paragraph failure message
     # Whether an apply at planning time may write, by the environment's `policy` (only for an
     # environment with a policy and steps); never changes `status`: plans are never blocked
     # by the calendar, applies are.
     policy: Decision | None = None
-    replaced: list[str] = field(default_factory=list)  # `--replace` settings (rewritten if equal)
+    replaced: Sequence[str] = ()  # `--replace` settings (rewritten if equal)
     # `drift --probe` only: why the live webhook cannot serve availability (empty = healthy or
     # not probed); `probe` says what the probe did.
-    unhealthy: list[str] = field(default_factory=list)
+    unhealthy: Sequence[str] = ()
     probe: str = ""
 
+    def __post_init__(self) -> None:
+        # Private copies: a caller's list appended to later cannot change the plan.
+        for name in ("steps", "blocked_by", "live_violations", "notes", "replaced", "unhealthy"):
+            object.__setattr__(self, name, list(getattr(self, name)))
+        object.__setattr__(self, "fingerprints", dict(self.fingerprints))
+        object.__setattr__(self, "live", dict(self.live))
 
-@dataclass
+
+def status_of(steps: Sequence[Step], blocked_by: Sequence[str]) -> Status:
+    """The status of a readable environment's plan: blocked, changes or converged."""
+    if blocked_by:
+        return Status.BLOCKED
+    return Status.CHANGES if steps else Status.CONVERGED
+
+
+@dataclass(frozen=True)
 class RunPlan:
-    environments: list[EnvPlan]
+    """Every environment's plan, in the order given: a value, like its plans."""
+
+    environments: Sequence[EnvPlan]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "environments", list(self.environments))
 
 
 # --- planning --------------------------------------------------------------------------------
@@ -694,32 +721,21 @@ def build_plan(
     key = fingerprint_key(env)
     managed = [s for s in REGISTRY if s.key in env.desired]
     desired = {s.key: env.desired[s.key] for s in managed}
-    plan = EnvPlan(
-        name=env.name,
-        tenant=env.tenant,
-        status=Status.CONVERGED,
-        fingerprints={s.key: fingerprint(s, live[s.key], key) for s in managed},
-        live={s.key: shown_value(s, live[s.key]) for s in managed},
-        desired_fingerprint=desired_fingerprint(env),
-        replaced=sorted(k for k in replace if k in desired),
-    )
-    plan.live_violations = [
-        f"{rule}: {rule.consequence}" for rule in _worst_first(violations(live))
+    blocked_by = [
+        f"the desired state breaks {rule}: {rule.consequence}; fix it in "
+        f"{env.where(rule.if_setting)}"
+        for rule in violations(desired)
     ]
-    for rule in violations(desired):
-        plan.blocked_by.append(
-            f"the desired state breaks {rule}: {rule.consequence}; fix it in "
-            f"{env.where(rule.if_setting)}"
-        )
 
     forced = _forced(env, live, replace)
     differing = {
         s.key for s in managed if s.key in forced or differs(s, live[s.key], desired[s.key])
     }
+    notes: list[str] = []
     for s in managed:
-        plan.notes += _unknown_notes(s, live[s.key], desired[s.key], s.key in differing)
-    plan.notes += _unchecked_rule_notes(env, differing)
-    plan.notes += _removable_confirmation_notes(env, live)
+        notes += _unknown_notes(s, live[s.key], desired[s.key], s.key in differing)
+    notes += _unchecked_rule_notes(env, differing)
+    notes += _removable_confirmation_notes(env, live)
     for s in managed:
         # Only when a step makes a rule's condition necessary again (e.g. turns the external
         # OMS off): then what the setting could not read (unlisted stores) matters.
@@ -729,15 +745,16 @@ def build_plan(
             and not rule.then_holds(desired[rule.then_setting])
             for rule in RULES
         ):
-            plan.notes += s.notes(desired[s.key])
+            notes += s.notes(desired[s.key])
 
     order = order_steps(live, desired, forced)
     if order is None:
-        plan.blocked_by.append(
+        blocked_by.append(
             "no order of the steps keeps every safety rule on every intermediate state"
         )
         order = [(k, "not ordered: no safe order exists") for k in _REGISTRY_KEYS if k in differing]
     state = dict(live)
+    steps: list[Step] = []
     for setting_key, why in order:
         setting = BY_KEY[setting_key]
         before, after = live[setting_key], desired[setting_key]
@@ -745,15 +762,15 @@ def build_plan(
         if after is ABSENT and not setting.deletable:
             # Config validation refuses this already; the planner must never emit a DELETE the
             # API does not have, whoever built the Environment.
-            plan.blocked_by.append(f"{setting_key} cannot be deleted through NewStore's API")
+            blocked_by.append(f"{setting_key} cannot be deleted through NewStore's API")
         gates, blocked = _gates(
             env, setting_key, before, after, probed_rules(setting_key, state), today
         )
-        plan.blocked_by += blocked
+        blocked_by += blocked
         if setting_key in forced:
             why = f"{forced[setting_key]}; {why}" if why != _FREE else forced[setting_key]
         gate_words = " and ".join(f"gate {g.name}" for g in gates)
-        plan.steps.append(
+        steps.append(
             Step(
                 setting=setting_key,
                 action=_action(before, after),
@@ -765,11 +782,19 @@ def build_plan(
                 rewrite=setting_key in forced,
             )
         )
-    if plan.blocked_by:
-        plan.status = Status.BLOCKED
-    elif plan.steps:
-        plan.status = Status.CHANGES
-    return plan
+    return EnvPlan(
+        name=env.name,
+        tenant=env.tenant,
+        status=status_of(steps, blocked_by),
+        steps=steps,
+        blocked_by=blocked_by,
+        live_violations=[f"{rule}: {rule.consequence}" for rule in _worst_first(violations(live))],
+        notes=notes,
+        fingerprints={s.key: fingerprint(s, live[s.key], key) for s in managed},
+        live={s.key: shown_value(s, live[s.key]) for s in managed},
+        desired_fingerprint=desired_fingerprint(env),
+        replaced=sorted(k for k in replace if k in desired),
+    )
 
 
 # --- reading NewStore ------------------------------------------------------------------------
@@ -871,18 +896,20 @@ def check_health(
     return [], f"passed: {summary}"
 
 
-def _run_probes(env: Environment, plan: EnvPlan) -> None:
-    """Run the webhook probe of every step whose gate waits for it; a failure blocks the plan.
-    (A gate waits only when the probe and its webhook are configured: `_gates` blocks the
-    plan otherwise.)"""
-    for index, step in enumerate(plan.steps):
+def with_probes(env: Environment, plan: EnvPlan) -> EnvPlan:
+    """The plan with the webhook probe of every step whose gate waits for it run now: a new
+    plan, blocked by a failing probe. (A gate waits only when the probe and its webhook are
+    configured: `_gates` blocks the plan otherwise.)"""
+    blocked_by = list(plan.blocked_by)
+    steps = []
+    for step in plan.steps:
         gates = []
         for gate in step.gates:
             if gate.name == WEBHOOK_PROBE and gate.satisfied is None:
                 try:
                     summary = probe_for(env)
                 except ReconcilerError as exc:
-                    plan.blocked_by.append(str(exc))
+                    blocked_by.append(str(exc))
                     gate = replace(
                         gate, description=f"{gate.description}; failed: {exc}", satisfied=False
                     )
@@ -891,9 +918,8 @@ def _run_probes(env: Environment, plan: EnvPlan) -> None:
                         gate, description=f"{gate.description}; passed: {summary}", satisfied=True
                     )
             gates.append(gate)
-        plan.steps[index] = replace(step, gates=tuple(gates))
-    if plan.blocked_by:
-        plan.status = Status.BLOCKED
+        steps.append(replace(step, gates=tuple(gates)))
+    return replace(plan, steps=steps, blocked_by=blocked_by, status=status_of(steps, blocked_by))
 
 
 def policy_now(env: Environment, plan: EnvPlan, now: datetime) -> Decision | None:
@@ -950,11 +976,12 @@ def plan_environments(
         except ReconcilerError as exc:
             return EnvPlan(name=env.name, tenant=env.tenant, status=Status.ERROR, error=str(exc))
         if health:
-            plan.unhealthy, plan.probe = check_health(env, live)
+            unhealthy, probed = check_health(env, live)
+            plan = dataclasses.replace(plan, unhealthy=unhealthy, probe=probed)
         if probe:
-            _run_probes(env, plan)
+            plan = with_probes(env, plan)
         if now is not None:
-            plan.policy = policy_now(env, plan, now)
+            plan = dataclasses.replace(plan, policy=policy_now(env, plan, now))
         return plan
 
     def plan_and_report(env: Environment | Unresolved) -> EnvPlan:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -18,8 +19,9 @@ from typing import Any, Final
 from reconciler import __version__
 from reconciler.errors import PlanFileError
 from reconciler.fsutil import atomic_write_text
-from reconciler.plan import EnvPlan, RunPlan, Step
-from reconciler.policy import decision_dict
+from reconciler.model import ABSENT
+from reconciler.plan import Action, EnvPlan, FieldChange, Gate, RunPlan, Status, Step
+from reconciler.policy import decision_dict, decision_from_dict
 
 FORMAT_VERSION: Final = 1
 # A real plan nests about ten levels deep; a hostile one could nest deep enough to exhaust the
@@ -30,7 +32,7 @@ MAX_SCHEMA_ERRORS: Final = 5
 MAX_SCHEMA_ERROR_CHARS: Final = 200
 
 
-def _step_dict(step: Step) -> dict[str, Any]:
+def step_to_dict(step: Step) -> dict[str, Any]:
     return {
         "setting": step.setting,
         "action": str(step.action),
@@ -43,12 +45,13 @@ def _step_dict(step: Step) -> dict[str, Any]:
     }
 
 
-def _env_dict(env: EnvPlan) -> dict[str, Any]:
+def env_plan_to_dict(env: EnvPlan) -> dict[str, Any]:
+    """The one serializer of an environment's plan: plan files and `plan --format json`."""
     return {
         "name": env.name,
         "tenant": env.tenant,
         "status": str(env.status),
-        "steps": [_step_dict(step) for step in env.steps],
+        "steps": [step_to_dict(step) for step in env.steps],
         "fingerprints": dict(env.fingerprints),
         "live": dict(env.live),
         "desired_fingerprint": env.desired_fingerprint,
@@ -61,6 +64,48 @@ def _env_dict(env: EnvPlan) -> dict[str, Any]:
         # their shape.
         **({"policy": decision_dict(env.policy)} if env.policy is not None else {}),
     }
+
+
+def step_from_dict(doc: Mapping[str, Any]) -> Step:
+    """A step as `step_to_dict` wrote it. The file holds no unmasked value, so `before` and
+    `after` are ABSENT: a step read from a file is compared, never written (`apply --plan`
+    re-plans from the live state and applies that)."""
+    return Step(
+        setting=str(doc["setting"]),
+        action=Action(doc["action"]),
+        before=ABSENT,
+        after=ABSENT,
+        changes=tuple(FieldChange(str(c["path"]), c["from"], c["to"]) for c in doc["changes"]),
+        why=str(doc["why"]),
+        gates=tuple(
+            Gate(str(g["name"]), str(g["description"]), g["satisfied"]) for g in doc["gates"]
+        ),
+    )
+
+
+def env_plan_from_dict(doc: Mapping[str, Any]) -> EnvPlan:
+    """An environment's plan as `env_plan_to_dict` wrote it (a verified plan file's)."""
+    policy = doc.get("policy")
+    return EnvPlan(
+        name=str(doc["name"]),
+        tenant=str(doc["tenant"]),
+        status=Status(doc["status"]),
+        steps=[step_from_dict(step) for step in doc["steps"]],
+        fingerprints={str(k): str(v) for k, v in doc["fingerprints"].items()},
+        live=dict(doc["live"]),
+        desired_fingerprint=str(doc["desired_fingerprint"]),
+        blocked_by=[str(b) for b in doc["blocked_by"]],
+        live_violations=[str(v) for v in doc["live_violations"]],
+        notes=[str(n) for n in doc["notes"]],
+        error=str(doc["error"]),
+        replaced=[str(k) for k in doc.get("replaced", [])],
+        policy=decision_from_dict(policy) if policy is not None else None,
+    )
+
+
+def run_plan_from_dict(doc: Mapping[str, Any]) -> RunPlan:
+    """The RunPlan of a verified plan document (`validate_plan_dict`)."""
+    return RunPlan([env_plan_from_dict(env) for env in doc["environments"]])
 
 
 def checksum(doc: dict[str, Any]) -> str:
@@ -77,7 +122,7 @@ def plan_to_dict(run: RunPlan, *, generated_at: datetime | None = None) -> dict[
         "format_version": FORMAT_VERSION,
         "generated_at": when.isoformat(timespec="seconds"),
         "tool_version": __version__,
-        "environments": [_env_dict(env) for env in run.environments],
+        "environments": [env_plan_to_dict(env) for env in run.environments],
     }
     doc["checksum"] = checksum(doc)
     return doc
@@ -181,3 +226,9 @@ def load_plan_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{source} is not a plan file: it nests deeper than {MAX_DEPTH} levels."
         ) from None
     return validate_plan_dict(doc, source)
+
+
+def read_plan_file(path: str | os.PathLike[str]) -> RunPlan:
+    """A plan file, verified (`load_plan_file`) and turned back into the plan it was made
+    from, once: `apply --plan` works on this value, never on the file's dicts."""
+    return run_plan_from_dict(load_plan_file(path))

@@ -15,6 +15,7 @@ across a DST change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Final
@@ -263,3 +264,22 @@ def explain(decision: Decision) -> str:
         else "no allowed time ahead"
     )
     return f"blocked by policy rule {decision.rule}: {decision.reason}; {following}"
+
+
+def decision_from_dict(doc: Mapping[str, Any]) -> Decision:
+    """The decision `decision_dict` wrote (a plan file's `policy`), as a value again."""
+
+    def when(text: Any) -> datetime | None:
+        return None if text is None else datetime.fromisoformat(str(text))
+
+    at = when(doc["checked_at"])
+    assert at is not None  # the plan schema requires it
+    return Decision(
+        allowed=bool(doc["apply_allowed"]),
+        at=at,
+        timezone=str(doc["timezone"]),
+        rule=str(doc.get("rule") or ""),
+        reason=str(doc.get("reason") or ""),
+        next_allowed=when(doc.get("next_allowed")),
+        until=when(doc.get("allowed_until")),
+    )
