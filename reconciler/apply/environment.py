@@ -11,7 +11,6 @@ equal the target. After the last step the environment is planned again and must 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -35,7 +34,7 @@ from reconciler.errors import (
     ReportedError,
 )
 from reconciler.interrupt import StopRequest
-from reconciler.model import ABSENT, Environment, Value
+from reconciler.model import ABSENT, Environment, Value, show_value
 from reconciler.plan import (
     STOCK_CONFIRMED,
     WEBHOOK_PROBE,
@@ -66,8 +65,7 @@ WEBHOOK = "availability_webhook"
 
 
 def _show(setting: Setting, value: Value) -> str:
-    shown = shown_value(setting, value)
-    return "absent" if shown is None else json.dumps(shown, ensure_ascii=False, sort_keys=True)
+    return show_value(shown_value(setting, value), sort_keys=True)
 
 
 def _policy_words(decision: Decision) -> str:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PlanFileError, ReconcilerError
-from reconciler.model import Environment, Value
+from reconciler.model import Environment, Value, show_value
 from reconciler.plan import (
     Action,
     ClientFactory,
@@ -50,15 +50,15 @@ def _moved(setting: Setting, planned: Any, now: Value) -> list[str]:
     """What moved in one setting since the plan, field by field, masked."""
     current = shown_value(setting, now)
     if planned is None or current is None or not isinstance(planned, dict):
-        shown_planned = "absent" if planned is None else json.dumps(planned, sort_keys=True)
-        shown_now = "absent" if current is None else json.dumps(current, sort_keys=True)
+        shown_planned = show_value(planned, sort_keys=True)
+        shown_now = show_value(current, sort_keys=True)
         return [f"{setting.key}: planned from {shown_planned}, now {shown_now}"]
     lines = []
     for name in [*planned, *(n for n in current if n not in planned)]:
         before, after = planned.get(name), current.get(name)
         if before != after:
             lines.append(
-                f"{setting.key}.{name}: planned from {json.dumps(before)}, now {json.dumps(after)}"
+                f"{setting.key}.{name}: planned from {show_value(before)}, now {show_value(after)}"
             )
     if not lines:
         # Equal once masked, different fingerprint: a secret changed.
