@@ -13,15 +13,17 @@ def now_iso() -> str:
 
 
 Clock: TypeAlias = Callable[[], datetime]
-"""Where "now" comes from for the change-window policy: `system_clock` in use; tests pass
-their own (a parameter, never an environment variable, so no user can move "now")."""
+"""The one clock: where "now" comes from, for the change-window policy and (as a UTC date,
+`today_utc`) the stock confirmation at apply. `system_clock` in use; tests pass their own (a
+parameter, never an environment variable, so no user can move "now")."""
 
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def today_utc() -> date:
-    """Today's date in UTC: the calendar that stock confirmations are dated and expire in.
-    Everything that needs it takes a `today` parameter defaulting to this, so tests pin it."""
-    return datetime.now(UTC).date()
+def today_utc(clock: Clock = system_clock) -> date:
+    """Today's date in UTC by `clock`: the calendar that stock confirmations are dated and
+    expire in. Planning and loading take a `today` parameter defaulting to this; apply asks
+    its clock, so a test pins both "now" and "today" with one clock."""
+    return clock().astimezone(UTC).date()

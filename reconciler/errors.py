@@ -14,11 +14,14 @@
     │   ├── RetryBudgetExhausted     transient failures outlasted the retry budget
     │   ├── ConflictError            409 kept coming back after re-read and retry
     │   └── RejectedError            any other 4xx/5xx answer (validation, server error)
-    ├── ApplyError                   apply stopped; carries the safe-state report
-    │   ├── ChangedUnderneath        live state moved away from what was planned
-    │   └── Interrupted              exit 130 / 143: SIGINT / SIGTERM stopped apply before a write
-    └── BlockedError                 exit 3: a gate or safety rule stops a needed change;
+    └── ReportedError                may carry a stop report (`.stop`, a value; `.report`, text)
+        ├── ApplyError               apply stopped; carries the safe-state report
+        │   ├── ChangedUnderneath    live state moved away from what was planned
+        │   └── Interrupted          exit 130 / 143: SIGINT / SIGTERM stopped apply before a write
+        └── BlockedError             exit 3: a gate or safety rule stops a needed change;
                                      carries the safe-state report when apply stopped
+
+Exit codes are `ExitCode` members, set on the classes above and nowhere else.
 
 No message ever contains a header, token, api_key or client secret: messages are built from
 the request method, path, status and NewStore's own `message`/`request_id` fields only.
@@ -26,13 +29,29 @@ the request method, path, status and NewStore's own `message`/`request_id` field
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reconciler.apply.report import RunReport
+
+
+class ExitCode(enum.IntEnum):
+    """The process exit codes: the one place they are defined."""
+
+    OK = 0
+    ERROR = 1  # any ReconcilerError without its own code
+    CHANGES = 2  # `plan` / `drift`: there is something to apply
+    BLOCKED = 3
+    INTERRUPTED = 130  # 128 + SIGINT, as Unix shells report a Ctrl-C
+    TERMINATED = 143  # 128 + SIGTERM, how CI systems cancel a job
 
 
 class ReconcilerError(Exception):
     """Base of every error the tool raises on purpose."""
 
-    exit_code = 1
+    exit_code: int = ExitCode.ERROR
 
 
 @dataclass(frozen=True)
@@ -152,17 +171,34 @@ class RejectedError(NewStoreError):
 
 
 @dataclass
-class ApplyError(ReconcilerError):
-    """Apply stopped part-way. `report` is the human-readable safe-state report."""
+class ReportedError(ReconcilerError):
+    """Base of the errors that can carry a stop report: `stop` is the value (what was applied,
+    what was not, what a fresh read says about each rule), `report` its text."""
 
     message: str
-    report: str = ""
+    stop: RunReport | None = None
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
 
+    @property
+    def report(self) -> str:
+        """The stop report in words ("" without one)."""
+        if not self.stop:
+            return ""
+        # Imported here, not at the top: the text is render's business, asked for only when
+        # shown (errors sit below every layer, render above the core that builds the value).
+        from reconciler.render.stop_report import render_run_report
+
+        return render_run_report(self.stop)
+
     def __str__(self) -> str:
-        return f"{self.message}\n{self.report}" if self.report else self.message
+        report = self.report
+        return f"{self.message}\n{report}" if report else self.message
+
+
+class ApplyError(ReportedError):
+    """Apply stopped part-way; `stop` is the safe-state report."""
 
 
 class ChangedUnderneath(ApplyError):
@@ -177,20 +213,13 @@ class Interrupted(ApplyError):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.exit_code = 143 if self.signal_name == "SIGTERM" else 130
+        self.exit_code = (
+            ExitCode.TERMINATED if self.signal_name == "SIGTERM" else ExitCode.INTERRUPTED
+        )
 
 
-@dataclass
-class BlockedError(ReconcilerError):
+class BlockedError(ReportedError):
     """A change is needed but a gate or a safety rule stops it. When apply stops on a failed
-    gate, `report` is the same safe-state report an ApplyError carries."""
+    gate, `stop` is the same safe-state report an ApplyError carries."""
 
-    message: str
-    report: str = ""
-    exit_code = 3
-
-    def __post_init__(self) -> None:
-        super().__init__(self.message)
-
-    def __str__(self) -> str:
-        return f"{self.message}\n{self.report}" if self.report else self.message
+    exit_code = ExitCode.BLOCKED

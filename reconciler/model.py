@@ -9,6 +9,7 @@ file omits is *unmanaged* and simply has no key in ``Environment.desired``: omit
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -69,6 +70,20 @@ Value: TypeAlias = Fields | _Absent
 SENSITIVE: Final = "(sensitive)"
 SENSITIVE_CHANGED: Final = "(sensitive, changed)"
 UNKNOWN_SHOWN: Final = "(unknown)"
+_MARKERS: Final = frozenset({SENSITIVE, SENSITIVE_CHANGED, UNKNOWN_SHOWN})
+
+
+def show_value(value: Any, *, sort_keys: bool = False) -> str:
+    """A masked value (`plan.shown_value`, a `FieldChange` side) for people, the one way every
+    message and renderer shows one: absent, a marker as-is, anything else as JSON (strings are
+    quoted so that a trailing slash or space stays visible)."""
+    if value is None:
+        return "absent"
+    if isinstance(value, str) and value in _MARKERS:
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=sort_keys)
+
+
 """How an UNKNOWN (masked live) field is shown to people and in plan files."""
 
 
@@ -112,6 +127,22 @@ class Location:
         return f"{self.file}:{self.line}:{self.column}"
 
 
+def parent_path(path: str) -> str:
+    """The key path one level up: "a.b[2]" → "a.b" → "a" → "" (the document)."""
+    cut = max(path.rfind("."), path.rfind("["))
+    return path[:cut] if cut > 0 else ""
+
+
+def locate(locations: Mapping[str, Location], path: str) -> Location | None:
+    """Where `path` was written, else its closest written parent (list items included: the
+    parent of "a.b[2]" is "a.b"), else None."""
+    while True:
+        loc = locations.get(path)
+        if loc is not None or not path:
+            return loc
+        path = parent_path(path)
+
+
 @dataclass(frozen=True)
 class Environment:
     """One tenant's desired state, fully resolved (extends merged, ${VAR}s substituted)."""
@@ -130,13 +161,8 @@ class Environment:
 
     def where(self, path: str) -> str:
         """`file:line:column` of a key path, falling back to its parents, then to the file."""
-        parts = path.split(".")
-        while parts:
-            loc = self.locations.get(".".join(parts))
-            if loc is not None:
-                return str(loc)
-            parts.pop()
-        return self.file
+        loc = locate(self.locations, path)
+        return self.file if loc is None else str(loc)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ from reconciler.apply import (
     Event,
     GateChecked,
     Outcome,
+    SafetyCheck,
     StepFinished,
+    StopReport,
     apply_environment,
     apply_run,
 )
@@ -33,6 +35,7 @@ from reconciler.errors import ApplyError, BlockedError, ChangedUnderneath
 from reconciler.journal import Journal, read_journal
 from reconciler.model import ABSENT, Environment, Value
 from reconciler.plan import EnvPlan, RunPlan, Status, build_plan, plan_environments, read_live
+from reconciler.render.stop_report import render_run_report
 from reconciler.sandbox import SandboxApp, SandboxConfig
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 
@@ -154,6 +157,31 @@ def test_a_setting_changed_underneath_stops_before_writing_it(
     assert "not attempted 4/5 external_order_webhook: create" in report
     assert "not attempted 5/5 associate_app: update" in report
     assert "satisfies every safety rule" in report
+
+
+def test_the_stop_report_is_a_value_that_render_words(app: SandboxApp, journal: Journal) -> None:
+    env = _env(ON)
+    plan = _plan(app, env)
+    seed(app, TENANT, {**OFF, "availability_webhook": {**WEBHOOK, "url": "http://x.test/hook"}})
+
+    with pytest.raises(ChangedUnderneath) as info:
+        _apply(app, env, plan, journal)
+
+    run_report = info.value.stop
+    assert run_report is not None and run_report.others == ()
+    (stop,) = run_report.stops
+    assert isinstance(stop, StopReport)
+    assert (stop.environment, stop.failed_at, stop.total) == (env.name, 2, 4)
+    assert [(e.setting, e.outcome) for e in stop.finished] == [
+        ("external_oms", Outcome.APPLIED),
+        ("availability_webhook", Outcome.FAILED),
+    ]
+    assert [(s.number, s.setting) for s in stop.not_attempted] == [
+        (3, "external_atp"),
+        (4, "associate_app"),
+    ]
+    assert stop.safety == SafetyCheck(), "re-read, and no rule broken"
+    assert info.value.report == render_run_report(run_report)
 
 
 def test_a_secret_changed_underneath_is_named_but_not_shown(

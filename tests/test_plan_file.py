@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +24,11 @@ from reconciler.errors import PlanFileError
 from reconciler.plan import EnvPlan, RunPlan, Status, build_plan
 from reconciler.planfile import (
     checksum,
+    env_plan_to_dict,
     load_plan_file,
     plan_to_dict,
     plan_to_json,
+    read_plan_file,
     write_plan_file,
 )
 
@@ -67,6 +70,34 @@ def test_round_trip(tmp_path: Path) -> None:
         {"path": "external_oms.enabled", "from": False, "to": True}
     ]
     assert list(tmp_path.iterdir()) == [path], "the atomic write leaves no temporary file"
+
+
+def test_a_plan_file_reads_back_as_the_same_plan(tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    run = _run()
+    write_plan_file(run, path, generated_at=WHEN)
+
+    again = read_plan_file(path)
+
+    assert [env_plan_to_dict(p) for p in again.environments] == [
+        env_plan_to_dict(p) for p in run.environments
+    ]
+    assert [p.status for p in again.environments] == [
+        Status.CHANGES,
+        Status.CHANGES,
+        Status.BLOCKED,
+        Status.ERROR,
+    ]
+    assert again.environments[1].steps[0].changes == run.environments[1].steps[0].changes
+
+
+def test_a_plan_is_frozen_and_a_later_check_makes_a_new_one() -> None:
+    plan = _run().environments[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.status = Status.BLOCKED  # type: ignore[misc]
+    blocked = dataclasses.replace(plan, blocked_by=["a probe failed"], status=Status.BLOCKED)
+    assert plan.blocked_by == [] and plan.status is Status.CHANGES
+    assert blocked.blocked_by == ["a probe failed"]
 
 
 def test_json_output_matches_the_schema() -> None:

@@ -47,7 +47,9 @@ def url_problem(url: str, *, allow_query: bool) -> str | None:
     return None
 
 
-class _Builder:
+class _EnvironmentBuilder:
+    """Turns a merged document into an Environment, collecting every problem on the way."""
+
     def __init__(self, merged: Merged, bad: set[str]) -> None:
         self.merged = merged
         self.data = merged.data
@@ -308,7 +310,7 @@ def build_environment(
     `bad` holds the key paths already reported (by substitution or the schema); nothing more
     is said about them or anything inside them.
     """
-    builder = _Builder(merged, set(bad))
+    builder = _EnvironmentBuilder(merged, set(bad))
     tenant = merged.data.get("tenant")
     if "tenant" not in merged.data:
         builder.report("tenant", "`tenant` is required (the NewStore tenant id, e.g. acme-staging)")

@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler.config.yamlsafe import Document, child_path, load_file
 from reconciler.errors import Problem
-from reconciler.model import Location
+from reconciler.model import Location, locate
 from reconciler.settings import SECRET_PATHS
 
 SECRET_MIN_LENGTH = 20
@@ -45,15 +45,7 @@ class Merged:
 
     def locate(self, path: str) -> Location:
         """Where `path` was written, else its closest written parent, else the file's start."""
-        parts = path
-        while True:
-            loc = self.locations.get(parts)
-            if loc is not None:
-                return loc
-            if not parts:
-                return Location(self.file, 1, 1)
-            cut = max(parts.rfind("."), parts.rfind("["))
-            parts = parts[:cut] if cut > 0 else ""
+        return locate(self.locations, path) or Location(self.file, 1, 1)
 
     def problem(self, path: str, message: str) -> Problem:
         loc = self.locate(path)

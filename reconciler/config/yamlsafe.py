@@ -3,7 +3,7 @@
 Environment files come from pull requests, so a file may be huge, binary, nested ten thousand
 levels deep or an alias bomb. We never call `yaml.load`: PyYAML's SafeLoader only *composes*
 the node graph (aliases stay shared, so composing a bomb is cheap), with a depth and node cap
-enforced while composing; then `_Builder` walks the nodes itself, counting every node it
+enforced while composing; then `_DocumentBuilder` walks the nodes itself, counting every node it
 expands, and records each key path's file:line:column for later messages.
 """
 
@@ -84,7 +84,10 @@ class _Composer(yaml.SafeLoader):
             self._depth -= 1
 
 
-class _Builder:
+class _DocumentBuilder:
+    """Turns composed YAML nodes into plain data with each key path's location (not the same
+    job as config.build's `_EnvironmentBuilder`, which turns that data into an Environment)."""
+
     def __init__(self, file: str) -> None:
         self.file = file
         self.locations: dict[str, Location] = {}
@@ -246,7 +249,7 @@ def parse_text(text: str, file: str) -> tuple[Document | None, list[Problem]]:
         return None, [
             Problem(file, 1, 1, "", "file is empty; expected a mapping such as `tenant:`")
         ]
-    builder = _Builder(file)
+    builder = _DocumentBuilder(file)
     try:
         data = builder.build(root, "", 0)
     except _LimitExceeded as exc:

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from reconciler.model import SENSITIVE, SENSITIVE_CHANGED, UNKNOWN_SHOWN
+# The renderers' one way to show a value, shared with the core's messages.
+from reconciler.model import show_value as show_value
 from reconciler.plan import EnvPlan, Gate, RunPlan, Status
 from reconciler.policy import Decision, explain
-
-_MARKERS = frozenset({SENSITIVE, SENSITIVE_CHANGED, UNKNOWN_SHOWN})
-
-
-def show_value(value: Any) -> str:
-    """One field value for people: absent, a marker as-is, anything else as JSON (strings are
-    quoted so that a trailing slash or space stays visible)."""
-    if value is None:
-        return "absent"
-    if isinstance(value, str) and value in _MARKERS:
-        return value
-    return json.dumps(value, ensure_ascii=False)
 
 
 def cell(text: str) -> str:

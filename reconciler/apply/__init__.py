@@ -1,0 +1,69 @@
+"""Apply: carry out a plan one checked step at a time, and stop safely on any failure.
+
+    apply_run(envs, run, journal, ...)   every environment of a RunPlan, one after another (run)
+    apply_environment(env, plan, ...)    one environment's steps, then the convergence check
+                                         (environment)
+    check_plan_file(run, source, envs)   `apply --plan`: refuse unless the file still describes
+                                         the world, then return the same plan re-made from it
+                                         (planfile_check)
+
+Any failure stops at once and raises ApplyError / ChangedUnderneath / BlockedError /
+Interrupted whose `stop` is the stop report (report.RunReport): the steps applied, the one that
+failed (with NewStore's request id), those not attempted, and what a fresh read of the live
+state says about every safety rule; `render.stop_report` words it (the errors' `report`).
+Nothing here needs local state to be correct: running apply again continues from the live state.
+
+The core is silent: progress goes to an `on_event` callback (events), which the CLI renders.
+"""
+
+from __future__ import annotations
+
+from reconciler.apply.environment import WEBHOOK, apply_environment
+from reconciler.apply.events import (
+    EnvironmentConverged,
+    Event,
+    GateChecked,
+    OnEvent,
+    Outcome,
+    StepFinished,
+)
+from reconciler.apply.planfile_check import check_plan_file, plan_file_environments
+from reconciler.apply.report import (
+    EnvFate,
+    NotAttempted,
+    NothingWritten,
+    RunReport,
+    SafetyCheck,
+    StopReport,
+)
+from reconciler.apply.run import (
+    EnvResult,
+    apply_run,
+    held_by_policy,
+    refuse_held,
+    refuse_unready,
+)
+
+__all__ = [
+    "WEBHOOK",
+    "EnvFate",
+    "EnvResult",
+    "EnvironmentConverged",
+    "Event",
+    "GateChecked",
+    "NotAttempted",
+    "NothingWritten",
+    "OnEvent",
+    "Outcome",
+    "RunReport",
+    "SafetyCheck",
+    "StepFinished",
+    "StopReport",
+    "apply_environment",
+    "apply_run",
+    "check_plan_file",
+    "held_by_policy",
+    "plan_file_environments",
+    "refuse_held",
+    "refuse_unready",
+]

@@ -1,0 +1,465 @@
+"""Apply one environment: its planned steps one checked step at a time, then the convergence
+check; any failure stops at once with the stop report (`report.RunReport`).
+
+Every step, in plan order: the change policy, its gates (the webhook probe; the stock
+confirmation from the YAML), a re-read of the setting (already at the target: skip; moved away
+from the planned `before`: ChangedUnderneath), the safety rules checked against the latest
+values read, the write with a journal intent before and result after, and a read-back that must
+equal the target. After the last step the environment is planned again and must need nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from reconciler.apply.events import (
+    EnvironmentConverged,
+    GateChecked,
+    OnEvent,
+    Outcome,
+    StepFinished,
+    ignore,
+)
+from reconciler.apply.report import NotAttempted, RunReport, StopReport, check_safety
+from reconciler.clock import Clock, system_clock, today_utc
+from reconciler.errors import (
+    ApplyError,
+    BlockedError,
+    ChangedUnderneath,
+    Interrupted,
+    NewStoreError,
+    ReconcilerError,
+    ReportedError,
+)
+from reconciler.interrupt import StopRequest
+from reconciler.model import ABSENT, Environment, Value, show_value
+from reconciler.plan import (
+    STOCK_CONFIRMED,
+    WEBHOOK_PROBE,
+    Action,
+    EnvPlan,
+    Step,
+    build_plan,
+    differs,
+    fingerprint,
+    fingerprint_key,
+    probe_for,
+    read_live,
+    shown_value,
+    stock_confirmation_problem,
+)
+from reconciler.policy import Decision, decide, decision_dict, explain
+from reconciler.rules import RULES, Rule, violations
+from reconciler.settings import BY_KEY, REGISTRY, Setting
+
+if TYPE_CHECKING:
+    import httpx
+
+    from reconciler.journal import Journal
+    from reconciler.newstore.client import NewStoreClient
+
+
+WEBHOOK = "availability_webhook"
+
+
+def _show(setting: Setting, value: Value) -> str:
+    return show_value(shown_value(setting, value), sort_keys=True)
+
+
+def _policy_words(decision: Decision) -> str:
+    return (
+        f'{explain(decision)}. In an emergency, apply again with --break-glass "REASON" '
+        "(it overrides windows and freezes only, and is recorded)"
+    )
+
+
+def _rules(rules: Sequence[Rule]) -> str:
+    return "; ".join(f"{rule}: {rule.consequence}" for rule in rules)
+
+
+# --- one environment ----------------------------------------------------------------------------
+
+
+class _EnvironmentApply:
+    """The state of applying one environment: the latest value read of every managed setting
+    and what each step came to, for the safety checks and the report."""
+
+    def __init__(
+        self,
+        env: Environment,
+        plan: EnvPlan,
+        client: NewStoreClient,
+        journal: Journal,
+        *,
+        skip_probe: bool,
+        on_event: OnEvent,
+        probe_transport: httpx.BaseTransport | None,
+        clock: Clock = system_clock,
+        break_glass: str | None = None,
+        stop: StopRequest | None = None,
+    ) -> None:
+        self.env, self.plan, self.client, self.journal = env, plan, client, journal
+        self.clock, self.break_glass = clock, break_glass
+        self.stop = stop
+        self.skip_probe = skip_probe
+        self.on_event = on_event
+        self.probe_transport = probe_transport
+        self.total = len(plan.steps)
+        # As planned: a setting with no step already had its desired value (a masked field
+        # aside, which no rule looks at).
+        self.latest: dict[str, Value] = {
+            **env.desired,
+            **{step.setting: step.before for step in plan.steps},
+        }
+        self.broken_at_start = violations(self.latest)
+        self.finished: list[StepFinished] = []
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    def run(self) -> list[StepFinished]:
+        for number, step in enumerate(self.plan.steps, 1):
+            try:
+                self._check_stop(number, step)
+                self._policy(number, step)
+                self._gates(number, step)
+                self._step(number, step)
+            except ReconcilerError as exc:
+                raise self._stopped(exc, number) from None
+            except Exception as exc:
+                raise self._unexpected(exc, number, step) from None
+        try:
+            self._check_converged()
+        except ReconcilerError as exc:
+            raise self._stopped(exc, None) from None
+        except Exception as exc:
+            raise self._unexpected(exc, None, None) from None
+        return self.finished
+
+    def _finish(
+        self,
+        number: int,
+        step: Step,
+        outcome: Outcome,
+        request_id: str | None,
+        detail: str = "",
+        *,
+        best_effort: bool = False,
+    ) -> None:
+        event = StepFinished(
+            self.env.name,
+            number,
+            self.total,
+            step.setting,
+            step.action,
+            outcome,
+            request_id,
+            detail,
+        )
+        self.finished.append(event)
+        if best_effort:
+            # Reporting a failure that may have come from the callback itself (e.g. the CLI
+            # writing to a closed pipe): the report carries the step either way.
+            with contextlib.suppress(Exception):
+                self.on_event(event)
+        else:
+            self.on_event(event)
+
+    def _record(self, phase: str, step: Step, **fields: Any) -> None:
+        self.journal.record(
+            phase,
+            environment=self.env.name,
+            tenant=self.env.tenant,
+            setting=step.setting,
+            action=str(step.action),
+            **fields,
+        )
+
+    def _check_stop(self, number: int, step: Step) -> None:
+        """Stop before the next write once a signal asked to (the write in flight, if any,
+        has finished: it was let finish)."""
+        name = self.stop.signal_name if self.stop is not None else None
+        if name is None:
+            return
+        raise Interrupted(
+            f"[{self.env.name}] {name} received: stopped before step {number}/{self.total} "
+            f"{step.setting}; nothing more was written",
+            signal_name=name,
+        )
+
+    # -- (0) the policy ------------------------------------------------------------------------
+
+    def _policy(self, number: int, step: Step) -> None:
+        # Asked again before every step, not once per run: a long run (a slow probe, retries,
+        # hundreds of environments) can cross a window's end or a freeze's start.
+        decision = decide(self.env.policy, self.clock())
+        if decision.allowed:
+            return
+        if self.break_glass is None:
+            self._blocked(number, step, "policy", _policy_words(decision))
+        self._record(
+            "policy",
+            step,
+            result="overridden",
+            break_glass=self.break_glass,
+            **decision_dict(decision),
+        )
+        self.on_event(
+            GateChecked(
+                self.env.name,
+                number,
+                self.total,
+                step.setting,
+                "policy",
+                "overridden",
+                f"{explain(decision)}; --break-glass: {self.break_glass}",
+            )
+        )
+
+    # -- (1) gates -------------------------------------------------------------------------------
+
+    def _gates(self, number: int, step: Step) -> None:
+        for gate in step.gates:
+            if gate.name == WEBHOOK_PROBE:
+                self._probe(number, step)
+            elif gate.name == STOCK_CONFIRMED:
+                # Checked again: a confirmation valid at plan time may have expired since.
+                problem = stock_confirmation_problem(self.env, today_utc(self.clock))
+                if problem is not None:
+                    self._blocked(number, step, gate.name, problem)
+
+    def _probe(self, number: int, step: Step) -> None:
+        def checked(result: str, detail: str) -> None:
+            self._record("gate", step, gate=WEBHOOK_PROBE, result=result, detail=detail)
+            self.on_event(
+                GateChecked(
+                    self.env.name, number, self.total, step.setting, WEBHOOK_PROBE, result, detail
+                )
+            )
+
+        if self.skip_probe:
+            checked("skipped", "not run: --skip-probe was given, the webhook is unchecked")
+            return
+        try:
+            summary = probe_for(self.env, transport=self.probe_transport)
+        except BlockedError as exc:
+            checked("failed", exc.message)
+            if step.setting == WEBHOOK:
+                self._refused(number, step, exc.message)
+            self._blocked(number, step, WEBHOOK_PROBE, exc.message)
+        checked("passed", summary)
+
+    def _refused(self, number: int, step: Step, reason: str) -> NoReturn:
+        """A webhook config that failed its probe is not written while external ATP is on:
+        NewStore would point at it at once. A refused write (exit 1), not a blocked gate: the
+        live config is still the old one, and the new one is what is wrong."""
+        self._record("result", step, result=str(Outcome.FAILED), request_id=None, error=reason)
+        self._finish(number, step, Outcome.FAILED, None, f"gate {WEBHOOK_PROBE}: {reason}")
+        raise ApplyError(
+            f"[{self.env.name}] step {number}/{self.total} {step.setting}: refused to write a "
+            f"webhook config that failed the probe while external ATP is on: {reason}. The "
+            "live config was left as it was; nothing from this step on was written."
+        )
+
+    def _blocked(self, number: int, step: Step, gate: str, reason: str) -> NoReturn:
+        self._record("result", step, result=str(Outcome.BLOCKED), request_id=None, error=reason)
+        self._finish(number, step, Outcome.BLOCKED, None, f"gate {gate}: {reason}")
+        raise BlockedError(
+            f"[{self.env.name}] step {number}/{self.total} {step.setting}: gate {gate} failed: "
+            f"{reason}. Nothing from this step on was written."
+        )
+
+    # -- (2)-(5) re-read, check, write, read back --------------------------------------------
+
+    def _step(self, number: int, step: Step) -> None:
+        setting = BY_KEY[step.setting]
+        request_id: str | None = None
+        try:
+            current = setting.read_managed(self.client, step.after)
+            self.latest[step.setting] = current
+            if not step.rewrite and not differs(setting, current, step.after):
+                self._record("result", step, result=str(Outcome.SKIPPED), request_id=None)
+                self._finish(number, step, Outcome.SKIPPED, None, "already done")
+                return
+            key = fingerprint_key(self.env)
+            if fingerprint(setting, current, key) != fingerprint(setting, step.before, key):
+                raise self._changed_underneath(setting, step, current)
+            self._check_rules(step)
+            self._check_stop(number, step)
+
+            self._record(
+                "intent",
+                step,
+                before=shown_value(setting, current),
+                after=shown_value(setting, step.after),
+            )
+            try:
+                if step.action is Action.DELETE:
+                    request_id = setting.delete(self.client)
+                else:
+                    assert step.after is not ABSENT
+                    request_id = setting.write(self.client, step.after)
+            except NewStoreError as exc:
+                request_id = exc.request_id
+                self._record(
+                    "result",
+                    step,
+                    result=str(Outcome.FAILED),
+                    request_id=request_id,
+                    error=str(exc),
+                )
+                raise
+            self._record("result", step, result=str(Outcome.APPLIED), request_id=request_id)
+
+            settled = setting.read_managed(self.client, step.after)
+            self.latest[step.setting] = settled
+            if differs(setting, settled, step.after):
+                message = (
+                    f"[{self.env.name}] {step.setting} did not settle: wrote "
+                    f"{_show(setting, step.after)}, read back {_show(setting, settled)}"
+                )
+                self._record("verify", step, result=str(Outcome.FAILED), error=message)
+                raise ApplyError(message)
+        except ReconcilerError as exc:
+            if isinstance(exc, NewStoreError) and exc.request_id:
+                request_id = exc.request_id
+            self._finish(number, step, Outcome.FAILED, request_id)
+            raise
+        self._finish(number, step, Outcome.APPLIED, request_id)
+
+    def _changed_underneath(self, setting: Setting, step: Step, now: Value) -> ChangedUnderneath:
+        planned, current = _show(setting, step.before), _show(setting, now)
+        if planned == current:
+            secret = " and ".join(sorted(setting.secret_fields))
+            current += f" (its {secret} changed)"
+        message = (
+            f"[{self.env.name}] {step.setting} changed underneath: planned from {planned}, now "
+            f"{current}. Another apply or a hand edit changed it since it was read; nothing "
+            "more was written. Review a fresh plan."
+        )
+        self._record("result", step, result=str(Outcome.FAILED), request_id=None, error=message)
+        return ChangedUnderneath(message)
+
+    def _check_rules(self, step: Step) -> None:
+        # Defence in depth: the planner's order never adds a violation, but the other settings
+        # may have moved since they were read (a hand edit, a concurrent run), so the ones
+        # sharing a rule with this step are read again right before the write. A change in the
+        # moment between that read and the write cannot be seen: NewStore offers no ETags.
+        pairs = [{rule.if_setting, rule.then_setting} for rule in RULES]
+        partners = set().union(*(pair for pair in pairs if step.setting in pair)) - {step.setting}
+        for setting in REGISTRY:
+            if setting.key in partners and setting.key in self.env.desired:
+                self.latest[setting.key] = setting.read_managed(
+                    self.client, self.env.desired[setting.key]
+                )
+        before = violations(self.latest)
+        added = [
+            r for r in violations({**self.latest, step.setting: step.after}) if r not in before
+        ]
+        if added:
+            message = (
+                f"[{self.env.name}] writing {step.setting} now would break {_rules(added)}; "
+                "stopped before writing it"
+            )
+            self._record("result", step, result=str(Outcome.FAILED), request_id=None, error=message)
+            raise ApplyError(message)
+
+    def _check_converged(self) -> None:
+        again = build_plan(self.env, read_live(self.env, self.client))
+        # (`--replace` is not asked again: a replaced setting now equals its desired value.)
+        if again.steps:
+            fields = [c.path for s in again.steps for c in s.changes] or [
+                s.setting for s in again.steps
+            ]
+            raise ApplyError(
+                f"[{self.env.name}] did not converge: after every step succeeded, a fresh plan "
+                f"still changes {', '.join(fields)}"
+            )
+        self.journal.record(
+            "converged", environment=self.env.name, tenant=self.env.tenant, steps=self.total
+        )
+        self.on_event(EnvironmentConverged(self.env.name, self.total))
+
+    # -- the safe-state report ---------------------------------------------------------------
+
+    def _unexpected(self, exc: Exception, number: int | None, step: Step | None) -> ApplyError:
+        """A failure no part of apply anticipated (a bug, or a library raising outside its
+        documented errors) still ends in the safe-state report and the journal. Only the type
+        is named: the text of an arbitrary exception may hold a header or a secret."""
+        kind = type(exc).__name__
+        where = f"step {number}/{self.total} {step.setting}" if step else "the convergence check"
+        if step is not None and number is not None:
+            self._record("error", step, error=kind)
+            if len(self.finished) < number:
+                self._finish(
+                    number, step, Outcome.FAILED, None, f"unexpected {kind}", best_effort=True
+                )
+        else:
+            self.journal.record(
+                "error", environment=self.env.name, tenant=self.env.tenant, error=kind
+            )
+        message = (
+            f"[{self.env.name}] {where} stopped on an unexpected {kind}; nothing more was written"
+        )
+        return ApplyError(message, self.stop_report(number))
+
+    def _stopped(self, exc: ReconcilerError, number: int | None) -> ApplyError | BlockedError:
+        report = self.stop_report(number)
+        message = exc.message if isinstance(exc, ReportedError) else str(exc)
+        if isinstance(exc, BlockedError):
+            return BlockedError(message, report)
+        if isinstance(exc, ChangedUnderneath):
+            return ChangedUnderneath(message, report)
+        if isinstance(exc, Interrupted):
+            return Interrupted(message, report, exc.signal_name)
+        return ApplyError(message, report)
+
+    def stop_report(self, failed_at: int | None) -> RunReport:
+        not_attempted = tuple(
+            NotAttempted(number, step.setting, step.action)
+            for number, step in enumerate(self.plan.steps, 1)
+            if number > len(self.finished)
+        )
+        stop = StopReport(
+            environment=self.env.name,
+            tenant=self.env.tenant,
+            total=self.total,
+            failed_at=failed_at,
+            finished=tuple(self.finished),
+            not_attempted=not_attempted,
+            safety=check_safety(self.env, self.client, self.latest, self.broken_at_start),
+        )
+        return RunReport((stop,))
+
+
+def apply_environment(
+    env: Environment,
+    plan: EnvPlan,
+    client: NewStoreClient,
+    journal: Journal,
+    *,
+    skip_probe: bool = False,
+    on_event: OnEvent = ignore,
+    probe_transport: httpx.BaseTransport | None = None,
+    clock: Clock = system_clock,
+    break_glass: str | None = None,
+    stop: StopRequest | None = None,
+) -> list[StepFinished]:
+    """Apply one environment's planned steps, then check it converged; returns what each step
+    came to. Raises ApplyError / ChangedUnderneath / BlockedError / Interrupted (with the
+    safe-state report); `stop` is checked before every write.
+    Before each step the environment's policy is asked at `clock()`; `break_glass` (a reason)
+    overrides it."""
+    return _EnvironmentApply(
+        env,
+        plan,
+        client,
+        journal,
+        skip_probe=skip_probe,
+        on_event=on_event,
+        probe_transport=probe_transport,
+        clock=clock,
+        break_glass=break_glass,
+        stop=stop,
+    ).run()

@@ -1,0 +1,56 @@
+"""What happens during apply, as it happens: the events the core emits to `on_event` (the CLI
+renders them with `render.steps.render_event`) and what each step came to."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from reconciler.plan import Action
+
+
+class Outcome(enum.StrEnum):
+    APPLIED = "applied"
+    SKIPPED = "skipped"  # the setting already had its target value
+    FAILED = "failed"
+    BLOCKED = "blocked"  # a gate or the policy stopped it
+
+
+@dataclass(frozen=True)
+class GateChecked:
+    environment: str
+    number: int
+    total: int
+    setting: str
+    gate: str
+    result: str  # "passed" | "failed" | "skipped"
+    detail: str
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    environment: str
+    number: int
+    total: int
+    setting: str
+    action: Action
+    outcome: Outcome
+    request_id: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class EnvironmentConverged:
+    environment: str
+    steps: int
+
+
+Event: TypeAlias = GateChecked | StepFinished | EnvironmentConverged
+OnEvent: TypeAlias = Callable[[Event], None]
+
+
+def ignore(event: Event) -> None:
+    """The default `on_event`: a caller that wants no progress."""
+    pass

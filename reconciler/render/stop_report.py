@@ -1,0 +1,128 @@
+"""The stop report in words: what `reconciler apply` prints when it stops part-way.
+
+render_run_report(report)    every failed environment's report, then the others' fates
+render_stop_report(stop)     one environment's: steps applied / failed / not attempted,
+                             then what a fresh read says about the safety rules
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from reconciler.apply.events import Outcome
+from reconciler.apply.report import (
+    EnvFate,
+    EnvStop,
+    NothingWritten,
+    RunReport,
+    SafetyCheck,
+    StopReport,
+)
+from reconciler.rules import Rule
+
+_LABEL: Final = {
+    Outcome.APPLIED: "applied",
+    Outcome.SKIPPED: "skipped",
+    Outcome.FAILED: "FAILED",
+    Outcome.BLOCKED: "BLOCKED",
+}
+
+
+def _rules(rules: Sequence[Rule]) -> str:
+    return "; ".join(f"{rule}: {rule.consequence}" for rule in rules)
+
+
+def render_safety(check: SafetyCheck) -> str:
+    """One paragraph: whether the state after the stop satisfies every safety rule."""
+    if check.blocked_at is not None:
+        why = (
+            f"NewStore blocked this IP at {check.blocked_at:%H:%M:%S} UTC, so the live state was "
+            "not re-read (every request would extend the block); judged on the last state this "
+            "run read or wrote instead:"
+        )
+        if not check.broken:
+            return (
+                f"{why} it satisfies every safety rule. Check it with `reconciler plan` once "
+                "the block ends."
+            )
+        return (
+            f"WARNING: {why} IT BREAKS {_rules(check.broken)}. Once the block ends, run apply "
+            "again (or check with `reconciler plan`) before anything else."
+        )
+    if check.unreadable:
+        return (
+            "WARNING: could not re-read the live state to check the safety rules "
+            f"({check.unreadable}). Check it with `reconciler plan` before anything else."
+        )
+    if not check.broken:
+        return "The live state, re-read just now, satisfies every safety rule."
+    parts = [f"WARNING: THE LIVE STATE, RE-READ JUST NOW, BREAKS {_rules(check.broken)}."]
+    if check.broken_before:
+        parts.append(
+            "It already broke "
+            + ", ".join(str(r) for r in check.broken_before)
+            + " before this apply; the repair did not finish: run apply again."
+        )
+    if check.broken_by_others:
+        parts.append(
+            "This apply did not write that state: someone else is changing the tenant. Fix it now."
+        )
+    return " ".join(parts)
+
+
+def render_stop_report(stop: EnvStop) -> str:
+    """One environment's stop report."""
+    if isinstance(stop, NothingWritten):
+        return f"{stop.environment}: nothing was written."
+    return _render_stop(stop)
+
+
+def _render_stop(stop: StopReport) -> str:
+    where = (
+        f"stopped at step {stop.failed_at} of {stop.total}"
+        if stop.failed_at is not None
+        else f"all {stop.total} steps ran, then the convergence check failed"
+    )
+    lines = [f"{stop.environment} (tenant {stop.tenant}): {where}."]
+    for event in stop.finished:
+        extra = [f"request id {event.request_id}"] if event.request_id else []
+        if event.outcome is Outcome.SKIPPED:
+            extra.append("already done")
+        elif event.outcome is Outcome.BLOCKED:
+            extra.append(event.detail)
+        shown = f" ({'; '.join(extra)})" if extra else ""
+        lines.append(
+            f"  {_LABEL[event.outcome]:<14}{event.number}/{stop.total} {event.setting}: "
+            f"{event.action}{shown}"
+        )
+    lines += [
+        f"  {'not attempted':<14}{step.number}/{stop.total} {step.setting}: {step.action}"
+        for step in stop.not_attempted
+    ]
+    lines.append(render_safety(stop.safety))
+    lines.append(
+        "Running apply again continues from the live state (no local state is needed); "
+        "`reconciler plan` shows what is left."
+    )
+    return "\n".join(lines)
+
+
+def _fate(fate: EnvFate) -> str:
+    if fate.status == "not attempted":
+        return f"  {fate.name}: not attempted ({fate.why})"
+    if fate.status == "blocked":
+        return f"  {fate.name}: not applied, blocked (see the plan above)"
+    if fate.status == "error":
+        return f"  {fate.name}: not applied, could not be planned ({fate.why})"
+    if fate.status == "applied":
+        return f"  {fate.name}: applied, converged"
+    return f"  {fate.name}: already converged"
+
+
+def render_run_report(report: RunReport) -> str:
+    """A run's stop report: each failed environment's, then "Other environments:"."""
+    parts = [render_stop_report(stop) for stop in report.stops]
+    if report.others:
+        parts.append("Other environments:\n" + "\n".join(_fate(f) for f in report.others))
+    return "\n\n".join(parts)
