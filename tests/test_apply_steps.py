@@ -171,14 +171,15 @@ def test_the_stop_report_is_a_value_that_render_words(app: SandboxApp, journal: 
     assert run_report is not None and run_report.others == ()
     (stop,) = run_report.stops
     assert isinstance(stop, StopReport)
-    assert (stop.environment, stop.failed_at, stop.total) == (env.name, 2, 4)
+    assert (stop.environment, stop.failed_at, stop.total) == (env.name, 2, len(FORWARD))
     assert [(e.setting, e.outcome) for e in stop.finished] == [
         ("external_oms", Outcome.APPLIED),
         ("availability_webhook", Outcome.FAILED),
     ]
     assert [(s.number, s.setting) for s in stop.not_attempted] == [
         (3, "external_atp"),
-        (4, "associate_app"),
+        (4, "external_order_webhook"),
+        (5, "associate_app"),
     ]
     assert stop.safety == SafetyCheck(), "re-read, and no rule broken"
     assert info.value.report == render_run_report(run_report)

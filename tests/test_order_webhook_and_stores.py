@@ -410,7 +410,7 @@ def test_a_reviewed_plan_with_store_documents_is_applied_exactly(
     app.seed(TENANT, {"associate_app_store_configs": {"US02": _document(False)}})
     stale = run_cli(directory, "apply", "--plan", str(reviewed), "--auto-approve")
     assert stale.exit_code == 1
-    assert "associate_app.stores.US02.use_new_om_ui: planned from null, now false" in stale.stderr
+    assert "associate_app.stores.US02.use_new_om_ui: planned from absent, now false" in stale.stderr
     assert _writes(app) == []
 
     app.seed(TENANT, {})
