@@ -186,8 +186,9 @@ class ReportedError(ReconcilerError):
         """The stop report in words ("" without one)."""
         if not self.stop:
             return ""
-        # Imported here, not at the top: the text is render's business, asked for only when
-        # shown (errors sit below every layer, render above the core that builds the value).
+        # The one upward edge of the errors, kept for `.report` (the text callers and tests
+        # read): the words are render's, the value the core's, and the errors sit below both.
+        # lazy: render (and the core it reads) load only when a stop report is shown.
         from reconciler.render.stop_report import render_run_report
 
         return render_run_report(self.stop)
