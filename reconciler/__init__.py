@@ -1,3 +1,5 @@
 """newstore-reconciler: a NewStore tenant's external-OMS integration, managed as code."""
 
-__version__ = "0.1.0"
+from reconciler._version import __version__
+
+__all__ = ["__version__"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 import click.shell_completion
 
-from reconciler import __version__
+from reconciler._version import __version__
 from reconciler.clock import Clock, system_clock
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.interrupt import Terminated
@@ -203,6 +203,7 @@ _replace_option = functools.partial(
 
 
 def _check_replace(replace: tuple[str, ...]) -> None:
+    # lazy: start-up time
     from reconciler.settings import BY_KEY
 
     unknown = [key for key in replace if key not in BY_KEY]
@@ -231,6 +232,7 @@ def _complete_environments(
 ) -> list[click.shell_completion.CompletionItem]:
     """Shell completion of environment names: the files in --environments-dir (or its
     default), those not already on the command line."""
+    # lazy: start-up time
     from reconciler.config import discover
 
     directory = ctx.find_root().params.get("environments_dir") or Path("environments")
@@ -266,6 +268,7 @@ def _use_color(no_color: bool) -> bool:
 @click.pass_context
 def cli(ctx: click.Context, environments_dir: Path, no_color: bool, verbose: int) -> None:
     """Manage a NewStore tenant's external-OMS integration as code."""
+    # lazy: start-up time
     from reconciler.newstore.limiter import HostLimiter
 
     # One command is one run: hosts blocked or paused by an earlier one in this process (a
@@ -293,6 +296,7 @@ def cli(ctx: click.Context, environments_dir: Path, no_color: bool, verbose: int
 @click.pass_obj
 def validate(g: Globals, envs: tuple[str, ...], allow_missing_secrets: bool) -> None:
     """Check environment files offline: schema, references, safety of the desired state."""
+    # lazy: start-up time
     from reconciler.config import load_environments
 
     environments = load_environments(
@@ -331,6 +335,7 @@ def plan(
     replace: tuple[str, ...],
 ) -> int:
     """Show what apply would change, in a safe order, and why."""
+    # lazy: start-up time
     from datetime import UTC, datetime
 
     from reconciler.config import load_each
@@ -357,10 +362,12 @@ def plan(
     if fmt == "json":
         click.echo(plan_to_json(run, generated_at=generated_at), nl=False)
     elif fmt == "markdown":
+        # lazy: start-up time
         from reconciler.render.markdown import render_markdown
 
         click.echo(render_markdown(run), nl=False)
     else:
+        # lazy: start-up time
         from reconciler.render.text import render_text
 
         click.echo(render_text(run, color=g.color), nl=False)
@@ -385,6 +392,7 @@ def _say_how_to_apply(g: Globals, run: Any, out: Path, *, to_stdout: bool) -> No
     """After `plan --out`: the command that applies exactly that plan. On stdout after a text
     report; after a JSON or Markdown one (a document, often piped) only on a terminal's
     stderr."""
+    # lazy: start-up time
     from reconciler.plan import Status
 
     statuses = {env.status for env in run.environments}
@@ -412,6 +420,7 @@ def _hold_apply_locks(
 ) -> list[TenantLock]:
     """Take the per-tenant apply locks for the rest of the command (released when click closes
     its context, however the command ends); returns the lock records for the journal."""
+    # lazy: start-up time
     from reconciler.lock import SKIPPED_UNSUPPORTED, Holder, tenant_locks
 
     def waiting(tenant: str, holder: Holder, timeout: float) -> None:
@@ -505,6 +514,7 @@ def apply(
     replace: tuple[str, ...],
 ) -> int:
     """Make the live state match the environment files, one checked step at a time."""
+    # lazy: start-up time
     from reconciler.apply import (
         apply_run,
         check_plan_file,
@@ -535,6 +545,7 @@ def apply(
     journal_path = journal_file or default_path()
     _check_output_file(journal_path, "apply journal", makes_directories=True)
     if plan_file is not None:
+        # lazy: start-up time
         from reconciler.config import discover
         from reconciler.errors import PlanFileError
         from reconciler.planfile import read_plan_file
@@ -559,6 +570,7 @@ def apply(
             planned, str(plan_file), environments, parallelism=parallelism, now=g.clock()
         )
     else:
+        # lazy: start-up time
         from reconciler.config import load_each
         from reconciler.model import Environment
 
@@ -682,6 +694,7 @@ def sandbox(
     mask_webhook_api_key: bool,
 ) -> None:
     """Run a local NewStore for demos and tests, until Ctrl-C."""
+    # lazy: start-up time
     from reconciler.sandbox import SandboxApp, SandboxConfig, serve
     from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY
 
@@ -750,6 +763,7 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int, probe: 
     an unhealthy webhook, 1 when an environment could not be read (the others are still
     reported).
     """
+    # lazy: start-up time
     from reconciler.config import load_each
     from reconciler.drift import DriftStatus, check_drift
     from reconciler.render.run_progress import progress
@@ -759,10 +773,12 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int, probe: 
     with progress(len(environments), "checked") as done:
         report = check_drift(environments, parallelism=parallelism, on_done=done, probe=probe)
     if fmt == "json":
+        # lazy: start-up time
         from reconciler.drift import drift_to_json
 
         click.echo(drift_to_json(report), nl=False)
     else:
+        # lazy: start-up time
         from reconciler.render.drift import render_drift_markdown, render_drift_text
 
         if fmt == "markdown":
@@ -801,6 +817,7 @@ def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str,
     ENV's file supplies the tenant, connection, extends and gates (its settings may be left
     out: that is how a tenant is adopted). Secrets are written as ${...} references only.
     """
+    # lazy: start-up time
     from reconciler.config import discover
     from reconciler.dump import check_out, dump_environment, write_dump
 
@@ -846,6 +863,7 @@ def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str,
 )
 def init(directory: Path, ci: str, source: str | None) -> None:
     """Start a configuration repository in DIR (default: here); never overwrites a file."""
+    # lazy: start-up time
     from reconciler.scaffold import DEFAULT_SOURCE, scaffold, write_scaffold
 
     files = scaffold(ci, source or DEFAULT_SOURCE)
@@ -875,6 +893,7 @@ def init(directory: Path, ci: str, source: str | None) -> None:
 )
 def schema(out: Path | None) -> None:
     """Print the environment files' JSON schema (for editors and other tools)."""
+    # lazy: start-up time
     from reconciler.resources import schema_path
 
     text = schema_path("environment.schema.json").read_text()
@@ -888,6 +907,7 @@ def schema(out: Path | None) -> None:
 
 
 def main() -> None:
+    # lazy: signals only for a real process
     from reconciler import interrupt
 
     global _real_process

@@ -27,7 +27,7 @@ def _key_path(deepdiff_path: str) -> str:
 
 
 def _deepdiff_paths(before: Any, after: Any) -> list[str]:
-    from deepdiff import DeepDiff
+    from deepdiff import DeepDiff  # lazy: start-up time (deepdiff, only when a value moved)
 
     diff: Mapping[str, Any] = DeepDiff(before, after)
     found: list[str] = []

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from reconciler import __version__
+from reconciler._version import __version__
 from reconciler.model import Environment, Unresolved
 from reconciler.parallelism import DEFAULT_PARALLELISM
 from reconciler.plan import Action, EnvPlan, FieldChange, Status, plan_environments

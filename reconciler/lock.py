@@ -136,6 +136,7 @@ def lock_key(base_url: str) -> str:
 
 def _fcntl() -> ModuleType | None:
     try:
+        # lazy: not on every platform (Windows has no fcntl)
         import fcntl
     except ImportError:
         return None

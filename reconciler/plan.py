@@ -43,6 +43,7 @@ from reconciler.settings import BY_KEY, REGISTRY, Setting
 if TYPE_CHECKING:
     import httpx
 
+    # lazy: start-up time (httpx)
     from reconciler.newstore.client import NewStoreClient
 
 ClientFactory: TypeAlias = Callable[[Environment], AbstractContextManager["NewStoreClient"]]
@@ -828,6 +829,7 @@ def probe_for(env: Environment, *, transport: httpx.BaseTransport | None = None)
     """Run the webhook-probe gate of `env`: its gates.webhook_probe sample sent to its desired
     webhook. Returns the probe's summary; raises BlockedError saying why it failed, or why it
     cannot run."""
+    # lazy: start-up time (httpx)
     from reconciler.newstore.probe import probe_webhook
 
     target, probe = _probe_target(env), env.gates.webhook_probe
@@ -858,6 +860,7 @@ def check_health(
     It probes the *live* url and timeout, with the key NewStore holds where it can be read and
     the file's key otherwise; a masked key whose visible part cannot be the file's is
     unhealthy without a probe (NewStore sends a key the webhook was not given)."""
+    # lazy: start-up time (httpx)
     from reconciler.newstore.probe import probe_webhook
 
     if not is_enabled(live.get(_ATP, ABSENT)):
@@ -933,6 +936,7 @@ def policy_now(env: Environment, plan: EnvPlan, now: datetime) -> Decision | Non
 def default_client(env: Environment) -> AbstractContextManager[NewStoreClient]:
     """The client of `env` as every command builds it (imported here, not at the top, so that
     commands that never talk HTTP start without loading httpx)."""
+    # lazy: start-up time (httpx)
     from reconciler.newstore.client import NewStoreClient
     from reconciler.settings import SECRET_KEYS
 

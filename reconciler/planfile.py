@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from reconciler import __version__
+from reconciler._version import __version__
 from reconciler.errors import PlanFileError
 from reconciler.fsutil import atomic_write_text
 from reconciler.model import ABSENT
@@ -143,6 +143,7 @@ def write_plan_file(
 
 
 def _schema_errors(doc: dict[str, Any]) -> list[str]:
+    # lazy: start-up time (jsonschema)
     from jsonschema import Draft202012Validator
 
     from reconciler.resources import schema_path

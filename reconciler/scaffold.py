@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Final
 
-from reconciler import __version__
+from reconciler._version import __version__
 from reconciler.errors import ConfigError
 from reconciler.resources import ci_example_path, schema_path
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 
-from reconciler.client import HostLimiter, NewStoreClient
 from reconciler.model import Connection, Environment
+from reconciler.newstore.client import NewStoreClient
+from reconciler.newstore.limiter import HostLimiter
 from reconciler.sandbox.app import SandboxApp, SandboxConfig
 from reconciler.sandbox.server import running
 

@@ -30,10 +30,11 @@ from reconciler.apply import (
     apply_environment,
     apply_run,
 )
-from reconciler.client import HostLimiter, NewStoreClient
 from reconciler.errors import ApplyError, BlockedError, ChangedUnderneath
 from reconciler.journal import Journal, read_journal
 from reconciler.model import ABSENT, Environment, Value
+from reconciler.newstore.client import NewStoreClient
+from reconciler.newstore.limiter import HostLimiter
 from reconciler.plan import EnvPlan, RunPlan, Status, build_plan, plan_environments, read_live
 from reconciler.render.stop_report import render_run_report
 from reconciler.sandbox import SandboxApp, SandboxConfig

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from client_helpers import TENANT, api_requests, make_app, make_client, make_env, token_requests
 
-from reconciler.client import NewStoreClient
 from reconciler.errors import AuthError, IPBlockedError
 from reconciler.model import Value
+from reconciler.newstore.client import NewStoreClient
 from reconciler.sandbox.app import SandboxApp
 from reconciler.settings import REGISTRY
 

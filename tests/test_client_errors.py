@@ -10,8 +10,8 @@ import httpx
 import pytest
 from client_helpers import TENANT, RecordingTransport, make_app, make_client, make_env
 
-from reconciler.client import NewStoreClient
 from reconciler.errors import AuthError, ConfigError, RejectedError
+from reconciler.newstore.client import NewStoreClient
 from reconciler.sandbox.app import SandboxApp
 from reconciler.settings import BY_KEY
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from client_helpers import API_KEY, closed_port, make_app
 
-from reconciler.client import probe_webhook
 from reconciler.errors import BlockedError
 from reconciler.model import WebhookProbe
+from reconciler.newstore.probe import probe_webhook
 from reconciler.sandbox.app import WEBHOOK_PATH, SandboxApp
 from reconciler.sandbox.server import running
 

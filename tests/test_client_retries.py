@@ -18,8 +18,10 @@ from client_helpers import (
     make_env,
 )
 
-from reconciler.client import HostLimiter, NewStoreClient, parse_retry_after
 from reconciler.errors import RejectedError, RetryBudgetExhausted, UnreachableError
+from reconciler.newstore.client import NewStoreClient
+from reconciler.newstore.limiter import HostLimiter
+from reconciler.newstore.problem import parse_retry_after
 from reconciler.sandbox.app import SandboxApp
 from reconciler.settings import BY_KEY
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import certifi
 import pytest
 
-from reconciler.client import _ssl_context
+from reconciler.newstore.transport import ssl_context as _ssl_context
 
 
 def test_simultaneous_first_callers_share_one_context(

@@ -24,7 +24,6 @@ from client_helpers import (
     make_env,
 )
 
-from reconciler.client import NewStoreClient, probe_webhook
 from reconciler.errors import (
     AuthError,
     BlockedError,
@@ -36,6 +35,8 @@ from reconciler.errors import (
     UnreachableError,
 )
 from reconciler.model import WebhookProbe
+from reconciler.newstore.client import NewStoreClient
+from reconciler.newstore.probe import probe_webhook
 from reconciler.sandbox.app import WEBHOOK_PATH, SandboxApp
 from reconciler.settings import BY_KEY, REGISTRY
 

@@ -238,6 +238,7 @@ class _EnvironmentBuilder:
             section = {}
         timezone = section.get("timezone", "UTC")
         if isinstance(timezone, str) and self.ok("policy.timezone") and timezone != "UTC":
+            # lazy: start-up time (the time-zone database, only for a policy that names one)
             from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
             try:

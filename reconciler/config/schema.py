@@ -43,6 +43,7 @@ def environment_schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> Validator:
+    # lazy: start-up time (jsonschema)
     from jsonschema import Draft202012Validator
 
     schema = environment_schema()

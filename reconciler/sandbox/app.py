@@ -48,7 +48,13 @@ from werkzeug.wrappers import Request, Response
 from reconciler.clock import now_iso
 from reconciler.errors import ConfigError
 from reconciler.sandbox import validate
-from reconciler.sandbox.faults import Fault, FaultBook, FaultRule, parse_rules
+from reconciler.sandbox.faults import (
+    ConnectionDropped,
+    Fault,
+    FaultBook,
+    FaultRule,
+    parse_rules,
+)
 from reconciler.sandbox.state import (
     STORE_ID_RE,
     WEBHOOK_FIELDS,
@@ -73,14 +79,6 @@ _MAX_BODY = 1024 * 1024
 
 _Result: TypeAlias = tuple[Response, bool]  # the response, and whether the state changed
 Handler: TypeAlias = Callable[[TenantState, Request, str], _Result]
-
-
-class ConnectionDropped(ConnectionAbortedError):
-    """Raised out of the WSGI call to drop the connection without answering.
-
-    werkzeug's server treats any ConnectionError as the client hanging up (no traceback); the
-    in-process transport turns it into `httpx.RemoteProtocolError`, what a real drop gives.
-    """
 
 
 @dataclass
@@ -213,6 +211,7 @@ class SandboxApp:
 
     def transport(self) -> httpx.BaseTransport:
         """An httpx transport that calls this app in-process (no socket, same behaviour)."""
+        # lazy: start-up time (httpx; `reconciler sandbox` serves without it)
         from reconciler.sandbox.transport import InProcessTransport
 
         return InProcessTransport(self)

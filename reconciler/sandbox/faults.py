@@ -20,6 +20,15 @@ from typing import Any, TypeGuard
 
 from reconciler.errors import ConfigError
 
+
+class ConnectionDropped(ConnectionAbortedError):
+    """Raised out of the WSGI call to drop the connection without answering.
+
+    werkzeug's server treats any ConnectionError as the client hanging up (no traceback); the
+    in-process transport turns it into `httpx.RemoteProtocolError`, what a real drop gives.
+    """
+
+
 ERROR_CODES = {
     400: "bad_request",
     401: "unauthorized",

@@ -6,17 +6,18 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from reconciler.sandbox.app import ConnectionDropped
+from reconciler.sandbox.faults import ConnectionDropped
 
 if TYPE_CHECKING:
-    from reconciler.sandbox.app import SandboxApp
+    from _typeshed.wsgi import WSGIApplication
 
 
 class InProcessTransport(httpx.WSGITransport):
-    """Calls the app directly; a dropped connection surfaces as httpx.RemoteProtocolError,
-    raised after the app committed the write, exactly as over a real socket."""
+    """Calls the app (a `SandboxApp`) directly; a dropped connection surfaces as
+    httpx.RemoteProtocolError, raised after the app committed the write, exactly as over a
+    real socket."""
 
-    def __init__(self, app: SandboxApp) -> None:
+    def __init__(self, app: WSGIApplication) -> None:
         super().__init__(app=app)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

@@ -127,6 +127,7 @@ def _schema_problems(validator: Validator, doc: Any) -> list[str]:
 
 @functools.cache
 def _load_spec(name: str) -> dict[str, Any]:
+    # lazy: start-up time (the specs are read on first use)
     import yaml
 
     with (SPECS_DIR / name).open(encoding="utf-8") as fh:
@@ -136,6 +137,7 @@ def _load_spec(name: str) -> dict[str, Any]:
 
 @functools.cache
 def _associate_app_validator() -> Validator:
+    # lazy: start-up time (jsonschema)
     from jsonschema import Draft202012Validator
 
     schema = _load_spec(ASSOCIATE_APP_SPEC)["components"]["schemas"]["configSchema"]
@@ -145,6 +147,7 @@ def _associate_app_validator() -> Validator:
 
 @functools.cache
 def _availability_request_validator() -> Validator:
+    # lazy: start-up time (jsonschema)
     from jsonschema import Draft202012Validator
 
     operation = _load_spec(AVAILABILITY_HOOK_SPEC)["paths"]["/availabilities"]["post"]

@@ -195,6 +195,7 @@ class AssociateApp(Setting):
     def _put(
         self, client: NewStoreClient, path: str, document: dict[str, Any], enabled: bool
     ) -> tuple[dict[str, Any], str | None]:
+        # lazy: start-up time (httpx; `validate` loads the settings, never the client)
         from reconciler.newstore.problem import request_id_of
 
         sent = copy.deepcopy(document)
@@ -208,6 +209,7 @@ class AssociateApp(Setting):
         return sent, request_id
 
     def _delete(self, client: NewStoreClient, path: str) -> str | None:
+        # lazy: start-up time (httpx; `validate` loads the settings, never the client)
         from reconciler.newstore.problem import request_id_of
 
         # A store without a document of its own (404): already gone.

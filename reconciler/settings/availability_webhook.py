@@ -88,6 +88,7 @@ class AvailabilityWebhook(Setting):
         return value
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
+        # lazy: start-up time (httpx; `validate` loads the settings, never the client)
         from reconciler.newstore.problem import request_id_of
 
         if value.get("api_key") is UNKNOWN or isinstance(value.get("api_key"), Masked):
@@ -103,6 +104,7 @@ class AvailabilityWebhook(Setting):
         return retry_on_conflict(send, lambda: self.read(client) == desired)
 
     def delete(self, client: NewStoreClient) -> str | None:
+        # lazy: start-up time (httpx; `validate` loads the settings, never the client)
         from reconciler.newstore.problem import request_id_of
 
         # NewStore does not say what DELETE answers when nothing is configured; "gone" is gone.

@@ -40,6 +40,7 @@ class ExternalATP(Setting):
         return {"enabled": enabled}
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
+        # lazy: start-up time (httpx; `validate` loads the settings, never the client)
         from reconciler.newstore.problem import request_id_of
 
         response = client.request(

@@ -45,6 +45,7 @@ class ExternalOMS(Setting):
         return {"enabled": enabled}
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
+        # lazy: start-up time (httpx; `validate` loads the settings, never the client)
         from reconciler.newstore.problem import request_id_of
 
         desired = {"enabled": bool(value["enabled"])}

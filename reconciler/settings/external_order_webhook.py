@@ -66,6 +66,7 @@ class ExternalOrderWebhook(Setting):
         return value
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
+        # lazy: start-up time (httpx; `validate` loads the settings, never the client)
         from reconciler.newstore.problem import request_id_of
 
         if unreadable(value.get("api_key")):

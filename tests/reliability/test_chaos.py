@@ -31,11 +31,12 @@ import pytest
 from apply_helpers import ORDER_WEBHOOK_API_KEY
 
 from reconciler.apply import apply_run
-from reconciler.client import HostLimiter, NewStoreClient
 from reconciler.config import load_environment
 from reconciler.errors import ApplyError, BlockedError
 from reconciler.journal import Journal, read_journal
 from reconciler.model import Environment
+from reconciler.newstore.client import NewStoreClient
+from reconciler.newstore.limiter import HostLimiter
 from reconciler.plan import Status, plan_environments
 from reconciler.rules import violations as rule_violations
 from reconciler.sandbox import SandboxApp, SandboxConfig, running

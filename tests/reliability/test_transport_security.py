@@ -23,9 +23,9 @@ from apply_helpers import OFF, seed
 from click.testing import Result
 from werkzeug.serving import make_server
 
-from reconciler.client import NewStoreClient
 from reconciler.errors import ConfigError
 from reconciler.model import Connection, Environment
+from reconciler.newstore.client import NewStoreClient
 from reconciler.sandbox import SandboxApp, SandboxConfig
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 from reconciler.sandbox.state import default_associate_app_config
