@@ -1,8 +1,10 @@
-"""The command line: parse flags, call the core, render, and map errors to exit codes.
+"""The command line: parse flags, call the API (`reconciler.api`), render, map exit codes.
 
-This is the only module that prints (with `reconciler.render`) and the only place where
-exceptions become exit codes (`ReconcilerGroup.main`). Heavy imports happen inside commands so
-that `reconciler --help` and `validate` start fast.
+Commands hold no business logic: what `plan`, `apply` and `drift` do is `reconciler.api`, the
+same functions a Python caller uses. This is the only module that prints (with
+`reconciler.render`) and the only place where exceptions become exit codes
+(`ReconcilerGroup.main`). Heavy imports happen inside commands so that `reconciler --help` and
+`validate` start fast.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -23,17 +26,15 @@ import click.shell_completion
 
 from reconciler._version import __version__
 from reconciler.clock import Clock, system_clock
-from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.errors import ConfigError, ExitCode, ReconcilerError
+from reconciler.fsutil import check_output_file
 from reconciler.interrupt import Terminated
 from reconciler.parallelism import DEFAULT_PARALLELISM
 
 if TYPE_CHECKING:
-    from reconciler.lock import TenantLock
-    from reconciler.model import Environment
+    from reconciler.lock import Holder, TenantLock
+    from reconciler.plan import RunPlan
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED = 0, 1, 2, 3
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as Unix shells report a Ctrl-C
-EXIT_TERMINATED = 143  # 128 + SIGTERM, how CI systems cancel a job
 
 _real_process = False  # set by `main()`: signals are ours to handle, os._exit ours to call
 
@@ -55,7 +56,7 @@ class Injected:
     clock: Clock
 
 
-def _error(message: str, code: int = EXIT_ERROR) -> int:
+def _error(message: str, code: int = ExitCode.ERROR) -> int:
     click.echo(f"Error: {message}", err=True)
     return code
 
@@ -127,41 +128,41 @@ class ReconcilerGroup(click.Group):
         # stdout, exit 0 (click >= 8.2 would print it to stderr as an error, exit 2).
         if not args and not ctx.resilient_parsing:
             click.echo(ctx.get_help(), color=ctx.color)
-            ctx.exit(EXIT_OK)
+            ctx.exit(ExitCode.OK)
         return super().parse_args(ctx, _globals_first(args))
 
     def main(self, *args: Any, **kwargs: Any) -> NoReturn:
         kwargs["standalone_mode"] = False
         try:
             rv = super().main(*args, **kwargs)
-            code = rv if isinstance(rv, int) else EXIT_OK
+            code = rv if isinstance(rv, int) else ExitCode.OK
         except click.Abort as exc:
             # click turns Ctrl-C into Abort, the interrupt kept as its context (a prompt
             # does the same with Ctrl-D, which is no interrupt).
             if isinstance(exc.__context__, KeyboardInterrupt):
-                code = _error("interrupted.", EXIT_INTERRUPTED)
+                code = _error("interrupted.", ExitCode.INTERRUPTED)
             else:
                 code = _error("aborted.")
         except click.ClickException as exc:
             exc.show()  # for usage errors: the usage line and where to find help, too
             # Usage errors exit 1, not click's 2: 2 means "changes pending" in this tool.
-            code = EXIT_ERROR
+            code = ExitCode.ERROR
         except ReconcilerError as exc:
             code = _error(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            code = _error("interrupted.", EXIT_INTERRUPTED)
+            code = _error("interrupted.", ExitCode.INTERRUPTED)
         except Terminated:
-            code = _error("terminated (SIGTERM).", EXIT_TERMINATED)
+            code = _error("terminated (SIGTERM).", ExitCode.TERMINATED)
         except OSError as exc:
             # The core turns its own file errors into ReconcilerErrors, so one without a file
             # name is a stream refusing a write: stdout on a full disk or a closed pipe.
             if exc.filename is not None:
                 raise
             if isinstance(exc, BrokenPipeError):
-                code = EXIT_ERROR  # the reader left (`| head`) having seen all it wanted
+                code = ExitCode.ERROR  # the reader left (`| head`) having seen all it wanted
             else:
                 code = _error(f"cannot write output: {exc.strerror or type(exc).__name__}.")
-        if code in (EXIT_INTERRUPTED, EXIT_TERMINATED) and _real_process:
+        if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED) and _real_process:
             # Promptly: worker threads may still wait on NewStore answers (and retries), and
             # the interpreter would join them before exiting. Nothing is left to clean up:
             # the journal is fsynced per record, and the kernel drops the apply locks.
@@ -202,38 +203,12 @@ _replace_option = functools.partial(
 )
 
 
-def _check_replace(replace: tuple[str, ...]) -> None:
-    # lazy: start-up time
-    from reconciler.settings import BY_KEY
-
-    unknown = [key for key in replace if key not in BY_KEY]
-    if unknown:
-        raise ConfigError(f"--replace {unknown[0]}: no such setting; one of {', '.join(BY_KEY)}.")
-
-
-def _check_output_file(path: Path, what: str, *, makes_directories: bool = False) -> None:
-    """Refuse an output file that cannot be written before the run reads any tenant, rather
-    than after: no directory to create it in (`makes_directories`: the writer creates missing
-    ones, so the nearest existing ancestor must be a directory). A directory at `path` itself
-    is refused by its option's `click.Path(dir_okay=False)`."""
-    shown = f"the {what} {path}"
-    parent = path.absolute().parent
-    while makes_directories and not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        why = "is not a directory" if parent.exists() else "does not exist"
-        raise ConfigError(f"cannot write {shown}: {parent} {why}.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write {shown}: {parent} is not writable.")
-
-
 def _complete_environments(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[click.shell_completion.CompletionItem]:
     """Shell completion of environment names: the files in --environments-dir (or its
     default), those not already on the command line."""
-    # lazy: start-up time
-    from reconciler.config import discover
+    from reconciler.config import discover  # lazy: start-up time
 
     directory = ctx.find_root().params.get("environments_dir") or Path("environments")
     try:
@@ -268,7 +243,7 @@ def _use_color(no_color: bool) -> bool:
 @click.pass_context
 def cli(ctx: click.Context, environments_dir: Path, no_color: bool, verbose: int) -> None:
     """Manage a NewStore tenant's external-OMS integration as code."""
-    # lazy: start-up time
+    # lazy: start-up time (httpx)
     from reconciler.newstore.limiter import HostLimiter
 
     # One command is one run: hosts blocked or paused by an earlier one in this process (a
@@ -296,12 +271,9 @@ def cli(ctx: click.Context, environments_dir: Path, no_color: bool, verbose: int
 @click.pass_obj
 def validate(g: Globals, envs: tuple[str, ...], allow_missing_secrets: bool) -> None:
     """Check environment files offline: schema, references, safety of the desired state."""
-    # lazy: start-up time
-    from reconciler.config import load_environments
+    from reconciler import api  # lazy: start-up time
 
-    environments = load_environments(
-        g.environments_dir, envs, allow_missing_secrets=allow_missing_secrets
-    )
+    environments = api.load(g.environments_dir, envs, allow_missing_secrets=allow_missing_secrets)
     count = len(environments)
     names = ", ".join(e.name for e in environments)
     click.echo(f"{count} environment{'s' if count != 1 else ''} valid: {names}")
@@ -338,23 +310,24 @@ def plan(
     # lazy: start-up time
     from datetime import UTC, datetime
 
-    from reconciler.config import load_each
-    from reconciler.plan import Status, plan_environments
+    from reconciler import api
+    from reconciler.config import discover
+    from reconciler.plan import Status
     from reconciler.planfile import plan_to_json, write_plan_file
     from reconciler.render.run_progress import progress
 
     if out is not None:
-        _check_output_file(out, "plan file")
-    _check_replace(replace)
+        check_output_file(out, "plan file")
+    api.check_replace(replace)
     # One environment's broken file is its error; the others are still planned.
-    environments = load_each(g.environments_dir, envs)
-    with progress(len(environments), "planned") as done:
-        run = plan_environments(
-            environments,
+    with progress(len(discover(g.environments_dir, envs)), "planned") as done:
+        run = api.plan(
+            g.environments_dir,
+            envs,
             parallelism=parallelism,
             probe=probe,
             on_done=done,
-            now=g.clock(),
+            clock=g.clock,
             replace=replace,
         )
     # One timestamp, so that `--format json` and `--out` print the very same document.
@@ -362,13 +335,11 @@ def plan(
     if fmt == "json":
         click.echo(plan_to_json(run, generated_at=generated_at), nl=False)
     elif fmt == "markdown":
-        # lazy: start-up time
-        from reconciler.render.markdown import render_markdown
+        from reconciler.render.markdown import render_markdown  # lazy: start-up time
 
         click.echo(render_markdown(run), nl=False)
     else:
-        # lazy: start-up time
-        from reconciler.render.text import render_text
+        from reconciler.render.text import render_text  # lazy: start-up time
 
         click.echo(render_text(run, color=g.color), nl=False)
     if out is not None:
@@ -380,20 +351,19 @@ def plan(
         if env.status is Status.ERROR:
             click.echo(f"Error: {env.error}", err=True)
     if Status.ERROR in statuses:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     if Status.BLOCKED in statuses:
-        return EXIT_BLOCKED
+        return ExitCode.BLOCKED
     if Status.CHANGES in statuses and detailed_exitcode:
-        return EXIT_CHANGES
-    return EXIT_OK
+        return ExitCode.CHANGES
+    return ExitCode.OK
 
 
 def _say_how_to_apply(g: Globals, run: Any, out: Path, *, to_stdout: bool) -> None:
     """After `plan --out`: the command that applies exactly that plan. On stdout after a text
     report; after a JSON or Markdown one (a document, often piped) only on a terminal's
     stderr."""
-    # lazy: start-up time
-    from reconciler.plan import Status
+    from reconciler.plan import Status  # lazy: start-up time
 
     statuses = {env.status for env in run.environments}
     if to_stdout is False and not sys.stderr.isatty():
@@ -415,29 +385,46 @@ def _say_how_to_apply(g: Globals, run: Any, out: Path, *, to_stdout: bool) -> No
     click.echo(line, err=not to_stdout)
 
 
-def _hold_apply_locks(
-    environments: list[Environment], timeout: float, no_lock: bool
-) -> list[TenantLock]:
-    """Take the per-tenant apply locks for the rest of the command (released when click closes
-    its context, however the command ends); returns the lock records for the journal."""
-    # lazy: start-up time
-    from reconciler.lock import SKIPPED_UNSUPPORTED, Holder, tenant_locks
-
-    def waiting(tenant: str, holder: Holder, timeout: float) -> None:
-        click.echo(
-            f"Waiting up to {timeout:g} s for another `reconciler apply` ({holder.describe()}) "
-            f"to finish applying tenant {tenant}…",
-            err=True,
-        )
-
-    locks: list[TenantLock] = click.get_current_context().with_resource(
-        tenant_locks(environments, timeout=timeout, enabled=not no_lock, on_wait=waiting)
+def _waiting(tenant: str, holder: Holder, timeout: float) -> None:
+    click.echo(
+        f"Waiting up to {timeout:g} s for another `reconciler apply` ({holder.describe()}) "
+        f"to finish applying tenant {tenant}…",
+        err=True,
     )
+
+
+def _say_locks(locks: Sequence[TenantLock]) -> None:
+    from reconciler.lock import SKIPPED_UNSUPPORTED  # lazy: start-up time
+
     if any(lock.skipped_because == SKIPPED_UNSUPPORTED for lock in locks):
         click.echo(
             f"Warning: {SKIPPED_UNSUPPORTED}: applying without the per-tenant lock.", err=True
         )
-    return locks
+
+
+def _confirmation(plan_file: Path | None) -> Callable[[RunPlan], bool]:
+    """`apply`'s question before the first write: on a terminal, asked; elsewhere refused."""
+
+    def confirm(run: RunPlan) -> bool:
+        from reconciler.plan import Status  # lazy: start-up time
+
+        if not sys.stdin.isatty():
+            how = (
+                f"Once {plan_file} is reviewed, run `apply --plan {plan_file} --auto-approve`."
+                if plan_file is not None
+                else "Review the changes with `reconciler plan`, then run apply with "
+                "--auto-approve (or save them with `plan --out FILE` and run "
+                "`apply --plan FILE --auto-approve`)."
+            )
+            raise ConfigError(
+                f"refusing to apply without confirmation: there is no terminal to ask on. {how}"
+            )
+        pending = [env for env in run.environments if env.status is Status.CHANGES]
+        steps = sum(len(env.steps) for env in pending)
+        targets = ", ".join(env.name for env in pending)
+        return click.confirm(f"Apply these {steps} changes to {targets}?", default=False)
+
+    return confirm
 
 
 @cli.command()
@@ -515,125 +502,54 @@ def apply(
 ) -> int:
     """Make the live state match the environment files, one checked step at a time."""
     # lazy: start-up time
-    from reconciler.apply import (
-        apply_run,
-        check_plan_file,
-        plan_file_environments,
-        refuse_held,
-        refuse_unready,
-    )
-    from reconciler.config import load_environments
-    from reconciler.errors import ApplyError
-    from reconciler.interrupt import deferred_stops
-    from reconciler.journal import Journal, default_path
-    from reconciler.plan import Status, plan_environments
+    from reconciler import api
+    from reconciler.plan import Status
     from reconciler.render.steps import render_event
     from reconciler.render.text import render_text
 
-    if break_glass is not None:
-        break_glass = " ".join(break_glass.split())
-        if not break_glass:
-            raise ConfigError(
-                '--break-glass needs a reason, e.g. --break-glass "external OMS down, INC-1234"'
-            )
-    _check_replace(replace)
-    if replace and plan_file is not None:
-        raise ConfigError(
-            "--replace applies to planning: give it to `plan --out`, whose file records it; "
-            "`apply --plan` applies that file as written."
-        )
-    journal_path = journal_file or default_path()
-    _check_output_file(journal_path, "apply journal", makes_directories=True)
-    if plan_file is not None:
-        # lazy: start-up time
-        from reconciler.config import discover
-        from reconciler.errors import PlanFileError
-        from reconciler.planfile import read_plan_file
+    def show_plan(run: RunPlan) -> None:
+        click.echo(render_text(run, color=g.color), nl=False)
+        for env in run.environments:
+            if env.status is Status.ERROR:
+                click.echo(f"Error: {env.error}", err=True)
 
-        planned = read_plan_file(plan_file)
-        names = plan_file_environments(planned, envs)
-        # Said here, naming the plan file: the names come from it, not from the command line.
-        known = {path.stem for path in discover(g.environments_dir)} if names else set()
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            listed = ", ".join(f"`{name}`" for name in unknown)
-            raise PlanFileError(
-                f"{plan_file} plans unknown environment {listed}: {g.environments_dir} has no "
-                "file for it, so the plan was made from other environment files. Run "
-                "`reconciler plan --out` here and review that."
-            )
-        environments = load_environments(g.environments_dir, names) if names else []
-        # Locked before the plan file is checked against the live state, so that what is
-        # checked is what is written to.
-        locks = _hold_apply_locks(environments, lock_timeout, no_lock)
-        run = check_plan_file(
-            planned, str(plan_file), environments, parallelism=parallelism, now=g.clock()
-        )
-    else:
-        # lazy: start-up time
-        from reconciler.config import load_each
-        from reconciler.model import Environment
-
-        # A broken file makes its environment an error: apply refuses before any write
-        # unless --keep-going, which skips it.
-        loaded = load_each(g.environments_dir, envs)
-        environments = [env for env in loaded if isinstance(env, Environment)]
-        locks = _hold_apply_locks(environments, lock_timeout, no_lock)
-        run = plan_environments(loaded, parallelism=parallelism, now=g.clock(), replace=replace)
-    click.echo(render_text(run, color=g.color), nl=False)
-
-    errors = [env for env in run.environments if env.status is Status.ERROR]
-    for env in errors:
-        click.echo(f"Error: {env.error}", err=True)
-    refuse_unready(run, keep_going=keep_going)
-    refuse_held(run, keep_going=keep_going, break_glass=break_glass)
-    pending = [env for env in run.environments if env.status is Status.CHANGES]
-    if not pending:
-        click.echo("Nothing to do: the live state already matches.")
-        return EXIT_OK
-    if not auto_approve:
-        if not sys.stdin.isatty():
-            how = (
-                f"Once {plan_file} is reviewed, run `apply --plan {plan_file} --auto-approve`."
-                if plan_file is not None
-                else "Review the changes with `reconciler plan`, then run apply with "
-                "--auto-approve (or save them with `plan --out FILE` and run "
-                "`apply --plan FILE --auto-approve`)."
-            )
-            raise ConfigError(
-                f"refusing to apply without confirmation: there is no terminal to ask on. {how}"
-            )
-        steps = sum(len(env.steps) for env in pending)
-        targets = ", ".join(env.name for env in pending)
-        if not click.confirm(f"Apply these {steps} changes to {targets}?", default=False):
-            raise ApplyError("apply cancelled: nothing was written.")
-
-    with Journal(journal_path) as journal, deferred_stops() as stop:
-        click.echo(f"Journal: {journal.path}")
+    def started(journal: Path) -> None:
+        click.echo(f"Journal: {journal}")
         if break_glass is not None:
             click.echo(
-                f"Break glass: {break_glass} (apply windows and freezes are overridden for "
-                "this run; gates and safety rules still hold)"
+                f"Break glass: {' '.join(break_glass.split())} (apply windows and freezes are "
+                "overridden for this run; gates and safety rules still hold)"
             )
-        results = apply_run(
-            environments,
-            run,
-            journal,
-            keep_going=keep_going,
-            skip_probe=skip_probe,
-            on_event=lambda event: click.echo(render_event(event), nl=False),
-            locks=locks,
-            clock=g.clock,
-            break_glass=break_glass,
-            stop=stop,
-        )
-    applied = [r for r in results if r.status == "applied"]
-    total = sum(r.steps for r in applied)
+
+    result = api.apply(
+        g.environments_dir,
+        envs,
+        plan_file=plan_file,
+        confirm=(lambda run: True) if auto_approve else _confirmation(plan_file),
+        journal=journal_file,
+        keep_going=keep_going,
+        skip_probe=skip_probe,
+        break_glass=break_glass,
+        replace=replace,
+        parallelism=parallelism,
+        lock=not no_lock,
+        lock_timeout=lock_timeout,
+        clock=g.clock,
+        on_event=lambda event: click.echo(render_event(event), nl=False),
+        on_plan=show_plan,
+        on_locks=_say_locks,
+        on_lock_wait=_waiting,
+        on_start=started,
+    )
+    if result.journal is None:
+        click.echo("Nothing to do: the live state already matches.")
+        return ExitCode.OK
+    total, applied = result.steps, len(result.applied)
     click.echo(
         f"Apply complete: {total} step{'s' if total != 1 else ''} in "
-        f"{len(applied)} environment{'s' if len(applied) != 1 else ''}, all converged."
+        f"{applied} environment{'s' if applied != 1 else ''}, all converged."
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 @cli.command()
@@ -697,6 +613,7 @@ def sandbox(
     # lazy: start-up time
     from reconciler.sandbox import SandboxApp, SandboxConfig, serve
     from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY
+    from reconciler.sandbox.banner import banner
 
     config = SandboxConfig(
         token_ttl=token_ttl,
@@ -707,39 +624,12 @@ def sandbox(
         mask_webhook_api_key=mask_webhook_api_key,
         state_file=state_file,
     )
-
-    # The built-in key is public (a demo value, like the client secret): shown, so that
-    # environments can set it for the probe. A key of the user's own is never echoed.
-    shown_key = (
-        f"{config.webhook_api_key}   (the built-in demo key; --webhook-api-key sets another)"
-        if config.webhook_api_key == DEFAULT_WEBHOOK_API_KEY
-        else "the --webhook-api-key value (not shown)"
+    serve(
+        SandboxApp(config),
+        host,
+        port,
+        on_ready=lambda url: click.echo(banner(url, config, state_file)),
     )
-
-    def announce(url: str) -> None:
-        tenant = "acme-staging"
-        click.echo(
-            f"NewStore sandbox listening on {url}\n"
-            f"  client id:      {config.client_id}\n"
-            f"  client secret:  {config.client_secret}   (the sandbox's public demo secret)\n"
-            f"  sample webhook: {url}/_sandbox/webhook/availabilities\n"
-            f"  webhook key:    {shown_key}\n"
-            f"  admin:          {url}/_sandbox/tenants/<tenant>/state, .../history\n"
-            f"  state kept:     {state_file if state_file else 'in memory'}\n"
-            "\n"
-            "Point an environment at it (any tenant name works):\n"
-            f"  tenant: {tenant}\n"
-            "  connection:\n"
-            f"    base_url: {url}/{tenant}\n"
-            f"    token_url: {url}/auth/realms/{tenant}/protocol/openid-connect/token\n"
-            f"    client_id: {config.client_id}\n"
-            "    client_secret: ${NEWSTORE_CLIENT_SECRET}"
-            f"   # export NEWSTORE_CLIENT_SECRET={config.client_secret}\n"
-            "\n"
-            "Press Ctrl-C to stop."
-        )
-
-    serve(SandboxApp(config), host, port, on_ready=announce)
     click.echo("Sandbox stopped.")
 
 
@@ -764,22 +654,25 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int, probe: 
     reported).
     """
     # lazy: start-up time
-    from reconciler.config import load_each
-    from reconciler.drift import DriftStatus, check_drift
+    from reconciler import api
+    from reconciler.config import discover
+    from reconciler.drift import DriftStatus
     from reconciler.render.run_progress import progress
 
     # One environment's broken file is its error; the others are still checked.
-    environments = load_each(g.environments_dir, envs)
-    with progress(len(environments), "checked") as done:
-        report = check_drift(environments, parallelism=parallelism, on_done=done, probe=probe)
+    with progress(len(discover(g.environments_dir, envs)), "checked") as done:
+        report = api.drift(
+            g.environments_dir, envs, parallelism=parallelism, on_done=done, probe=probe
+        )
     if fmt == "json":
-        # lazy: start-up time
-        from reconciler.drift import drift_to_json
+        from reconciler.drift import drift_to_json  # lazy: start-up time
 
         click.echo(drift_to_json(report), nl=False)
     else:
-        # lazy: start-up time
-        from reconciler.render.drift import render_drift_markdown, render_drift_text
+        from reconciler.render.drift import (  # lazy: start-up time
+            render_drift_markdown,
+            render_drift_text,
+        )
 
         if fmt == "markdown":
             click.echo(render_drift_markdown(report), nl=False)
@@ -790,8 +683,8 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int, probe: 
             click.echo(f"Error: {env.error}", err=True)
     worst = report.worst
     if worst is DriftStatus.ERROR:
-        return EXIT_ERROR
-    return EXIT_CHANGES if worst in (DriftStatus.DRIFT, DriftStatus.UNHEALTHY) else EXIT_OK
+        return ExitCode.ERROR
+    return ExitCode.CHANGES if worst in (DriftStatus.DRIFT, DriftStatus.UNHEALTHY) else ExitCode.OK
 
 
 @cli.command()
@@ -863,8 +756,7 @@ def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str,
 )
 def init(directory: Path, ci: str, source: str | None) -> None:
     """Start a configuration repository in DIR (default: here); never overwrites a file."""
-    # lazy: start-up time
-    from reconciler.scaffold import DEFAULT_SOURCE, scaffold, write_scaffold
+    from reconciler.scaffold import DEFAULT_SOURCE, scaffold, write_scaffold  # lazy: start-up time
 
     files = scaffold(ci, source or DEFAULT_SOURCE)
     write_scaffold(directory, files)
@@ -893,22 +785,20 @@ def init(directory: Path, ci: str, source: str | None) -> None:
 )
 def schema(out: Path | None) -> None:
     """Print the environment files' JSON schema (for editors and other tools)."""
-    # lazy: start-up time
-    from reconciler.resources import schema_path
+    from reconciler.resources import schema_path  # lazy: start-up time
 
     text = schema_path("environment.schema.json").read_text()
     if out is None:
         click.echo(text, nl=False)
         return
-    _check_output_file(out, "schema", makes_directories=True)
+    check_output_file(out, "schema", makes_directories=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     click.echo(f"Wrote {out}.")
 
 
 def main() -> None:
-    # lazy: signals only for a real process
-    from reconciler import interrupt
+    from reconciler import interrupt  # lazy: start-up time (signals only for a real process)
 
     global _real_process
     _real_process = True

@@ -97,3 +97,19 @@ def _sync_directory(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def check_output_file(path: Path, what: str, *, makes_directories: bool = False) -> None:
+    """Refuse an output file that cannot be written before the run reads any tenant, rather
+    than after: no directory to create it in (`makes_directories`: the writer creates missing
+    ones, so the nearest existing ancestor must be a directory). A directory at `path` itself
+    is refused by the writer (and by the CLI option's `click.Path(dir_okay=False)`)."""
+    shown = f"the {what} {path}"
+    parent = path.absolute().parent
+    while makes_directories and not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        why = "is not a directory" if parent.exists() else "does not exist"
+        raise ConfigError(f"cannot write {shown}: {parent} {why}.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {shown}: {parent} is not writable.")

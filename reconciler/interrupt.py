@@ -21,7 +21,12 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Final
 
-EXIT_CODES: Final[dict[int, int]] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+from reconciler.errors import ExitCode
+
+EXIT_CODES: Final[dict[int, int]] = {
+    signal.SIGINT: ExitCode.INTERRUPTED,
+    signal.SIGTERM: ExitCode.TERMINATED,
+}
 NAMES: Final[dict[int, str]] = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
 
@@ -78,7 +83,7 @@ def _handle(signum: int, frame: FrameType | None) -> None:
             )
             return
         os.write(2, b"Error: interrupted again: exited at once, the step in flight unknown.\n")
-        os._exit(EXIT_CODES.get(signum, 130))
+        os._exit(EXIT_CODES.get(signum, ExitCode.INTERRUPTED))
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Terminated

@@ -954,6 +954,7 @@ def plan_environments(
     now: datetime | None = None,
     replace: Collection[str] = (),
     health: bool = False,
+    today: date | None = None,
 ) -> RunPlan:
     """Read and plan every environment, `parallelism` at a time, in the order given.
 
@@ -965,6 +966,7 @@ def plan_environments(
     With `now`, each plan with steps says whether its policy lets an apply write at `now`.
     `replace`: settings every environment rewrites even when equal (`--replace`). With
     `health` (`drift --probe`), each plan also says whether its live webhook is healthy.
+    `today` (UTC) dates the stock confirmation; it defaults to the real today.
     """
     if parallelism < 1:
         raise ConfigError(f"--parallelism must be at least 1, got {parallelism}.")
@@ -976,7 +978,7 @@ def plan_environments(
         try:
             with factory(env) as client:
                 live = read_live(env, client, reads=reads)
-            plan = build_plan(env, live, replace=replace)
+            plan = build_plan(env, live, replace=replace, today=today)
         except ReconcilerError as exc:
             return EnvPlan(name=env.name, tenant=env.tenant, status=Status.ERROR, error=str(exc))
         if health:

@@ -210,7 +210,7 @@ def test_the_walk_sees_the_package() -> None:
     pairs = {(i.importer, i.imported) for i in imports}
     # Top level, inside a function, and type-only imports are all seen.
     assert ("reconciler.plan", "reconciler.settings") in pairs
-    assert ("reconciler.cli", "reconciler.apply") in pairs
+    assert ("reconciler.cli", "reconciler.api") in pairs
     assert ("reconciler.settings.base", "reconciler.newstore.client") in pairs
 
 

@@ -1,0 +1,414 @@
+"""The Python API: what the CLI does, for platform teams that embed the tool (a scheduler, an
+internal portal): `load`, `plan`, `apply`, `drift`, as functions here and as the methods of
+`Reconciler`, which the package exports (`from reconciler import Reconciler`).
+
+Every function returns a value (environments, a `RunPlan`, an `ApplyResult`, a
+`DriftReport`) and raises the exception tree of `reconciler.errors` (each exception carries
+its exit code); none prints. The CLI is a thin layer over exactly these functions: it parses
+flags, calls one, renders what comes back (`reconciler.render`) and maps exceptions to exit
+codes.
+
+What a command line would take from the process is a parameter here, so that a caller (or a
+test) can inject it: `clock` ("now" for the change policy), `today` (the stock confirmation's
+date), `environ` (the `${...}` variables), `client_factory` (how an environment's NewStore
+client is built, e.g. over an in-process transport), `on_event` and the other callbacks,
+the journal path and the locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from reconciler.apply import (
+    EnvResult,
+    OnEvent,
+    apply_run,
+    check_plan_file,
+    plan_file_environments,
+    refuse_held,
+    refuse_unready,
+)
+from reconciler.clock import Clock, system_clock
+from reconciler.config import discover, load_each, load_environments
+from reconciler.drift import DriftReport, check_drift
+from reconciler.errors import ApplyError, ConfigError, PlanFileError
+from reconciler.fsutil import check_output_file
+from reconciler.interrupt import StopRequest, deferred_stops
+from reconciler.journal import Journal, default_path
+from reconciler.lock import OnWait, TenantLock, tenant_locks
+from reconciler.model import Environment
+from reconciler.parallelism import DEFAULT_PARALLELISM
+from reconciler.plan import ClientFactory, EnvPlan, RunPlan, Status, plan_environments
+from reconciler.planfile import read_plan_file
+from reconciler.settings import BY_KEY
+
+__all__ = ["ApplyResult", "Reconciler", "apply", "drift", "load", "plan"]
+
+PathLike = str | os.PathLike[str]
+DEFAULT_ENVIRONMENTS = Path("environments")
+
+
+def _ignore(*_: object) -> None:
+    pass
+
+
+def _approve(run: RunPlan) -> bool:
+    return True
+
+
+def _forget_hosts() -> None:
+    """One call is one run: hosts blocked or paused by an earlier run in this process start
+    afresh (a scheduler calls the API many times in one process)."""
+    from reconciler.newstore.limiter import HostLimiter  # lazy: start-up time (httpx)
+
+    HostLimiter.forget_all()
+
+
+def check_replace(replace: Collection[str]) -> None:
+    """Raise ConfigError naming the first of `replace` that is no setting."""
+    unknown = [key for key in replace if key not in BY_KEY]
+    if unknown:
+        raise ConfigError(f"--replace {unknown[0]}: no such setting; one of {', '.join(BY_KEY)}.")
+
+
+def load(
+    environments_dir: PathLike = DEFAULT_ENVIRONMENTS,
+    names: Sequence[str] = (),
+    *,
+    allow_missing_secrets: bool = False,
+    environ: Mapping[str, str] | None = None,
+    today: date | None = None,
+) -> list[Environment]:
+    """Load and validate environment files offline (what `reconciler validate` checks): all of
+    `environments_dir`, or exactly `names`. Raises ValidationFailed listing every problem."""
+    return load_environments(
+        Path(environments_dir),
+        names,
+        environ=environ,
+        allow_missing_secrets=allow_missing_secrets,
+        today=today,
+    )
+
+
+def plan(
+    environments_dir: PathLike = DEFAULT_ENVIRONMENTS,
+    names: Sequence[str] = (),
+    *,
+    parallelism: int = DEFAULT_PARALLELISM,
+    probe: bool = False,
+    replace: Collection[str] = (),
+    clock: Clock = system_clock,
+    today: date | None = None,
+    environ: Mapping[str, str] | None = None,
+    client_factory: ClientFactory | None = None,
+    on_done: Callable[[EnvPlan], None] | None = None,
+) -> RunPlan:
+    """Read the live state and plan every environment (`reconciler plan`); never writes.
+
+    An environment whose file cannot be loaded or whose live state cannot be read is a plan
+    with status `error` (its `error` says why); the others are planned regardless. With
+    `probe`, webhook probes run now and a failing one blocks its environment. `replace`:
+    settings rewritten even where they compare equal. `on_done(plan)` is called (from worker
+    threads) as each environment finishes."""
+    check_replace(replace)
+    _forget_hosts()
+    environments = load_each(Path(environments_dir), names, environ=environ, today=today)
+    return plan_environments(
+        environments,
+        parallelism=parallelism,
+        client_factory=client_factory,
+        probe=probe,
+        on_done=on_done,
+        now=clock(),
+        replace=replace,
+        today=today,
+    )
+
+
+def drift(
+    environments_dir: PathLike = DEFAULT_ENVIRONMENTS,
+    names: Sequence[str] = (),
+    *,
+    parallelism: int = DEFAULT_PARALLELISM,
+    probe: bool = False,
+    today: date | None = None,
+    environ: Mapping[str, str] | None = None,
+    client_factory: ClientFactory | None = None,
+    on_done: Callable[[EnvPlan], None] | None = None,
+) -> DriftReport:
+    """Report where the live state differs from the files (`reconciler drift`); never writes.
+    `report.worst` is the status to alert on; with `probe`, live webhooks are probed too."""
+    _forget_hosts()
+    environments = load_each(Path(environments_dir), names, environ=environ, today=today)
+    return check_drift(
+        environments,
+        parallelism=parallelism,
+        client_factory=client_factory,
+        on_done=on_done,
+        probe=probe,
+    )
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What `apply` did. `journal` is None, and `results` empty, when there was nothing to
+    write (every environment already converged)."""
+
+    run: RunPlan  # the plan that was applied (re-made from the live state for a plan file)
+    results: tuple[EnvResult, ...]
+    journal: Path | None
+    locks: tuple[TenantLock, ...]
+
+    @property
+    def applied(self) -> list[EnvResult]:
+        return [r for r in self.results if r.status == "applied"]
+
+    @property
+    def steps(self) -> int:
+        """Steps written, over every applied environment."""
+        return sum(r.steps for r in self.applied)
+
+
+def apply(
+    environments_dir: PathLike = DEFAULT_ENVIRONMENTS,
+    names: Sequence[str] = (),
+    *,
+    plan_file: PathLike | None = None,
+    confirm: Callable[[RunPlan], bool] = _approve,
+    journal: PathLike | None = None,
+    keep_going: bool = False,
+    skip_probe: bool = False,
+    break_glass: str | None = None,
+    replace: Collection[str] = (),
+    parallelism: int = DEFAULT_PARALLELISM,
+    lock: bool = True,
+    lock_timeout: float = 0.0,
+    clock: Clock = system_clock,
+    today: date | None = None,
+    environ: Mapping[str, str] | None = None,
+    client_factory: ClientFactory | None = None,
+    stop: StopRequest | None = None,
+    on_event: OnEvent = _ignore,
+    on_plan: Callable[[RunPlan], None] = _ignore,
+    on_locks: Callable[[Sequence[TenantLock]], None] = _ignore,
+    on_lock_wait: OnWait = _ignore,
+    on_start: Callable[[Path], None] = _ignore,
+) -> ApplyResult:
+    """Make the live state match the files (`reconciler apply`), one checked step at a time.
+
+    In order: the environments are loaded and their tenants' apply locks taken (`lock`;
+    waiting up to `lock_timeout` s, calling `on_lock_wait`; `on_locks` hears what was held);
+    the run is planned, or `plan_file` (from `plan --out`) is checked against the live state
+    and applied exactly as written; `on_plan(run)` sees the plan before any check can refuse
+    it. A run with an unplannable or blocked environment, or one held by its change policy, is
+    refused (`keep_going` skips those; `break_glass`, a reason, overrides the policy only).
+    With something to write, `confirm(run)` is asked (False: ApplyError, nothing written),
+    the journal is opened (`journal`, default `.reconciler/journal/apply-<time>-<pid>.jsonl`)
+    and `on_start(path)` told, and the steps run, each reported to `on_event`. `stop` (a
+    `StopRequest`) is checked before every write; by default SIGINT/SIGTERM are deferred to
+    it while the run writes.
+
+    Raises ConfigError, PlanFileError, ApplyError (and ChangedUnderneath, Interrupted) or
+    BlockedError, each with the safe-state report when apply stopped part-way.
+    """
+    if break_glass is not None:
+        break_glass = " ".join(break_glass.split())
+        if not break_glass:
+            raise ConfigError(
+                '--break-glass needs a reason, e.g. --break-glass "external OMS down, INC-1234"'
+            )
+    check_replace(replace)
+    if replace and plan_file is not None:
+        raise ConfigError(
+            "--replace applies to planning: give it to `plan --out`, whose file records it; "
+            "`apply --plan` applies that file as written."
+        )
+    journal_path = Path(journal) if journal is not None else default_path()
+    check_output_file(journal_path, "apply journal", makes_directories=True)
+    _forget_hosts()
+    directory = Path(environments_dir)
+    with contextlib.ExitStack() as held:
+
+        def take_locks(environments: list[Environment]) -> list[TenantLock]:
+            locks = held.enter_context(
+                tenant_locks(environments, timeout=lock_timeout, enabled=lock, on_wait=on_lock_wait)
+            )
+            on_locks(locks)
+            return locks
+
+        if plan_file is not None:
+            planned = read_plan_file(plan_file)
+            selected = plan_file_environments(planned, names)
+            # Said here, naming the plan file: the names come from it, not from the caller.
+            known = {path.stem for path in discover(directory)} if selected else set()
+            unknown = [name for name in selected if name not in known]
+            if unknown:
+                listed = ", ".join(f"`{name}`" for name in unknown)
+                raise PlanFileError(
+                    f"{plan_file} plans unknown environment {listed}: {directory} has no "
+                    "file for it, so the plan was made from other environment files. Run "
+                    "`reconciler plan --out` here and review that."
+                )
+            environments = (
+                load_environments(directory, selected, environ=environ, today=today)
+                if selected
+                else []
+            )
+            # Locked before the plan file is checked against the live state, so that what is
+            # checked is what is written to.
+            locks = take_locks(environments)
+            run = check_plan_file(
+                planned,
+                str(plan_file),
+                environments,
+                client_factory=client_factory,
+                parallelism=parallelism,
+                now=clock(),
+            )
+        else:
+            # A broken file makes its environment an error: apply refuses before any write
+            # unless keep_going, which skips it.
+            loaded = load_each(directory, names, environ=environ, today=today)
+            environments = [env for env in loaded if isinstance(env, Environment)]
+            locks = take_locks(environments)
+            run = plan_environments(
+                loaded,
+                parallelism=parallelism,
+                client_factory=client_factory,
+                now=clock(),
+                replace=replace,
+                today=today,
+            )
+        on_plan(run)
+        refuse_unready(run, keep_going=keep_going)
+        refuse_held(run, keep_going=keep_going, break_glass=break_glass)
+        if not any(env.status is Status.CHANGES for env in run.environments):
+            return ApplyResult(run, (), None, tuple(locks))
+        if not confirm(run):
+            raise ApplyError("apply cancelled: nothing was written.")
+        with Journal(journal_path) as opened, deferred_stops(stop) as stopping:
+            on_start(opened.path)
+            results = apply_run(
+                environments,
+                run,
+                opened,
+                keep_going=keep_going,
+                skip_probe=skip_probe,
+                client_factory=client_factory,
+                on_event=on_event,
+                locks=locks,
+                clock=clock,
+                break_glass=break_glass,
+                stop=stopping,
+            )
+        return ApplyResult(run, tuple(results), opened.path, tuple(locks))
+
+
+@dataclass(frozen=True)
+class Reconciler:
+    """The API as one small object: a directory of environment files and what every call
+    shares (`reconciler.Reconciler("environments").plan(["staging"])`). Each method is the
+    function of the same name in this module, with these as its defaults. (Exported from the
+    package as a class: `reconciler.plan`, `reconciler.apply` and `reconciler.drift` are the
+    core's modules.)"""
+
+    environments_dir: PathLike = DEFAULT_ENVIRONMENTS
+    clock: Clock = system_clock
+    today: date | None = None
+    environ: Mapping[str, str] | None = None
+    client_factory: ClientFactory | None = None
+    parallelism: int = DEFAULT_PARALLELISM
+
+    def load(
+        self, names: Sequence[str] = (), *, allow_missing_secrets: bool = False
+    ) -> list[Environment]:
+        return load(
+            self.environments_dir,
+            names,
+            allow_missing_secrets=allow_missing_secrets,
+            environ=self.environ,
+            today=self.today,
+        )
+
+    def plan(
+        self,
+        names: Sequence[str] = (),
+        *,
+        probe: bool = False,
+        replace: Collection[str] = (),
+        on_done: Callable[[EnvPlan], None] | None = None,
+    ) -> RunPlan:
+        return plan(
+            self.environments_dir,
+            names,
+            parallelism=self.parallelism,
+            probe=probe,
+            replace=replace,
+            clock=self.clock,
+            today=self.today,
+            environ=self.environ,
+            client_factory=self.client_factory,
+            on_done=on_done,
+        )
+
+    def drift(
+        self,
+        names: Sequence[str] = (),
+        *,
+        probe: bool = False,
+        on_done: Callable[[EnvPlan], None] | None = None,
+    ) -> DriftReport:
+        return drift(
+            self.environments_dir,
+            names,
+            parallelism=self.parallelism,
+            probe=probe,
+            today=self.today,
+            environ=self.environ,
+            client_factory=self.client_factory,
+            on_done=on_done,
+        )
+
+    def apply(
+        self,
+        names: Sequence[str] = (),
+        *,
+        plan_file: PathLike | None = None,
+        confirm: Callable[[RunPlan], bool] = _approve,
+        journal: PathLike | None = None,
+        keep_going: bool = False,
+        skip_probe: bool = False,
+        break_glass: str | None = None,
+        replace: Collection[str] = (),
+        lock: bool = True,
+        lock_timeout: float = 0.0,
+        stop: StopRequest | None = None,
+        on_event: OnEvent = _ignore,
+        on_plan: Callable[[RunPlan], None] = _ignore,
+    ) -> ApplyResult:
+        return apply(
+            self.environments_dir,
+            names,
+            plan_file=plan_file,
+            confirm=confirm,
+            journal=journal,
+            keep_going=keep_going,
+            skip_probe=skip_probe,
+            break_glass=break_glass,
+            replace=replace,
+            parallelism=self.parallelism,
+            lock=lock,
+            lock_timeout=lock_timeout,
+            clock=self.clock,
+            today=self.today,
+            environ=self.environ,
+            client_factory=self.client_factory,
+            stop=stop,
+            on_event=on_event,
+            on_plan=on_plan,
+        )
