@@ -1,0 +1,61 @@
+"""The plan is a value: what each environment needs, in a safe order, and why.
+
+The package splits the planner by responsibility: `values` (the data model that the planner,
+renderers, apply and drift share), `diff` (what changes and what a plan may show), `order`
+(the safe order and the why of each step), `fingerprint`, `gates` (the stock confirmation and
+the gates a step needs), `probes` (the core's one use of the webhook probe), `build`
+(`build_plan`, pure) and `live` (the only part that reads NewStore). Each imports only the
+ones before it in that list; this module re-exports the names the rest of the project uses.
+"""
+
+from reconciler.plan.build import build_plan
+from reconciler.plan.diff import differs, shown_value
+from reconciler.plan.fingerprint import desired_fingerprint, fingerprint, fingerprint_key
+from reconciler.plan.gates import stock_confirmation_line, stock_confirmation_problem
+from reconciler.plan.live import default_client, plan_environments, policy_now, read_live
+from reconciler.plan.order import order_steps, probed_rules
+from reconciler.plan.probes import check_health, probe_for, with_probes
+from reconciler.plan.values import (
+    STOCK_CONFIRMED,
+    WEBHOOK_PROBE,
+    Action,
+    ClientFactory,
+    EnvPlan,
+    FieldChange,
+    Gate,
+    RunPlan,
+    Status,
+    Step,
+    status_of,
+)
+
+__all__ = [
+    "STOCK_CONFIRMED",
+    "WEBHOOK_PROBE",
+    "Action",
+    "ClientFactory",
+    "EnvPlan",
+    "FieldChange",
+    "Gate",
+    "RunPlan",
+    "Status",
+    "Step",
+    "build_plan",
+    "check_health",
+    "default_client",
+    "desired_fingerprint",
+    "differs",
+    "fingerprint",
+    "fingerprint_key",
+    "order_steps",
+    "plan_environments",
+    "policy_now",
+    "probe_for",
+    "probed_rules",
+    "read_live",
+    "shown_value",
+    "status_of",
+    "stock_confirmation_line",
+    "stock_confirmation_problem",
+    "with_probes",
+]

@@ -1,0 +1,244 @@
+"""The plan of one environment: `build_plan`, pure, an Environment and a live state in.
+
+It diffs every managed setting, orders the writes (`reconciler.plan.order`), attaches their
+gates (`reconciler.plan.gates`) and fingerprints, and collects the notes a reviewer needs:
+fields NewStore does not expose, settings forced by `--replace`, removable confirmations and
+rules the plan cannot check because a setting is unmanaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import date
+from typing import TYPE_CHECKING
+
+from reconciler.clock import today_utc
+from reconciler.model import (
+    ABSENT,
+    UNKNOWN,
+    Environment,
+    Masked,
+    Value,
+    unreadable,
+)
+from reconciler.plan.diff import (
+    _action,
+    _field_changes,
+    differs,
+    shown_value,
+)
+from reconciler.plan.fingerprint import (
+    desired_fingerprint,
+    fingerprint,
+    fingerprint_key,
+)
+from reconciler.plan.gates import (
+    _gates,
+)
+from reconciler.plan.order import (
+    _FREE,
+    _worst_first,
+    order_steps,
+    probed_rules,
+)
+from reconciler.plan.values import (
+    ATP,
+    REGISTRY_KEYS,
+    WEBHOOK,
+    EnvPlan,
+    Step,
+    status_of,
+)
+from reconciler.rules import RULES, is_enabled, violations
+from reconciler.settings import BY_KEY, REGISTRY, Setting
+
+if TYPE_CHECKING:
+    pass
+
+
+# --- the plan of one environment -------------------------------------------------------------
+
+
+def _unknown_notes(setting: Setting, live: Value, desired: Value, rewritten: bool) -> list[str]:
+    live_n, desired_n = setting.normalize(live), setting.normalize(desired)
+    if live_n is ABSENT or desired_n is ABSENT:
+        return []
+    notes = []
+    for name, value in live_n.items():
+        if not unreadable(value) or name not in desired_n:
+            continue
+        if isinstance(value, Masked) and not value.could_be(desired_n[name]):
+            notes.append(
+                f"{setting.key}.{name}: NewStore returns it masked, and what the mask shows "
+                "cannot belong to the file's value: NewStore holds another one, so the update "
+                "writes the file's"
+            )
+        elif rewritten:
+            notes.append(
+                f"{setting.key}.{name}: NewStore returns it masked; the update sends the whole "
+                "desired object, so it is written even if it is unchanged"
+            )
+        else:
+            notes.append(
+                f"{setting.key}.{name}: NewStore returns it masked; cannot verify it "
+                "(not treated as a change)"
+            )
+    return notes
+
+
+def _fully_masked(setting: Setting, live: Value) -> bool:
+    """Whether a secret of `live` cannot be compared at all (NewStore masks it wholly)."""
+    return live is not ABSENT and any(live.get(name) is UNKNOWN for name in setting.secret_fields)
+
+
+def _forced(
+    env: Environment, live: Mapping[str, Value], replace: Collection[str]
+) -> dict[str, str]:
+    """Settings rewritten although they compare equal, each with why: asked for
+    (`--replace`), or a webhook config whose key cannot be read back that external ATP is
+    about to depend on (the probe before ATP goes on must test the key NewStore will hold)."""
+    forced: dict[str, str] = {}
+    for key in replace:
+        if key in env.desired and env.desired[key] is not ABSENT and live[key] is not ABSENT:
+            forced[key] = f"replaced on request (--replace {key}), with the probe its write needs"
+    webhook = live.get(WEBHOOK, ABSENT)
+    atp_on = ATP in env.desired and is_enabled(env.desired[ATP])
+    if (
+        WEBHOOK not in forced
+        and WEBHOOK in env.desired
+        and env.desired[WEBHOOK] is not ABSENT
+        and atp_on
+        and not is_enabled(live.get(ATP, ABSENT))
+        and _fully_masked(BY_KEY[WEBHOOK], webhook)
+    ):
+        forced[WEBHOOK] = (
+            "re-asserts the webhook config before external ATP goes on: NewStore returns its "
+            "api_key masked, so the key it holds cannot be read back and compared"
+        )
+    return forced
+
+
+def _removable_confirmation_notes(env: Environment, live: Mapping[str, Value]) -> list[str]:
+    if env.gates.newstore_stock_confirmed is None or ATP not in env.desired:
+        return []
+    if is_enabled(env.desired[ATP]) or is_enabled(live.get(ATP, ABSENT)):
+        return []
+    return [
+        f"gates.newstore_stock_confirmed ({env.where('gates.newstore_stock_confirmed')}) can be "
+        "removed: external ATP is off and stays off, and a confirmation left in the file would "
+        "approve a later migration without a fresh look at NewStore's stock"
+    ]
+
+
+def _unchecked_rule_notes(env: Environment, changing: set[str]) -> list[str]:
+    notes = []
+    for rule in RULES:
+        pair = (rule.if_setting, rule.then_setting)
+        unmanaged = [k for k in pair if k not in env.desired]
+        if len(unmanaged) != 1 or not set(pair) & changing:
+            continue
+        # Only where the managed side could let the rule break: its condition true (the
+        # unmanaged consequence is needed) or its consequence false (an unmanaged condition
+        # would break it). Turning the new UI off cannot break rule 4, whatever the webhook.
+        managed = rule.then_setting if unmanaged[0] == rule.if_setting else rule.if_setting
+        value = env.desired[managed]
+        if (managed == rule.if_setting and rule.if_holds(value)) or (
+            managed == rule.then_setting and not rule.then_holds(value)
+        ):
+            notes.append(
+                f"{rule} involves {unmanaged[0]}, which {env.file} does not manage: "
+                "the plan cannot check it"
+            )
+    return notes
+
+
+def build_plan(
+    env: Environment,
+    live: Mapping[str, Value],
+    *,
+    replace: Collection[str] = (),
+    today: date | None = None,
+) -> EnvPlan:
+    """The plan that takes `live` (exactly the managed settings) to `env.desired`.
+
+    `replace`: settings to rewrite (probed where a rule needs it) even when they compare equal,
+    e.g. to rotate a key NewStore only returns masked. `today` (UTC) dates the stock
+    confirmation; it defaults to the real today."""
+    today = today or today_utc()
+    key = fingerprint_key(env)
+    managed = [s for s in REGISTRY if s.key in env.desired]
+    desired = {s.key: env.desired[s.key] for s in managed}
+    blocked_by = [
+        f"the desired state breaks {rule}: {rule.consequence}; fix it in "
+        f"{env.where(rule.if_setting)}"
+        for rule in violations(desired)
+    ]
+
+    forced = _forced(env, live, replace)
+    differing = {
+        s.key for s in managed if s.key in forced or differs(s, live[s.key], desired[s.key])
+    }
+    notes: list[str] = []
+    for s in managed:
+        notes += _unknown_notes(s, live[s.key], desired[s.key], s.key in differing)
+    notes += _unchecked_rule_notes(env, differing)
+    notes += _removable_confirmation_notes(env, live)
+    for s in managed:
+        # Only when a step makes a rule's condition necessary again (e.g. turns the external
+        # OMS off): then what the setting could not read (unlisted stores) matters.
+        if any(
+            rule.if_setting == s.key
+            and rule.then_setting in differing
+            and not rule.then_holds(desired[rule.then_setting])
+            for rule in RULES
+        ):
+            notes += s.notes(desired[s.key])
+
+    order = order_steps(live, desired, forced)
+    if order is None:
+        blocked_by.append(
+            "no order of the steps keeps every safety rule on every intermediate state"
+        )
+        order = [(k, "not ordered: no safe order exists") for k in REGISTRY_KEYS if k in differing]
+    state = dict(live)
+    steps: list[Step] = []
+    for setting_key, why in order:
+        setting = BY_KEY[setting_key]
+        before, after = live[setting_key], desired[setting_key]
+        state[setting_key] = after
+        if after is ABSENT and not setting.deletable:
+            # Config validation refuses this already; the planner must never emit a DELETE the
+            # API does not have, whoever built the Environment.
+            blocked_by.append(f"{setting_key} cannot be deleted through NewStore's API")
+        gates, blocked = _gates(
+            env, setting_key, before, after, probed_rules(setting_key, state), today
+        )
+        blocked_by += blocked
+        if setting_key in forced:
+            why = f"{forced[setting_key]}; {why}" if why != _FREE else forced[setting_key]
+        gate_words = " and ".join(f"gate {g.name}" for g in gates)
+        steps.append(
+            Step(
+                setting=setting_key,
+                action=_action(before, after),
+                before=before,
+                after=after,
+                changes=_field_changes(setting, before, after),
+                why=f"{why}; {gate_words}" if gate_words else why,
+                gates=tuple(gates),
+                rewrite=setting_key in forced,
+            )
+        )
+    return EnvPlan(
+        name=env.name,
+        tenant=env.tenant,
+        status=status_of(steps, blocked_by),
+        steps=steps,
+        blocked_by=blocked_by,
+        live_violations=[f"{rule}: {rule.consequence}" for rule in _worst_first(violations(live))],
+        notes=notes,
+        fingerprints={s.key: fingerprint(s, live[s.key], key) for s in managed},
+        live={s.key: shown_value(s, live[s.key]) for s in managed},
+        desired_fingerprint=desired_fingerprint(env),
+        replaced=sorted(k for k in replace if k in desired),
+    )

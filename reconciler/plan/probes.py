@@ -1,0 +1,150 @@
+"""The core's use of the webhook probe, in one place: what to probe, with which key, and what
+the result means.
+
+The HTTP request itself is the adapter's (`reconciler.newstore.probe.probe_webhook`). Here: the
+gate's target and description (`probe_target`, `probe_description`), the apply-time gate
+(`probe_for`, the desired webhook with the file's key), `with_probes` (plan `--probe`: the gate
+outcomes now) and `check_health` (`drift --probe`: the live webhook with the key NewStore holds).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from reconciler.errors import BlockedError, ReconcilerError
+from reconciler.model import (
+    ABSENT,
+    SENSITIVE,
+    Environment,
+    Fields,
+    Masked,
+    Value,
+)
+from reconciler.plan.values import (
+    ATP,
+    WEBHOOK,
+    WEBHOOK_PROBE,
+    EnvPlan,
+    status_of,
+)
+from reconciler.rules import is_enabled
+
+if TYPE_CHECKING:
+    import httpx
+
+
+def probe_target(env: Environment) -> Fields | None:
+    webhook = env.desired.get(WEBHOOK, ABSENT)
+    return None if webhook is ABSENT else webhook
+
+
+def probe_description(target: Fields, probe: Any) -> str:
+    return (
+        f"POST {target.get('url')} with Authorization: {SENSITIVE}, "
+        f"products {json.dumps(list(probe.products))}, "
+        f"fulfillment_locations {json.dumps(list(probe.fulfillment_locations))}; "
+        f"must answer 200 with a valid availabilities body within {target.get('timeout')}s"
+    )
+
+
+def probe_for(env: Environment, *, transport: httpx.BaseTransport | None = None) -> str:
+    """Run the webhook-probe gate of `env`: its gates.webhook_probe sample sent to its desired
+    webhook. Returns the probe's summary; raises BlockedError saying why it failed, or why it
+    cannot run."""
+    # lazy: start-up time (httpx)
+    from reconciler.newstore.probe import probe_webhook
+
+    target, probe = probe_target(env), env.gates.webhook_probe
+    if target is None or probe is None:
+        raise BlockedError(
+            "turning external ATP on needs gates.webhook_probe and a managed "
+            f"availability_webhook in {env.file}"
+        )
+    return probe_webhook(
+        str(target["url"]),
+        str(target["api_key"]),
+        probe,
+        float(target["timeout"]),
+        transport=transport,
+        ca_bundle=env.connection.ca_bundle,
+    )
+
+
+def check_health(
+    env: Environment,
+    live: Mapping[str, Value],
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> tuple[list[str], str]:
+    """`drift --probe`: can the live webhook serve availability while external ATP is on?
+    Returns why not (empty: healthy, or nothing to probe) and what the probe did, in words.
+
+    It probes the *live* url and timeout, with the key NewStore holds where it can be read and
+    the file's key otherwise; a masked key whose visible part cannot be the file's is
+    unhealthy without a probe (NewStore sends a key the webhook was not given)."""
+    # lazy: start-up time (httpx)
+    from reconciler.newstore.probe import probe_webhook
+
+    if not is_enabled(live.get(ATP, ABSENT)):
+        return [], "not probed: external ATP is off or not managed here"
+    if WEBHOOK not in live:
+        return [], "not probed: availability_webhook is not managed here"
+    webhook = live[WEBHOOK]
+    if webhook is ABSENT:
+        return [
+            "external ATP is on and no availability webhook config exists: NewStore treats "
+            "every item as unavailable"
+        ], "not probed: no webhook config"
+    wanted = env.desired[WEBHOOK]
+    file_key = None if wanted is ABSENT else wanted.get("api_key")
+    held = webhook.get("api_key")
+    if isinstance(held, Masked) and not held.could_be(file_key):
+        return [
+            "NewStore holds another webhook api_key than the file's (the part its mask shows "
+            "cannot belong to the file's key): the webhook may refuse every availability call"
+        ], "not probed: the key NewStore holds is not the file's"
+    key = held if isinstance(held, str) else file_key
+    probe = env.gates.webhook_probe
+    if probe is None or not isinstance(key, str):
+        return [], "not probed: needs gates.webhook_probe and the webhook's api_key in the file"
+    try:
+        summary = probe_webhook(
+            str(webhook.get("url")),
+            key,
+            probe,
+            float(webhook.get("timeout") or 15),
+            transport=transport,
+            ca_bundle=env.connection.ca_bundle,
+        )
+    except ReconcilerError as exc:
+        return [f"the live webhook failed the probe: {exc}"], f"failed: {exc}"
+    return [], f"passed: {summary}"
+
+
+def with_probes(env: Environment, plan: EnvPlan) -> EnvPlan:
+    """The plan with the webhook probe of every step whose gate waits for it run now: a new
+    plan, blocked by a failing probe. (A gate waits only when the probe and its webhook are
+    configured: `_gates` blocks the plan otherwise.)"""
+    blocked_by = list(plan.blocked_by)
+    steps = []
+    for step in plan.steps:
+        gates = []
+        for gate in step.gates:
+            if gate.name == WEBHOOK_PROBE and gate.satisfied is None:
+                try:
+                    summary = probe_for(env)
+                except ReconcilerError as exc:
+                    blocked_by.append(str(exc))
+                    gate = replace(
+                        gate, description=f"{gate.description}; failed: {exc}", satisfied=False
+                    )
+                else:
+                    gate = replace(
+                        gate, description=f"{gate.description}; passed: {summary}", satisfied=True
+                    )
+            gates.append(gate)
+        steps.append(replace(step, gates=tuple(gates)))
+    return replace(plan, steps=steps, blocked_by=blocked_by, status=status_of(steps, blocked_by))
