@@ -18,7 +18,7 @@ The core is silent: progress goes to an `on_event` callback (events), which the 
 
 from __future__ import annotations
 
-from reconciler.apply.environment import WEBHOOK, apply_environment
+from reconciler.apply.environment import apply_environment
 from reconciler.apply.events import (
     EnvironmentConverged,
     Event,
@@ -43,6 +43,7 @@ from reconciler.apply.run import (
     refuse_held,
     refuse_unready,
 )
+from reconciler.plan import WEBHOOK
 
 __all__ = [
     "WEBHOOK",

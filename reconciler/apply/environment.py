@@ -45,8 +45,9 @@ from reconciler.plan import (
     differs,
     fingerprint,
     fingerprint_key,
-    probe_for,
     read_live,
+    refuses_write,
+    run_gate,
     shown_value,
     stock_confirmation_problem,
 )
@@ -59,9 +60,6 @@ if TYPE_CHECKING:
 
     from reconciler.journal import Journal
     from reconciler.newstore.client import NewStoreClient
-
-
-WEBHOOK = "availability_webhook"
 
 
 def _show(setting: Setting, value: Value) -> str:
@@ -238,17 +236,12 @@ class _EnvironmentApply:
                 )
             )
 
-        if self.skip_probe:
-            checked("skipped", "not run: --skip-probe was given, the webhook is unchecked")
-            return
-        try:
-            summary = probe_for(self.env, transport=self.probe_transport)
-        except BlockedError as exc:
-            checked("failed", exc.message)
-            if step.setting == WEBHOOK:
-                self._refused(number, step, exc.message)
-            self._blocked(number, step, WEBHOOK_PROBE, exc.message)
-        checked("passed", summary)
+        outcome = run_gate(self.env, skip=self.skip_probe, transport=self.probe_transport)
+        checked(outcome.result, outcome.detail)
+        if not outcome.passed:
+            if refuses_write(step.setting):
+                self._refused(number, step, outcome.detail)
+            self._blocked(number, step, WEBHOOK_PROBE, outcome.detail)
 
     def _refused(self, number: int, step: Step, reason: str) -> NoReturn:
         """A webhook config that failed its probe is not written while external ATP is on:

@@ -14,9 +14,17 @@ from reconciler.plan.fingerprint import desired_fingerprint, fingerprint, finger
 from reconciler.plan.gates import stock_confirmation_line, stock_confirmation_problem
 from reconciler.plan.live import default_client, plan_environments, policy_now, read_live
 from reconciler.plan.order import order_steps, probed_rules
-from reconciler.plan.probes import check_health, probe_for, with_probes
+from reconciler.plan.probes import (
+    ProbeOutcome,
+    check_health,
+    probe_for,
+    refuses_write,
+    run_gate,
+    with_probes,
+)
 from reconciler.plan.values import (
     STOCK_CONFIRMED,
+    WEBHOOK,
     WEBHOOK_PROBE,
     Action,
     ClientFactory,
@@ -31,12 +39,14 @@ from reconciler.plan.values import (
 
 __all__ = [
     "STOCK_CONFIRMED",
+    "WEBHOOK",
     "WEBHOOK_PROBE",
     "Action",
     "ClientFactory",
     "EnvPlan",
     "FieldChange",
     "Gate",
+    "ProbeOutcome",
     "RunPlan",
     "Status",
     "Step",
@@ -53,6 +63,8 @@ __all__ = [
     "probe_for",
     "probed_rules",
     "read_live",
+    "refuses_write",
+    "run_gate",
     "shown_value",
     "status_of",
     "stock_confirmation_line",

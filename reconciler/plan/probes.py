@@ -3,7 +3,8 @@ the result means.
 
 The HTTP request itself is the adapter's (`reconciler.newstore.probe.probe_webhook`). Here: the
 gate's target and description (`probe_target`, `probe_description`), the apply-time gate
-(`probe_for`, the desired webhook with the file's key), `with_probes` (plan `--probe`: the gate
+(`probe_for`, the desired webhook with the file's key; `run_gate`, its outcome as a value;
+`refuses_write`, when a failure refuses a write), `with_probes` (plan `--probe`: the gate
 outcomes now) and `check_health` (`drift --probe`: the live webhook with the key NewStore holds).
 """
 
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final
 
 from reconciler.errors import BlockedError, ReconcilerError
 from reconciler.model import (
@@ -124,6 +125,44 @@ def check_health(
     return [], f"passed: {summary}"
 
 
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """One run of the webhook-probe gate, as plan `--probe` and apply record it: `result` is
+    "passed", "failed" or "skipped", `detail` what the probe did (or why it failed) in words."""
+
+    result: str
+    detail: str
+
+    @property
+    def passed(self) -> bool:
+        return self.result != "failed"
+
+
+SKIPPED: Final = ProbeOutcome(
+    "skipped", "not run: --skip-probe was given, the webhook is unchecked"
+)
+
+
+def run_gate(
+    env: Environment, *, skip: bool = False, transport: httpx.BaseTransport | None = None
+) -> ProbeOutcome:
+    """The webhook-probe gate of `env` run now (`probe_for`), as an outcome, never raising for a
+    failed or impossible probe; `skip` (apply `--skip-probe`) does not run it."""
+    if skip:
+        return SKIPPED
+    try:
+        summary = probe_for(env, transport=transport)
+    except BlockedError as exc:
+        return ProbeOutcome("failed", exc.message)
+    return ProbeOutcome("passed", summary)
+
+
+def refuses_write(setting: str) -> bool:
+    """Does a failed probe refuse the write of `setting` itself (not just block the step)? The
+    webhook config's own write: NewStore would point at a webhook that failed, at once."""
+    return setting == WEBHOOK
+
+
 def with_probes(env: Environment, plan: EnvPlan) -> EnvPlan:
     """The plan with the webhook probe of every step whose gate waits for it run now: a new
     plan, blocked by a failing probe. (A gate waits only when the probe and its webhook are
@@ -134,17 +173,14 @@ def with_probes(env: Environment, plan: EnvPlan) -> EnvPlan:
         gates = []
         for gate in step.gates:
             if gate.name == WEBHOOK_PROBE and gate.satisfied is None:
-                try:
-                    summary = probe_for(env)
-                except ReconcilerError as exc:
-                    blocked_by.append(str(exc))
-                    gate = replace(
-                        gate, description=f"{gate.description}; failed: {exc}", satisfied=False
-                    )
-                else:
-                    gate = replace(
-                        gate, description=f"{gate.description}; passed: {summary}", satisfied=True
-                    )
+                outcome = run_gate(env)
+                if not outcome.passed:
+                    blocked_by.append(outcome.detail)
+                gate = replace(
+                    gate,
+                    description=f"{gate.description}; {outcome.result}: {outcome.detail}",
+                    satisfied=outcome.passed,
+                )
             gates.append(gate)
         steps.append(replace(step, gates=tuple(gates)))
     return replace(plan, steps=steps, blocked_by=blocked_by, status=status_of(steps, blocked_by))
