@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import date
-from typing import TYPE_CHECKING
 
 from reconciler.clock import today_utc
 from reconciler.model import (
@@ -51,12 +50,6 @@ from reconciler.plan.values import (
 )
 from reconciler.rules import RULES, is_enabled, violations
 from reconciler.settings import BY_KEY, REGISTRY, Setting
-
-if TYPE_CHECKING:
-    pass
-
-
-# --- the plan of one environment -------------------------------------------------------------
 
 
 def _unknown_notes(setting: Setting, live: Value, desired: Value, rewritten: bool) -> list[str]:

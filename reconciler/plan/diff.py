@@ -7,7 +7,7 @@ show (secrets masked, unknown fields marked). Nothing here talks to NewStore.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from reconciler.model import (
     ABSENT,
@@ -25,15 +25,6 @@ from reconciler.plan.values import (
     FieldChange,
 )
 from reconciler.settings import Setting
-
-if TYPE_CHECKING:
-    pass
-
-
-# --- planning --------------------------------------------------------------------------------
-#
-# Everything up to `build_plan` is pure: an Environment and a live state in, an EnvPlan out.
-# `read_live` and `plan_environments`, at the end, are the only functions that talk to NewStore.
 
 _MISSING: Final[Any] = object()  # a field one side of a diff does not have (create/delete)
 

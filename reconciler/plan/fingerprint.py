@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reconciler.model import (
     ABSENT,
@@ -21,12 +21,6 @@ from reconciler.model import (
     Value,
 )
 from reconciler.settings import REGISTRY, Setting
-
-if TYPE_CHECKING:
-    pass
-
-
-# --- fingerprints ----------------------------------------------------------------------------
 
 
 def _canonical(doc: Any) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
 
 from reconciler.model import (
     Environment,
@@ -27,9 +26,6 @@ from reconciler.plan.values import (
     Gate,
 )
 from reconciler.rules import Rule, is_enabled
-
-if TYPE_CHECKING:
-    pass
 
 
 def stock_confirmation_line(env: Environment, today: date) -> str:

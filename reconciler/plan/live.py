@@ -42,9 +42,6 @@ if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient
 
 
-# --- reading NewStore ------------------------------------------------------------------------
-
-
 def read_live(
     env: Environment, client: NewStoreClient, *, reads: Executor | None = None
 ) -> dict[str, Value]:

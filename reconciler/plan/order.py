@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from reconciler.model import (
     ABSENT,
@@ -25,9 +25,6 @@ from reconciler.plan.values import (
 )
 from reconciler.rules import RULES, Rule, harm_of, violations
 from reconciler.settings import REGISTRY
-
-if TYPE_CHECKING:
-    pass
 
 
 def _mixed_breaks(rule: Rule, live: Mapping[str, Value], changed: Mapping[str, Value]) -> bool:
