@@ -1,9 +1,9 @@
 """newstore-reconciler: a NewStore tenant's external-OMS integration, managed as code.
 
-The Python API (see README, "Use from Python"): `reconciler.Reconciler(environments_dir)` with
-`.load()`, `.plan()`, `.apply()`, `.drift()`, documented in `reconciler.api` (which also has
-them as functions: `reconciler.plan` and friends are the core's modules). It is loaded on first
-use, so that `import reconciler` (and `reconciler --help`) stays fast.
+The Python API (see README, "Use from Python"): the functions `reconciler.load`, `.plan`,
+`.apply`, `.drift`, and `reconciler.Reconciler(environments_dir)` with the same four as methods,
+all documented in `reconciler.api`. It is loaded on first use, so that `import reconciler` (and
+`reconciler --help`) stays fast. The core's modules live in `reconciler.core`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 from reconciler._version import __version__
 
 if TYPE_CHECKING:
-    from reconciler.api import ApplyResult, Reconciler
+    from reconciler.api import ApplyResult, Reconciler, apply, drift, load, plan
 
-__all__ = ["ApplyResult", "Reconciler", "__version__"]
+__all__ = ["ApplyResult", "Reconciler", "__version__", "apply", "drift", "load", "plan"]
 
-_API = frozenset({"ApplyResult", "Reconciler"})
+_API = frozenset({"ApplyResult", "Reconciler", "apply", "drift", "load", "plan"})
 
 
 def __getattr__(name: str) -> Any:

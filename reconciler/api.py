@@ -1,6 +1,7 @@
 """The Python API: what the CLI does, for platform teams that embed the tool (a scheduler, an
 internal portal): `load`, `plan`, `apply`, `drift`, as functions here and as the methods of
-`Reconciler`, which the package exports (`from reconciler import Reconciler`).
+`Reconciler`; the package exports all of them (`reconciler.plan(...)`,
+`from reconciler import Reconciler`).
 
 Every function returns a value (environments, a `RunPlan`, an `ApplyResult`, a
 `DriftReport`) and raises the exception tree of `reconciler.errors` (each exception carries
@@ -24,7 +25,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from reconciler.apply import (
+from reconciler.clock import Clock, system_clock
+from reconciler.config import discover, load_each, load_environments
+from reconciler.core.apply import (
     EnvResult,
     OnEvent,
     apply_run,
@@ -33,19 +36,17 @@ from reconciler.apply import (
     refuse_held,
     refuse_unready,
 )
-from reconciler.clock import Clock, system_clock
-from reconciler.config import discover, load_each, load_environments
-from reconciler.drift import DriftReport, check_drift
+from reconciler.core.drift import DriftReport, check_drift
+from reconciler.core.interrupt import StopRequest, deferred_stops
+from reconciler.core.journal import Journal, default_path
+from reconciler.core.lock import OnWait, TenantLock, tenant_locks
+from reconciler.core.plan import ClientFactory, EnvPlan, RunPlan, Status, plan_environments
+from reconciler.core.planfile import read_plan_file
 from reconciler.errors import ApplyError, ConfigError, PlanFileError
 from reconciler.fsutil import check_output_file
-from reconciler.interrupt import StopRequest, deferred_stops
-from reconciler.journal import Journal, default_path
-from reconciler.lock import OnWait, TenantLock, tenant_locks
 from reconciler.model import Environment
+from reconciler.newstore.settings import BY_KEY
 from reconciler.parallelism import DEFAULT_PARALLELISM
-from reconciler.plan import ClientFactory, EnvPlan, RunPlan, Status, plan_environments
-from reconciler.planfile import read_plan_file
-from reconciler.settings import BY_KEY
 
 __all__ = ["ApplyResult", "Reconciler", "apply", "drift", "load", "plan"]
 
@@ -313,9 +314,7 @@ def apply(
 class Reconciler:
     """The API as one small object: a directory of environment files and what every call
     shares (`reconciler.Reconciler("environments").plan(["staging"])`). Each method is the
-    function of the same name in this module, with these as its defaults. (Exported from the
-    package as a class: `reconciler.plan`, `reconciler.apply` and `reconciler.drift` are the
-    core's modules.)"""
+    function of the same name in this module, with these as its defaults."""
 
     environments_dir: PathLike = DEFAULT_ENVIRONMENTS
     clock: Clock = system_clock

@@ -5,6 +5,10 @@ same functions a Python caller uses. This is the only module that prints (with
 `reconciler.render`) and the only place where exceptions become exit codes
 (`ReconcilerGroup.main`). Heavy imports happen inside commands so that `reconciler --help` and
 `validate` start fast.
+
+Why one module of ~800 lines: most of it is click's declarations, the options and the help text
+a user reads, one block per command next to the few lines that call the API; split across
+files, a command's flags would sit away from the only code that reads them.
 """
 
 from __future__ import annotations
@@ -26,14 +30,14 @@ import click.shell_completion
 
 from reconciler._version import __version__
 from reconciler.clock import Clock, system_clock
+from reconciler.core.interrupt import Terminated
 from reconciler.errors import ConfigError, ExitCode, ReconcilerError
 from reconciler.fsutil import check_output_file
-from reconciler.interrupt import Terminated
 from reconciler.parallelism import DEFAULT_PARALLELISM
 
 if TYPE_CHECKING:
-    from reconciler.lock import Holder, TenantLock
-    from reconciler.plan import RunPlan
+    from reconciler.core.lock import Holder, TenantLock
+    from reconciler.core.plan import RunPlan
 
 
 _real_process = False  # set by `main()`: signals are ours to handle, os._exit ours to call
@@ -312,8 +316,8 @@ def plan(
 
     from reconciler import api
     from reconciler.config import discover
-    from reconciler.plan import Status
-    from reconciler.planfile import plan_to_json, write_plan_file
+    from reconciler.core.plan import Status
+    from reconciler.core.planfile import plan_to_json, write_plan_file
     from reconciler.render.run_progress import progress
 
     if out is not None:
@@ -363,7 +367,7 @@ def _say_how_to_apply(g: Globals, run: Any, out: Path, *, to_stdout: bool) -> No
     """After `plan --out`: the command that applies exactly that plan. On stdout after a text
     report; after a JSON or Markdown one (a document, often piped) only on a terminal's
     stderr."""
-    from reconciler.plan import Status  # lazy: start-up time
+    from reconciler.core.plan import Status  # lazy: start-up time
 
     statuses = {env.status for env in run.environments}
     if to_stdout is False and not sys.stderr.isatty():
@@ -394,7 +398,7 @@ def _waiting(tenant: str, holder: Holder, timeout: float) -> None:
 
 
 def _say_locks(locks: Sequence[TenantLock]) -> None:
-    from reconciler.lock import SKIPPED_UNSUPPORTED  # lazy: start-up time
+    from reconciler.core.lock import SKIPPED_UNSUPPORTED  # lazy: start-up time
 
     if any(lock.skipped_because == SKIPPED_UNSUPPORTED for lock in locks):
         click.echo(
@@ -406,7 +410,7 @@ def _confirmation(plan_file: Path | None) -> Callable[[RunPlan], bool]:
     """`apply`'s question before the first write: on a terminal, asked; elsewhere refused."""
 
     def confirm(run: RunPlan) -> bool:
-        from reconciler.plan import Status  # lazy: start-up time
+        from reconciler.core.plan import Status  # lazy: start-up time
 
         if not sys.stdin.isatty():
             how = (
@@ -503,7 +507,7 @@ def apply(
     """Make the live state match the environment files, one checked step at a time."""
     # lazy: start-up time
     from reconciler import api
-    from reconciler.plan import Status
+    from reconciler.core.plan import Status
     from reconciler.render.steps import render_event
     from reconciler.render.text import render_text
 
@@ -656,7 +660,7 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int, probe: 
     # lazy: start-up time
     from reconciler import api
     from reconciler.config import discover
-    from reconciler.drift import DriftStatus
+    from reconciler.core.drift import DriftStatus
     from reconciler.render.run_progress import progress
 
     # One environment's broken file is its error; the others are still checked.
@@ -665,7 +669,7 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int, probe: 
             g.environments_dir, envs, parallelism=parallelism, on_done=done, probe=probe
         )
     if fmt == "json":
-        from reconciler.drift import drift_to_json  # lazy: start-up time
+        from reconciler.core.drift import drift_to_json  # lazy: start-up time
 
         click.echo(drift_to_json(report), nl=False)
     else:
@@ -712,7 +716,7 @@ def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str,
     """
     # lazy: start-up time
     from reconciler.config import discover
-    from reconciler.dump import check_out, dump_environment, write_dump
+    from reconciler.core.dump import check_out, dump_environment, write_dump
 
     (source,) = discover(g.environments_dir, [env])
     if out is not None:
@@ -756,7 +760,11 @@ def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str,
 )
 def init(directory: Path, ci: str, source: str | None) -> None:
     """Start a configuration repository in DIR (default: here); never overwrites a file."""
-    from reconciler.scaffold import DEFAULT_SOURCE, scaffold, write_scaffold  # lazy: start-up time
+    from reconciler.core.scaffold import (  # lazy: start-up time
+        DEFAULT_SOURCE,
+        scaffold,
+        write_scaffold,
+    )
 
     files = scaffold(ci, source or DEFAULT_SOURCE)
     write_scaffold(directory, files)
@@ -798,7 +806,7 @@ def schema(out: Path | None) -> None:
 
 
 def main() -> None:
-    from reconciler import interrupt  # lazy: start-up time (signals only for a real process)
+    from reconciler.core import interrupt  # lazy: start-up time (signals only for a real process)
 
     global _real_process
     _real_process = True

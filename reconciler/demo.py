@@ -24,10 +24,10 @@ from typing import Any
 from reconciler.clock import today_utc
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.model import ABSENT, Value
+from reconciler.newstore.settings.associate_app import store_of
 from reconciler.rules import RULES
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
 from reconciler.sandbox.values import broken_rules, state_to_values
-from reconciler.settings.associate_app import store_of
 
 TENANT = "acme-local"
 ENV = "local"

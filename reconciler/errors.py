@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reconciler.apply.report import RunReport
+    from reconciler.core.apply.report import RunReport
 
 
 class ExitCode(enum.IntEnum):

@@ -4,7 +4,7 @@ A module of its own so that the CLI can show the default without importing the p
 
 16, because:
 - an environment costs two round trips (the token, then its four GETs side by side; see
-  `reconciler.plan.read_live`), so at ~100 ms per request 16 environments at a
+  `reconciler.core.plan.read_live`), so at ~100 ms per request 16 environments at a
   time read 200 environments in about 2.5 s;
 - past that a run is more and more CPU-bound on a small CI runner: `make bench` (200
   environments, 50 ms latency, 2 cores) takes 1.84 s at 16 (1.47x its ideal) and 1.48 s at 32

@@ -8,15 +8,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler.journal import read_journal
+from reconciler.core.journal import read_journal
 from reconciler.model import ABSENT, Fields, Value
+from reconciler.newstore.settings import REGISTRY
+from reconciler.newstore.settings.associate_app import store_of
 from reconciler.rules import violations
 from reconciler.sandbox import SandboxApp
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 from reconciler.sandbox.state import default_associate_app_config
 from reconciler.sandbox.values import state_to_values
-from reconciler.settings import REGISTRY
-from reconciler.settings.associate_app import store_of
 
 SANDBOX_SECRET = "sandbox-secret"
 

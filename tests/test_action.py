@@ -15,7 +15,7 @@ from apply_helpers import ORDER_WEBHOOK_API_KEY
 from env_helpers import OFF_YAML, ON_YAML
 from test_ci_examples import BIN, _bash, _clean_env
 
-from reconciler.planfile import load_plan_file
+from reconciler.core.planfile import load_plan_file
 from reconciler.sandbox import SandboxApp, SandboxConfig
 
 ROOT = Path(__file__).resolve().parent.parent

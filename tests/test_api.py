@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 import reconciler
-from reconciler.apply import StepFinished
+from reconciler.core.apply import StepFinished
+from reconciler.core.plan import RunPlan, Status
 from reconciler.errors import ApplyError, ValidationFailed
 from reconciler.model import Environment
-from reconciler.plan import RunPlan, Status
 from reconciler.sandbox import SandboxApp
 from tests.env_helpers import ON_YAML, WriteEnv
 
@@ -57,7 +57,7 @@ def test_the_api_returns_values_and_prints_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from reconciler.newstore.client import NewStoreClient
-    from reconciler.settings import SECRET_KEYS
+    from reconciler.newstore.settings import SECRET_KEYS
 
     sandbox, url = live_sandbox
     # The client talks to the app in-process (the injected factory); the webhook probe goes
@@ -111,3 +111,12 @@ def test_import_reconciler_does_not_load_the_api() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["False", "False", "True", "True"]
+
+
+def test_the_package_exports_the_api_functions() -> None:
+    import reconciler
+    from reconciler import api
+
+    for name in ("load", "plan", "apply", "drift", "Reconciler", "ApplyResult"):
+        assert name in reconciler.__all__
+        assert getattr(reconciler, name) is getattr(api, name)

@@ -12,7 +12,7 @@ from apply_helpers import writes
 from click.testing import Result
 from env_helpers import ON_YAML, WriteEnv, run_cli
 
-from reconciler.journal import read_journal
+from reconciler.core.journal import read_journal
 from reconciler.sandbox import SandboxApp
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY
 

@@ -25,7 +25,7 @@ from apply_helpers import (
 )
 from env_helpers import OFF_YAML, ON_YAML, STOCK_CONFIRMED_YAML
 
-from reconciler.journal import read_journal
+from reconciler.core.journal import read_journal
 from reconciler.model import ABSENT
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
 

@@ -26,8 +26,8 @@ import pytest
 from apply_helpers import FORWARD, writes
 from env_helpers import ON_YAML, WriteEnv, run_cli, run_cli_process
 
-from reconciler.journal import read_journal
-from reconciler.lock import lock_directory, lock_key
+from reconciler.core.journal import read_journal
+from reconciler.core.lock import lock_directory, lock_key
 from reconciler.sandbox import SandboxApp
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY
 

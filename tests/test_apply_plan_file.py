@@ -15,7 +15,7 @@ from apply_helpers import FORWARD, ON, WEBHOOK, seed, writes
 from click.testing import Result
 from env_helpers import OFF_YAML, ON_YAML, WriteEnv, run_cli
 
-from reconciler.planfile import checksum
+from reconciler.core.planfile import checksum
 from reconciler.sandbox import SandboxApp
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY
 

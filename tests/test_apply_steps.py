@@ -19,7 +19,7 @@ from apply_helpers import (
 )
 from plan_helpers import make_env
 
-from reconciler.apply import (
+from reconciler.core.apply import (
     EnvironmentConverged,
     Event,
     GateChecked,
@@ -30,12 +30,12 @@ from reconciler.apply import (
     apply_environment,
     apply_run,
 )
+from reconciler.core.journal import Journal, read_journal
+from reconciler.core.plan import EnvPlan, RunPlan, Status, build_plan, plan_environments, read_live
 from reconciler.errors import ApplyError, BlockedError, ChangedUnderneath
-from reconciler.journal import Journal, read_journal
 from reconciler.model import ABSENT, Environment, Value
 from reconciler.newstore.client import NewStoreClient
 from reconciler.newstore.limiter import HostLimiter
-from reconciler.plan import EnvPlan, RunPlan, Status, build_plan, plan_environments, read_live
 from reconciler.render.stop_report import render_run_report
 from reconciler.sandbox import SandboxApp, SandboxConfig
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH

@@ -15,14 +15,14 @@ from click.testing import CliRunner, Result
 from env_helpers import ON_YAML
 from plan_helpers import make_env
 
-from reconciler.apply import apply_run
 from reconciler.cli import cli
+from reconciler.core.apply import apply_run
+from reconciler.core.journal import Journal, read_journal
+from reconciler.core.plan import plan_environments
 from reconciler.errors import ApplyError
-from reconciler.journal import Journal, read_journal
 from reconciler.model import Environment
 from reconciler.newstore.client import NewStoreClient
 from reconciler.newstore.limiter import HostLimiter
-from reconciler.plan import plan_environments
 from reconciler.sandbox import SandboxApp, SandboxConfig
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 

@@ -23,7 +23,7 @@ import yaml
 from env_helpers import OFF_YAML
 
 from reconciler import __version__
-from reconciler.planfile import load_plan_file
+from reconciler.core.planfile import load_plan_file
 from reconciler.sandbox import SandboxApp, SandboxConfig
 
 ROOT = Path(__file__).resolve().parent.parent

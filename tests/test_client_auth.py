@@ -12,8 +12,8 @@ from client_helpers import TENANT, api_requests, make_app, make_client, make_env
 from reconciler.errors import AuthError, IPBlockedError
 from reconciler.model import Value
 from reconciler.newstore.client import NewStoreClient
+from reconciler.newstore.settings import REGISTRY
 from reconciler.sandbox.app import SandboxApp
-from reconciler.settings import REGISTRY
 
 ATP_PATH = f"/{TENANT}/v0/config/routing/uses_external_atp"
 TOKEN_PATH = f"/auth/realms/{TENANT}/protocol/openid-connect/token"

@@ -12,8 +12,8 @@ from client_helpers import TENANT, RecordingTransport, make_app, make_client, ma
 
 from reconciler.errors import AuthError, ConfigError, RejectedError
 from reconciler.newstore.client import NewStoreClient
+from reconciler.newstore.settings import BY_KEY
 from reconciler.sandbox.app import SandboxApp
-from reconciler.settings import BY_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -7,8 +7,8 @@ from client_helpers import TENANT, WEBHOOK, api_requests, live_client, make_app,
 
 from reconciler.errors import IPBlockedError
 from reconciler.model import ABSENT
+from reconciler.newstore.settings import BY_KEY, REGISTRY
 from reconciler.sandbox.app import SandboxApp
-from reconciler.settings import BY_KEY, REGISTRY
 
 ON = {
     "external_oms": {"enabled": True},

@@ -22,8 +22,8 @@ from reconciler.errors import RejectedError, RetryBudgetExhausted, UnreachableEr
 from reconciler.newstore.client import NewStoreClient
 from reconciler.newstore.limiter import HostLimiter
 from reconciler.newstore.problem import parse_retry_after
+from reconciler.newstore.settings import BY_KEY
 from reconciler.sandbox.app import SandboxApp
-from reconciler.settings import BY_KEY
 
 OMS_PATH = f"/{TENANT}/v0/config/sales_order/external_oms"
 ATP_PATH = f"/{TENANT}/v0/config/routing/uses_external_atp"

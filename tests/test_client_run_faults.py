@@ -23,8 +23,8 @@ from reconciler.errors import (
 )
 from reconciler.newstore.client import NewStoreClient
 from reconciler.newstore.limiter import HostLimiter
+from reconciler.newstore.settings import BY_KEY, SECRET_KEYS
 from reconciler.sandbox.app import SandboxApp
-from reconciler.settings import BY_KEY, SECRET_KEYS
 
 ATP_PATH = f"/{TENANT}/v0/config/routing/uses_external_atp"
 TOKEN_PATH = f"/auth/realms/{TENANT}/protocol/openid-connect/token"

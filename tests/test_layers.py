@@ -45,21 +45,21 @@ LAYERS: list[tuple[str, list[str]]] = [
     ),
     # The NewStore adapter: the client knows no setting; settings talk through the client.
     ("newstore", ["reconciler.newstore"]),
-    ("settings", ["reconciler.settings"]),
+    ("settings", ["reconciler.newstore.settings"]),
     # The desired state: environment files, validated against the settings' declarations.
     ("config", ["reconciler.config"]),
     (
         "core",
         [
-            "reconciler.plan",
-            "reconciler.apply",
-            "reconciler.drift",
-            "reconciler.dump",
-            "reconciler.planfile",
-            "reconciler.journal",
-            "reconciler.lock",
-            "reconciler.interrupt",
-            "reconciler.scaffold",
+            "reconciler.core.plan",
+            "reconciler.core.apply",
+            "reconciler.core.drift",
+            "reconciler.core.dump",
+            "reconciler.core.planfile",
+            "reconciler.core.journal",
+            "reconciler.core.lock",
+            "reconciler.core.interrupt",
+            "reconciler.core.scaffold",
             "reconciler.core",
         ],
     ),
@@ -85,7 +85,7 @@ ACCEPTED: dict[tuple[str, str], str] = {
         "ReportedError.report words the stop report its `.stop` carries (the text `str(err)`, "
         "callers and tests read); the value is the core's, the words render's"
     ),
-    ("reconciler.errors", "reconciler.apply.report"): "the type of ReportedError.stop",
+    ("reconciler.errors", "reconciler.core.apply.report"): "the type of ReportedError.stop",
 }
 
 
@@ -209,9 +209,9 @@ def test_the_walk_sees_the_package() -> None:
     imports = _imports(_modules())
     pairs = {(i.importer, i.imported) for i in imports}
     # Top level, inside a function, and type-only imports are all seen.
-    assert ("reconciler.plan.live", "reconciler.settings") in pairs
+    assert ("reconciler.core.plan.live", "reconciler.newstore.settings") in pairs
     assert ("reconciler.cli", "reconciler.api") in pairs
-    assert ("reconciler.settings.base", "reconciler.newstore.client") in pairs
+    assert ("reconciler.newstore.settings.base", "reconciler.newstore.client") in pairs
 
 
 def test_accepted_upward_edges_still_exist() -> None:

@@ -37,8 +37,8 @@ from reconciler.errors import (
 from reconciler.model import WebhookProbe
 from reconciler.newstore.client import NewStoreClient
 from reconciler.newstore.probe import probe_webhook
+from reconciler.newstore.settings import BY_KEY, REGISTRY
 from reconciler.sandbox.app import WEBHOOK_PATH, SandboxApp
-from reconciler.settings import BY_KEY, REGISTRY
 
 CLIENT_SECRET = "CLIENT-SECRET-leaktest-7f3a9c"
 WRONG_SECRET = "WRONG-SECRET-leaktest-55aa01"

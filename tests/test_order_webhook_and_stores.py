@@ -16,10 +16,10 @@ from env_helpers import STOCK_CONFIRMED_YAML, WriteEnv, run_cli
 from reconciler.errors import ConflictError, RejectedError
 from reconciler.model import ABSENT, Masked
 from reconciler.newstore.client import NewStoreClient
+from reconciler.newstore.settings import BY_KEY
 from reconciler.sandbox import SandboxApp, SandboxConfig
 from reconciler.sandbox.state import default_associate_app_config
 from reconciler.sandbox.values import state_to_values
-from reconciler.settings import BY_KEY
 
 Sandbox = tuple[SandboxApp, str]
 TENANT = "acme-stores"

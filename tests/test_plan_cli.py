@@ -9,7 +9,7 @@ import pytest
 from click.testing import Result
 from env_helpers import OFF_YAML, ON_YAML, STOCK_UNCONFIRMED_YAML, WriteEnv, run_cli
 
-from reconciler.planfile import load_plan_file
+from reconciler.core.planfile import load_plan_file
 from reconciler.sandbox import SandboxApp
 
 OFF = OFF_YAML + STOCK_UNCONFIRMED_YAML

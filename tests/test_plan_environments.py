@@ -9,9 +9,9 @@ from dataclasses import replace
 import pytest
 from plan_helpers import ALL_OFF, ALL_ON, WEBHOOK_A, make_env
 
+from reconciler.core.plan import Action, Status, plan_environments, read_live
 from reconciler.model import ABSENT, Environment, Masked, Value
 from reconciler.newstore.client import NewStoreClient
-from reconciler.plan import Action, Status, plan_environments, read_live
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 

@@ -20,9 +20,8 @@ from plan_helpers import (
     make_env,
 )
 
-from reconciler.errors import PlanFileError
-from reconciler.plan import EnvPlan, RunPlan, Status, build_plan
-from reconciler.planfile import (
+from reconciler.core.plan import EnvPlan, RunPlan, Status, build_plan
+from reconciler.core.planfile import (
     checksum,
     env_plan_to_dict,
     load_plan_file,
@@ -31,6 +30,7 @@ from reconciler.planfile import (
     read_plan_file,
     write_plan_file,
 )
+from reconciler.errors import PlanFileError
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "schemas" / "plan.schema.json").read_text())
 WHEN = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 from plan_helpers import ALL_ON, API_KEY_A, CLIENT_SECRET, WEBHOOK_A, WEBHOOK_A_MASKED, make_env
 
+from reconciler.core.plan import desired_fingerprint, fingerprint
 from reconciler.model import ABSENT, Gates, WebhookProbe
-from reconciler.plan import desired_fingerprint, fingerprint
-from reconciler.settings import BY_KEY
+from reconciler.newstore.settings import BY_KEY
 
 WEBHOOK = BY_KEY["availability_webhook"]
 OMS = BY_KEY["external_oms"]

@@ -16,8 +16,8 @@ from plan_helpers import (
     make_env,
 )
 
+from reconciler.core.plan import Action, FieldChange, Status, build_plan, order_steps
 from reconciler.model import ABSENT, SENSITIVE, SENSITIVE_CHANGED, Value
-from reconciler.plan import Action, FieldChange, Status, build_plan, order_steps
 from reconciler.rules import RULES
 
 R1, R2, R3, R4 = (str(rule) for rule in RULES)

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from plan_helpers import PROBE, make_env
 from test_plan_properties import LIVE, SAFE_DESIRED, atp_on, broken, equivalent
 
+from reconciler.core.plan import WEBHOOK_PROBE, EnvPlan, Status, build_plan
 from reconciler.model import ABSENT, Masked, Value
-from reconciler.plan import WEBHOOK_PROBE, EnvPlan, Status, build_plan
 from reconciler.rules import RULES, Harm
 
 HOOK = "availability_webhook"

@@ -23,9 +23,9 @@ from plan_helpers import (
     make_env,
 )
 
+from reconciler.core.plan import EnvPlan, RunPlan, Status, build_plan
+from reconciler.core.planfile import plan_to_json
 from reconciler.model import ABSENT, UNKNOWN, Masked, Value
-from reconciler.plan import EnvPlan, RunPlan, Status, build_plan
-from reconciler.planfile import plan_to_json
 from reconciler.rules import RULES
 
 OMS = [{"enabled": True}, {"enabled": False}]

@@ -17,8 +17,8 @@ from click.testing import CliRunner, Result
 from env_helpers import OFF_YAML, ON_YAML, WriteEnv
 
 from reconciler.cli import Injected, cli
-from reconciler.journal import read_journal
-from reconciler.planfile import load_plan_file
+from reconciler.core.journal import read_journal
+from reconciler.core.planfile import load_plan_file
 from reconciler.sandbox import SandboxApp
 
 Sandbox = tuple[SandboxApp, str]

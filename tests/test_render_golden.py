@@ -17,10 +17,10 @@ from plan_helpers import (
     make_env,
 )
 
+from reconciler.core.plan import EnvPlan, RunPlan, Status, build_plan
+from reconciler.core.planfile import plan_to_json
 from reconciler.errors import AuthError
 from reconciler.model import ABSENT
-from reconciler.plan import EnvPlan, RunPlan, Status, build_plan
-from reconciler.planfile import plan_to_json
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
 

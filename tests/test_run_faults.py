@@ -18,7 +18,7 @@ from click.testing import Result
 from env_helpers import OFF_YAML, ON_YAML, WriteEnv, run_cli
 from jsonschema import Draft202012Validator
 
-from reconciler.journal import read_journal
+from reconciler.core.journal import read_journal
 from reconciler.resources import schema_path
 from reconciler.sandbox import SandboxApp, SandboxConfig
 
@@ -295,12 +295,12 @@ def test_apply_refuses_before_any_write_unless_keep_going(
 def test_a_signal_between_environments_leaves_the_rest_not_attempted(
     live_sandbox: Sandbox, write_env: WriteEnv, tmp_path: Path
 ) -> None:
-    from reconciler.apply import EnvironmentConverged, Event, apply_run
     from reconciler.config import load_environments
+    from reconciler.core.apply import EnvironmentConverged, Event, apply_run
+    from reconciler.core.interrupt import StopRequest
+    from reconciler.core.journal import Journal
+    from reconciler.core.plan import plan_environments
     from reconciler.errors import Interrupted
-    from reconciler.interrupt import StopRequest
-    from reconciler.journal import Journal
-    from reconciler.plan import plan_environments
 
     sandbox, base = live_sandbox
     for tenant in ("sig-a", "sig-b"):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from env_helpers import OFF_YAML, WriteEnv, run_cli
 
+from reconciler.newstore.settings import REGISTRY
 from reconciler.render.run_progress import progress
 from reconciler.sandbox import SandboxApp, SandboxConfig
-from reconciler.settings import REGISTRY
 
 ATP_PATH = "/v0/config/routing/uses_external_atp"
 

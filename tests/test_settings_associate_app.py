@@ -10,9 +10,9 @@ import pytest
 from client_helpers import TENANT, api_requests, make_app, make_client
 
 from reconciler.errors import RejectedError
+from reconciler.newstore.settings import BY_KEY
 from reconciler.sandbox.app import SandboxApp
 from reconciler.sandbox.state import default_associate_app_config
-from reconciler.settings import BY_KEY
 
 APP = BY_KEY["associate_app"]
 PATH = f"/{TENANT}/api/v1/associate-app/config"

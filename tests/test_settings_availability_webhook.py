@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from client_helpers import TENANT, WEBHOOK, api_requests, make_app, make_client
 
+from reconciler.core.plan import shown_value
 from reconciler.model import ABSENT, SENSITIVE, UNKNOWN, Masked
-from reconciler.plan import shown_value
+from reconciler.newstore.settings import BY_KEY
+from reconciler.newstore.settings.availability_webhook import is_masked, masked_value
 from reconciler.sandbox.app import SandboxApp
-from reconciler.settings import BY_KEY
-from reconciler.settings.availability_webhook import is_masked, masked_value
 
 HOOK = BY_KEY["availability_webhook"]
 PATH = f"/{TENANT}/v0/config/availability/webhook"

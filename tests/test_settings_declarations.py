@@ -9,10 +9,10 @@ from typing import ClassVar
 from jsonschema import Draft202012Validator
 
 from reconciler.config.schema import environment_schema
-from reconciler.dump import setting_lines
+from reconciler.core.dump import setting_lines
 from reconciler.model import UNKNOWN, Fields, Value
 from reconciler.newstore.client import NewStoreClient
-from reconciler.settings import REGISTRY, SECRET_KEYS, SECRET_PATHS, Setting, secret_paths
+from reconciler.newstore.settings import REGISTRY, SECRET_KEYS, SECRET_PATHS, Setting, secret_paths
 
 
 class _Fifth(Setting):

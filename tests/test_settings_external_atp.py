@@ -6,8 +6,8 @@ import pytest
 from client_helpers import TENANT, make_app, make_client
 
 from reconciler.errors import RejectedError
+from reconciler.newstore.settings import BY_KEY
 from reconciler.sandbox.app import SandboxApp
-from reconciler.settings import BY_KEY
 
 ATP = BY_KEY["external_atp"]
 

@@ -6,8 +6,8 @@ import pytest
 from client_helpers import TENANT, api_requests, make_app, make_client
 
 from reconciler.errors import ConflictError
+from reconciler.newstore.settings import BY_KEY
 from reconciler.sandbox.app import SandboxApp
-from reconciler.settings import BY_KEY
 
 OMS = BY_KEY["external_oms"]
 PATH = f"/{TENANT}/v0/config/sales_order/external_oms"

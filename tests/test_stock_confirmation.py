@@ -12,9 +12,9 @@ from plan_helpers import ALL_OFF, ALL_ON
 
 from reconciler.clock import today_utc
 from reconciler.config import load_environments
+from reconciler.core.plan import STOCK_CONFIRMED, Status, build_plan
 from reconciler.errors import ValidationFailed
 from reconciler.model import Environment
-from reconciler.plan import STOCK_CONFIRMED, Status, build_plan
 from reconciler.sandbox import SandboxApp
 
 TODAY = date(2026, 11, 29)

@@ -30,7 +30,7 @@ from reconciler.config.resolve import Merged, Resolver, substitute
 from reconciler.config.schema import check_schema, closest
 from reconciler.errors import ConfigError, Problem, ValidationFailed
 from reconciler.model import Environment, Unresolved
-from reconciler.settings import REGISTRY
+from reconciler.newstore.settings import REGISTRY
 
 SUFFIXES = (".yaml", ".yml")
 

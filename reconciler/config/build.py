@@ -19,9 +19,9 @@ from reconciler.config.yamlsafe import child_path
 from reconciler.errors import Problem
 from reconciler.model import ABSENT, Connection, Environment, Gates, Value, WebhookProbe
 from reconciler.net import is_loopback
+from reconciler.newstore.settings import REGISTRY
 from reconciler.policy import DAYS, Freeze, Policy, Window
 from reconciler.rules import RULES, Rule
-from reconciler.settings import REGISTRY
 
 
 def url_problem(url: str, *, allow_query: bool) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 from reconciler.config.yamlsafe import Document, child_path, load_file
 from reconciler.errors import Problem
 from reconciler.model import Location, locate
-from reconciler.settings import SECRET_PATHS
+from reconciler.newstore.settings import SECRET_PATHS
 
 SECRET_MIN_LENGTH = 20
 # Secrets that travel as an HTTP header value (NewStore's webhook call, our probe): visible

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from reconciler.config.resolve import Merged
 from reconciler.config.yamlsafe import child_path
 from reconciler.errors import Problem
+from reconciler.newstore.settings import BY_KEY, REGISTRY
 from reconciler.resources import schema_path
-from reconciler.settings import BY_KEY, REGISTRY
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from reconciler.core.plan import EnvPlan, Gate, RunPlan, Status
+
 # The renderers' one way to show a value, shared with the core's messages.
 from reconciler.model import show_value as show_value
-from reconciler.plan import EnvPlan, Gate, RunPlan, Status
 from reconciler.policy import Decision, explain
 
 

@@ -1,11 +1,11 @@
 """The drift report for people: terminal text, and markdown for a ticket or PR comment.
-(The JSON form is `reconciler.drift.drift_to_json`.)"""
+(The JSON form is `reconciler.core.drift.drift_to_json`.)"""
 
 from __future__ import annotations
 
 import click
 
-from reconciler.drift import DriftReport, DriftStatus, EnvDrift
+from reconciler.core.drift import DriftReport, DriftStatus, EnvDrift
 from reconciler.render._format import cell, code, plural, show_value
 
 _WORDS = {

@@ -3,7 +3,7 @@ ordered steps, with field-level detail folded away in <details>."""
 
 from __future__ import annotations
 
-from reconciler.plan import EnvPlan, RunPlan, Status
+from reconciler.core.plan import EnvPlan, RunPlan, Status
 from reconciler.render._format import (
     cell,
     code,

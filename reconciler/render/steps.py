@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.apply import EnvironmentConverged, Event, GateChecked, Outcome, StepFinished
+from reconciler.core.apply import EnvironmentConverged, Event, GateChecked, Outcome, StepFinished
 
 
 def render_event(event: Event) -> str:

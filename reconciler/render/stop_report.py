@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from reconciler.apply.events import Outcome
-from reconciler.apply.report import (
+from reconciler.core.apply.events import Outcome
+from reconciler.core.apply.report import (
     EnvFate,
     EnvStop,
     NothingWritten,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from reconciler.plan import Action, EnvPlan, RunPlan, Status
+from reconciler.core.plan import Action, EnvPlan, RunPlan, Status
 from reconciler.render._format import (
     env_summary,
     gate_state,

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.model import ABSENT, Value
+from reconciler.newstore.settings.associate_app import store_field
 from reconciler.rules import Rule, violations
 from reconciler.sandbox.state import ORDER_WEBHOOK_FIELDS, WEBHOOK_FIELDS
-from reconciler.settings.associate_app import store_field
 
 
 def state_to_values(state: Mapping[str, Any]) -> dict[str, Value]:

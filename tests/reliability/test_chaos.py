@@ -30,19 +30,19 @@ from typing import Any
 import pytest
 from apply_helpers import ORDER_WEBHOOK_API_KEY
 
-from reconciler.apply import apply_run
 from reconciler.config import load_environment
+from reconciler.core.apply import apply_run
+from reconciler.core.journal import Journal, read_journal
+from reconciler.core.plan import Status, plan_environments
 from reconciler.errors import ApplyError, BlockedError
-from reconciler.journal import Journal, read_journal
 from reconciler.model import Environment
 from reconciler.newstore.client import NewStoreClient
 from reconciler.newstore.limiter import HostLimiter
-from reconciler.plan import Status, plan_environments
+from reconciler.newstore.settings import REGISTRY
 from reconciler.rules import violations as rule_violations
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 from reconciler.sandbox.values import state_to_values
-from reconciler.settings import REGISTRY
 from reliability.scenarios import (
     API_KEY_VAR,
     CLIENT_SECRET_VAR,

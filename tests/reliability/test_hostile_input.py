@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from reconciler.planfile import checksum
+from reconciler.core.planfile import checksum
 from reconciler.resources import schema_path
 from reconciler.sandbox import SandboxApp, SandboxConfig
 from reliability.cli_run import Recorder, assert_clear_error, invoke, recorded_sandbox

@@ -32,10 +32,10 @@ from typing import Any
 import pytest
 from apply_helpers import ORDER_WEBHOOK_API_KEY, check_killed_journal, wait_settled
 
-from reconciler.apply import apply_run
 from reconciler.config import load_environment
-from reconciler.journal import Journal
-from reconciler.plan import Status, build_plan, plan_environments
+from reconciler.core.apply import apply_run
+from reconciler.core.journal import Journal
+from reconciler.core.plan import Status, build_plan, plan_environments
 from reconciler.rules import violations
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH

@@ -33,11 +33,11 @@ from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
 from reconciler.model import ABSENT, Value
+from reconciler.newstore.settings import BY_KEY
 from reconciler.rules import violations
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 from reconciler.sandbox.values import state_to_values
-from reconciler.settings import BY_KEY
 from reliability.scenarios import (
     API_KEY_VAR,
     CLIENT_SECRET_VAR,

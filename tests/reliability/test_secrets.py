@@ -447,8 +447,8 @@ def test_a_misbehaving_webhook(fresh: World, api: str) -> None:
 
 def test_no_secret_in_any_repr(fresh: World) -> None:
     from reconciler.config import load_environments
+    from reconciler.core.plan import plan_environments
     from reconciler.newstore.client import NewStoreClient
-    from reconciler.plan import plan_environments
 
     fresh.env_file("sec-repr", ON_BODY)
     seed(fresh.app, "sec-repr", OFF)

@@ -14,28 +14,28 @@ from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
+from reconciler.core.plan.build import (
+    build_plan,
+)
+from reconciler.core.plan.probes import (
+    check_health,
+    with_probes,
+)
+from reconciler.core.plan.values import (
+    ClientFactory,
+    EnvPlan,
+    RunPlan,
+    Status,
+)
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.model import (
     Environment,
     Unresolved,
     Value,
 )
+from reconciler.newstore.settings import REGISTRY
 from reconciler.parallelism import DEFAULT_PARALLELISM
-from reconciler.plan.build import (
-    build_plan,
-)
-from reconciler.plan.probes import (
-    check_health,
-    with_probes,
-)
-from reconciler.plan.values import (
-    ClientFactory,
-    EnvPlan,
-    RunPlan,
-    Status,
-)
 from reconciler.policy import ALWAYS, Decision, decide
-from reconciler.settings import REGISTRY
 
 if TYPE_CHECKING:
     # lazy: start-up time (httpx)
@@ -79,7 +79,7 @@ def default_client(env: Environment) -> AbstractContextManager[NewStoreClient]:
     commands that never talk HTTP start without loading httpx)."""
     # lazy: start-up time (httpx)
     from reconciler.newstore.client import NewStoreClient
-    from reconciler.settings import SECRET_KEYS
+    from reconciler.newstore.settings import SECRET_KEYS
 
     # The client picks its host's shared limiter, so a 429 slows every environment on it.
     return NewStoreClient(env, secret_keys=SECRET_KEYS)

@@ -18,8 +18,8 @@ The core is silent: progress goes to an `on_event` callback (events), which the 
 
 from __future__ import annotations
 
-from reconciler.apply.environment import apply_environment
-from reconciler.apply.events import (
+from reconciler.core.apply.environment import apply_environment
+from reconciler.core.apply.events import (
     EnvironmentConverged,
     Event,
     GateChecked,
@@ -27,8 +27,8 @@ from reconciler.apply.events import (
     Outcome,
     StepFinished,
 )
-from reconciler.apply.planfile_check import check_plan_file, plan_file_environments
-from reconciler.apply.report import (
+from reconciler.core.apply.planfile_check import check_plan_file, plan_file_environments
+from reconciler.core.apply.report import (
     EnvFate,
     NotAttempted,
     NothingWritten,
@@ -36,14 +36,14 @@ from reconciler.apply.report import (
     SafetyCheck,
     StopReport,
 )
-from reconciler.apply.run import (
+from reconciler.core.apply.run import (
     EnvResult,
     apply_run,
     held_by_policy,
     refuse_held,
     refuse_unready,
 )
-from reconciler.plan import WEBHOOK
+from reconciler.core.plan import WEBHOOK
 
 __all__ = [
     "WEBHOOK",

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeAlias
 
-from reconciler.apply.events import StepFinished
+from reconciler.core.apply.events import StepFinished
+from reconciler.core.plan import Action, read_live
 from reconciler.errors import ReconcilerError
 from reconciler.model import Environment, Value
-from reconciler.plan import Action, read_live
 from reconciler.rules import Rule, violations
 
 if TYPE_CHECKING:

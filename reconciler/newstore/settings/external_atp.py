@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from reconciler.errors import RejectedError
 from reconciler.model import Fields, Value
-from reconciler.settings.base import Setting
+from reconciler.newstore.settings.base import Setting
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient

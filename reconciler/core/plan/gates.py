@@ -3,7 +3,7 @@
 `_gates` lists a step's gates and why it is blocked; the stock confirmation (a dated line a
 person writes in the environment file) is checked here, with the exact line to write
 (`stock_confirmation_line`, `stock_confirmation_problem`). Running the probe is in
-`reconciler.plan.probes`.
+`reconciler.core.plan.probes`.
 """
 
 from __future__ import annotations
@@ -11,19 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-from reconciler.model import (
-    Environment,
-    Value,
-)
-from reconciler.plan.probes import (
+from reconciler.core.plan.probes import (
     probe_description,
     probe_target,
 )
-from reconciler.plan.values import (
+from reconciler.core.plan.values import (
     ATP,
     STOCK_CONFIRMED,
     WEBHOOK_PROBE,
     Gate,
+)
+from reconciler.model import (
+    Environment,
+    Value,
 )
 from reconciler.rules import Rule, is_enabled
 

@@ -3,7 +3,7 @@
 A setting module subclasses `Setting`, declares its API path, its secret and server-managed
 fields, and implements `read`/`write` (and `delete` where the API has one). The planner, the
 renderers, drift and dump only ever use this interface, so a fifth setting is one new module
-plus one line in `reconciler.settings.REGISTRY`.
+plus one line in `reconciler.newstore.settings.REGISTRY`.
 """
 
 from __future__ import annotations

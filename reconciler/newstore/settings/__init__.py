@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from reconciler.settings.associate_app import AssociateApp
-from reconciler.settings.availability_webhook import AvailabilityWebhook
-from reconciler.settings.base import Setting
-from reconciler.settings.external_atp import ExternalATP
-from reconciler.settings.external_oms import ExternalOMS
-from reconciler.settings.external_order_webhook import ExternalOrderWebhook
+from reconciler.newstore.settings.associate_app import AssociateApp
+from reconciler.newstore.settings.availability_webhook import AvailabilityWebhook
+from reconciler.newstore.settings.base import Setting
+from reconciler.newstore.settings.external_atp import ExternalATP
+from reconciler.newstore.settings.external_oms import ExternalOMS
+from reconciler.newstore.settings.external_order_webhook import ExternalOrderWebhook
 
 REGISTRY: tuple[Setting, ...] = (
     ExternalOMS(),

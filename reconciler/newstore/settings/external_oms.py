@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from reconciler.errors import RejectedError
 from reconciler.model import Fields, Value
-from reconciler.settings.base import Setting, retry_on_conflict
+from reconciler.newstore.settings.base import Setting, retry_on_conflict
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient

@@ -20,7 +20,7 @@ from reconciler.model import (
     Masked,
     Value,
 )
-from reconciler.settings import REGISTRY, Setting
+from reconciler.newstore.settings import REGISTRY, Setting
 
 
 def _canonical(doc: Any) -> bytes:

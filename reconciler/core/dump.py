@@ -27,13 +27,13 @@ import yaml
 
 from reconciler.config import load_unmanaged
 from reconciler.config.yamlsafe import load_file
+from reconciler.core.plan import default_client, read_live
 from reconciler.errors import ConfigError, ValidationFailed
 from reconciler.fsutil import atomic_write_text
 from reconciler.model import ABSENT, UNKNOWN, Environment, Masked, Value, unreadable
-from reconciler.plan import default_client, read_live
+from reconciler.newstore.settings import REGISTRY, Setting
+from reconciler.newstore.settings.associate_app import store_field
 from reconciler.rules import violations
-from reconciler.settings import REGISTRY, Setting
-from reconciler.settings.associate_app import store_field
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient

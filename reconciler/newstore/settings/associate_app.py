@@ -26,7 +26,7 @@ from urllib.parse import quote
 from reconciler.diffing import changed_paths
 from reconciler.errors import RejectedError
 from reconciler.model import ABSENT, Fields, Value
-from reconciler.settings.base import Setting
+from reconciler.newstore.settings.base import Setting
 
 if TYPE_CHECKING:
     import httpx

@@ -18,8 +18,8 @@ from reconciler.model import (
     Environment,
     Value,
 )
+from reconciler.newstore.settings import REGISTRY
 from reconciler.policy import Decision
-from reconciler.settings import REGISTRY
 
 if TYPE_CHECKING:
     # lazy: start-up time (httpx)

@@ -9,10 +9,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from reconciler.apply.environment import apply_environment
-from reconciler.apply.events import OnEvent, ignore
-from reconciler.apply.report import EnvFate, NothingWritten, RunReport
 from reconciler.clock import Clock, system_clock
+from reconciler.core.apply.environment import apply_environment
+from reconciler.core.apply.events import OnEvent, ignore
+from reconciler.core.apply.report import EnvFate, NothingWritten, RunReport
+from reconciler.core.interrupt import StopRequest
+from reconciler.core.plan import ClientFactory, RunPlan, Status, default_client
 from reconciler.errors import (
     ApplyError,
     BlockedError,
@@ -21,9 +23,7 @@ from reconciler.errors import (
     ReconcilerError,
     ReportedError,
 )
-from reconciler.interrupt import StopRequest
 from reconciler.model import Environment
-from reconciler.plan import ClientFactory, RunPlan, Status, default_client
 from reconciler.policy import Decision, decide, decision_dict, explain
 
 if TYPE_CHECKING:
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from reconciler.journal import Journal
-    from reconciler.lock import TenantLock
+    from reconciler.core.journal import Journal
+    from reconciler.core.lock import TenantLock
     from reconciler.newstore.client import NewStoreClient
 
 

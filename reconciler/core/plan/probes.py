@@ -15,6 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
+from reconciler.core.plan.values import (
+    ATP,
+    WEBHOOK,
+    WEBHOOK_PROBE,
+    EnvPlan,
+    status_of,
+)
 from reconciler.errors import BlockedError, ReconcilerError
 from reconciler.model import (
     ABSENT,
@@ -23,13 +30,6 @@ from reconciler.model import (
     Fields,
     Masked,
     Value,
-)
-from reconciler.plan.values import (
-    ATP,
-    WEBHOOK,
-    WEBHOOK_PROBE,
-    EnvPlan,
-    status_of,
 )
 from reconciler.rules import is_enabled
 

@@ -14,7 +14,8 @@ import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from reconciler.apply.events import (
+from reconciler.clock import Clock, system_clock, today_utc
+from reconciler.core.apply.events import (
     EnvironmentConverged,
     GateChecked,
     OnEvent,
@@ -22,20 +23,9 @@ from reconciler.apply.events import (
     StepFinished,
     ignore,
 )
-from reconciler.apply.report import NotAttempted, RunReport, StopReport, check_safety
-from reconciler.clock import Clock, system_clock, today_utc
-from reconciler.errors import (
-    ApplyError,
-    BlockedError,
-    ChangedUnderneath,
-    Interrupted,
-    NewStoreError,
-    ReconcilerError,
-    ReportedError,
-)
-from reconciler.interrupt import StopRequest
-from reconciler.model import ABSENT, Environment, Value, show_value
-from reconciler.plan import (
+from reconciler.core.apply.report import NotAttempted, RunReport, StopReport, check_safety
+from reconciler.core.interrupt import StopRequest
+from reconciler.core.plan import (
     STOCK_CONFIRMED,
     WEBHOOK_PROBE,
     Action,
@@ -51,14 +41,24 @@ from reconciler.plan import (
     shown_value,
     stock_confirmation_problem,
 )
+from reconciler.errors import (
+    ApplyError,
+    BlockedError,
+    ChangedUnderneath,
+    Interrupted,
+    NewStoreError,
+    ReconcilerError,
+    ReportedError,
+)
+from reconciler.model import ABSENT, Environment, Value, show_value
+from reconciler.newstore.settings import BY_KEY, REGISTRY, Setting
 from reconciler.policy import Decision, decide, decision_dict, explain
 from reconciler.rules import RULES, Rule, violations
-from reconciler.settings import BY_KEY, REGISTRY, Setting
 
 if TYPE_CHECKING:
     import httpx
 
-    from reconciler.journal import Journal
+    from reconciler.core.journal import Journal
     from reconciler.newstore.client import NewStoreClient
 
 

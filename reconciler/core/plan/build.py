@@ -1,7 +1,7 @@
 """The plan of one environment: `build_plan`, pure, an Environment and a live state in.
 
-It diffs every managed setting, orders the writes (`reconciler.plan.order`), attaches their
-gates (`reconciler.plan.gates`) and fingerprints, and collects the notes a reviewer needs:
+It diffs every managed setting, orders the writes (`reconciler.core.plan.order`), attaches their
+gates (`reconciler.core.plan.gates`) and fingerprints, and collects the notes a reviewer needs:
 fields NewStore does not expose, settings forced by `--replace`, removable confirmations and
 rules the plan cannot check because a setting is unmanaged.
 """
@@ -12,6 +12,34 @@ from collections.abc import Collection, Mapping
 from datetime import date
 
 from reconciler.clock import today_utc
+from reconciler.core.plan.diff import (
+    _action,
+    _field_changes,
+    differs,
+    shown_value,
+)
+from reconciler.core.plan.fingerprint import (
+    desired_fingerprint,
+    fingerprint,
+    fingerprint_key,
+)
+from reconciler.core.plan.gates import (
+    _gates,
+)
+from reconciler.core.plan.order import (
+    _FREE,
+    _worst_first,
+    order_steps,
+    probed_rules,
+)
+from reconciler.core.plan.values import (
+    ATP,
+    REGISTRY_KEYS,
+    WEBHOOK,
+    EnvPlan,
+    Step,
+    status_of,
+)
 from reconciler.model import (
     ABSENT,
     UNKNOWN,
@@ -20,36 +48,8 @@ from reconciler.model import (
     Value,
     unreadable,
 )
-from reconciler.plan.diff import (
-    _action,
-    _field_changes,
-    differs,
-    shown_value,
-)
-from reconciler.plan.fingerprint import (
-    desired_fingerprint,
-    fingerprint,
-    fingerprint_key,
-)
-from reconciler.plan.gates import (
-    _gates,
-)
-from reconciler.plan.order import (
-    _FREE,
-    _worst_first,
-    order_steps,
-    probed_rules,
-)
-from reconciler.plan.values import (
-    ATP,
-    REGISTRY_KEYS,
-    WEBHOOK,
-    EnvPlan,
-    Step,
-    status_of,
-)
+from reconciler.newstore.settings import BY_KEY, REGISTRY, Setting
 from reconciler.rules import RULES, is_enabled, violations
-from reconciler.settings import BY_KEY, REGISTRY, Setting
 
 
 def _unknown_notes(setting: Setting, live: Value, desired: Value, rewritten: bool) -> list[str]:

@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from reconciler._version import __version__
+from reconciler.core.plan import Action, EnvPlan, FieldChange, Status, plan_environments
 from reconciler.model import Environment, Unresolved
+from reconciler.newstore.settings import REGISTRY
 from reconciler.parallelism import DEFAULT_PARALLELISM
-from reconciler.plan import Action, EnvPlan, FieldChange, Status, plan_environments
-from reconciler.settings import REGISTRY
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient

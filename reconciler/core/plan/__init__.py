@@ -8,13 +8,13 @@ the gates a step needs), `probes` (the core's one use of the webhook probe), `bu
 ones before it in that list; this module re-exports the names the rest of the project uses.
 """
 
-from reconciler.plan.build import build_plan
-from reconciler.plan.diff import differs, shown_value
-from reconciler.plan.fingerprint import desired_fingerprint, fingerprint, fingerprint_key
-from reconciler.plan.gates import stock_confirmation_line, stock_confirmation_problem
-from reconciler.plan.live import default_client, plan_environments, policy_now, read_live
-from reconciler.plan.order import order_steps, probed_rules
-from reconciler.plan.probes import (
+from reconciler.core.plan.build import build_plan
+from reconciler.core.plan.diff import differs, shown_value
+from reconciler.core.plan.fingerprint import desired_fingerprint, fingerprint, fingerprint_key
+from reconciler.core.plan.gates import stock_confirmation_line, stock_confirmation_problem
+from reconciler.core.plan.live import default_client, plan_environments, policy_now, read_live
+from reconciler.core.plan.order import order_steps, probed_rules
+from reconciler.core.plan.probes import (
     ProbeOutcome,
     check_health,
     probe_for,
@@ -22,7 +22,7 @@ from reconciler.plan.probes import (
     run_gate,
     with_probes,
 )
-from reconciler.plan.values import (
+from reconciler.core.plan.values import (
     STOCK_CONFIRMED,
     WEBHOOK,
     WEBHOOK_PROBE,

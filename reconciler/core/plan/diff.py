@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from reconciler.core.plan.values import (
+    Action,
+    FieldChange,
+)
 from reconciler.model import (
     ABSENT,
     SENSITIVE,
@@ -20,11 +24,7 @@ from reconciler.model import (
     Value,
     unreadable,
 )
-from reconciler.plan.values import (
-    Action,
-    FieldChange,
-)
-from reconciler.settings import Setting
+from reconciler.newstore.settings import Setting
 
 _MISSING: Final[Any] = object()  # a field one side of a diff does not have (create/delete)
 

@@ -12,19 +12,19 @@ import itertools
 from collections.abc import Collection, Mapping, Sequence
 from typing import Final
 
+from reconciler.core.plan.diff import (
+    _action,
+    differs,
+)
+from reconciler.core.plan.values import (
+    REGISTRY_KEYS,
+)
 from reconciler.model import (
     ABSENT,
     Value,
 )
-from reconciler.plan.diff import (
-    _action,
-    differs,
-)
-from reconciler.plan.values import (
-    REGISTRY_KEYS,
-)
+from reconciler.newstore.settings import REGISTRY
 from reconciler.rules import RULES, Rule, harm_of, violations
-from reconciler.settings import REGISTRY
 
 
 def _mixed_breaks(rule: Rule, live: Mapping[str, Value], changed: Mapping[str, Value]) -> bool:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from reconciler.errors import RejectedError
 from reconciler.model import ABSENT, Fields, Value, unreadable
-from reconciler.settings.availability_webhook import is_masked, masked_value
-from reconciler.settings.base import Setting, retry_on_conflict
+from reconciler.newstore.settings.availability_webhook import is_masked, masked_value
+from reconciler.newstore.settings.base import Setting, retry_on_conflict
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient

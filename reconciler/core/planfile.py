@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from reconciler._version import __version__
+from reconciler.core.plan import Action, EnvPlan, FieldChange, Gate, RunPlan, Status, Step
 from reconciler.errors import PlanFileError
 from reconciler.fsutil import atomic_write_text
 from reconciler.model import ABSENT
-from reconciler.plan import Action, EnvPlan, FieldChange, Gate, RunPlan, Status, Step
 from reconciler.policy import decision_dict, decision_from_dict
 
 FORMAT_VERSION: Final = 1

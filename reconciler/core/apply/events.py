@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from reconciler.plan import Action
+from reconciler.core.plan import Action
 
 
 class Outcome(enum.StrEnum):

@@ -9,10 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from reconciler.diffing import changed_keys
-from reconciler.errors import PlanFileError, ReconcilerError
-from reconciler.model import Environment, Value, show_value
-from reconciler.plan import (
+from reconciler.core.plan import (
     Action,
     ClientFactory,
     EnvPlan,
@@ -28,7 +25,10 @@ from reconciler.plan import (
     read_live,
     shown_value,
 )
-from reconciler.settings import BY_KEY, Setting
+from reconciler.diffing import changed_keys
+from reconciler.errors import PlanFileError, ReconcilerError
+from reconciler.model import Environment, Value, show_value
+from reconciler.newstore.settings import BY_KEY, Setting
 
 if TYPE_CHECKING:
     from datetime import datetime
