@@ -132,3 +132,27 @@ def _private_lock_dir(
     tests never wait on each other or on a real apply on the same machine. Outside tmp_path:
     some tests check that nothing else appears there."""
     monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
+
+
+# -- nothing written outside the tests' temporary directories (issue 15) -----------------------
+
+
+def _reconciler_files(root: Path) -> set[Path]:
+    local = root / ".reconciler"
+    return {p for p in local.rglob("*") if p.is_file()} if local.is_dir() else set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_journal_in_the_checkout(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An apply without `--journal` writes `.reconciler/journal/` under the current directory:
+    in a test, that is the checkout. Fail the session if any test left a file there (a
+    `make reliability` summary, written on request, is the one file allowed)."""
+    root = request.config.rootpath
+    before = _reconciler_files(root)
+    yield
+    left = sorted(
+        str(p.relative_to(root))
+        for p in _reconciler_files(root) - before
+        if p.parent.name != "reliability"
+    )
+    assert not left, f"tests wrote into the checkout (pass --journal under tmp_path): {left}"

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from apply_helpers import ORDER_WEBHOOK, ORDER_WEBHOOK_API_KEY, assert_no_write_adds_a_violation
+from click.testing import Result
 from env_helpers import STOCK_CONFIRMED_YAML, WriteEnv, run_cli
 
 from reconciler.errors import ConflictError, RejectedError
@@ -22,6 +24,15 @@ from reconciler.sandbox.state import default_associate_app_config
 from reconciler.sandbox.values import state_to_values
 
 Sandbox = tuple[SandboxApp, str]
+
+
+def _apply(directory: Path, *args: str) -> Result:
+    """`apply` with its journal beside the environments (in the test's tmp dir), never in the
+    checkout's `.reconciler/`."""
+    journal = directory.parent / f"journal-{uuid.uuid4().hex}.jsonl"
+    return run_cli(directory, "apply", "--journal", str(journal), *args)
+
+
 TENANT = "acme-stores"
 ORDER_PATH = f"/{TENANT}/v0/config/sales_order/external_order_webhook"
 APP_PATH = f"/{TENANT}/api/v1/associate-app/config"
@@ -125,7 +136,7 @@ def test_forward_and_back_with_five_settings_and_two_stores(
         "associate_app.stores.US01.use_new_om_ui": (None, True),
     }
 
-    forward = run_cli(directory, "apply", "--auto-approve")
+    forward = _apply(directory, "--auto-approve")
     assert forward.exit_code == 0, forward.output
     assert_no_write_adds_a_violation(app, TENANT, start)
     writes = _writes(app)
@@ -152,7 +163,7 @@ def test_forward_and_back_with_five_settings_and_two_stores(
     back_plan = _plan_json(directory)
     settings = [s["setting"] for s in back_plan["steps"]]
     assert settings.index("associate_app") < settings.index("external_oms")
-    back = run_cli(directory, "apply", "--auto-approve")
+    back = _apply(directory, "--auto-approve")
     assert back.exit_code == 0, back.output
     assert_no_write_adds_a_violation(app, TENANT, middle)
     writes = _writes(app)[len(writes) :]
@@ -408,12 +419,12 @@ def test_a_reviewed_plan_with_store_documents_is_applied_exactly(
 
     # A store document appears between review and apply: the plan is stale.
     app.seed(TENANT, {"associate_app_store_configs": {"US02": _document(False)}})
-    stale = run_cli(directory, "apply", "--plan", str(reviewed), "--auto-approve")
+    stale = _apply(directory, "--plan", str(reviewed), "--auto-approve")
     assert stale.exit_code == 1
     assert "associate_app.stores.US02.use_new_om_ui: planned from absent, now false" in stale.stderr
     assert _writes(app) == []
 
     app.seed(TENANT, {})
-    applied = run_cli(directory, "apply", "--plan", str(reviewed), "--auto-approve")
+    applied = _apply(directory, "--plan", str(reviewed), "--auto-approve")
     assert applied.exit_code == 0, applied.output
     assert run_cli(directory, "plan", "--detailed-exitcode").exit_code == 0

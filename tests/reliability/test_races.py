@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -125,8 +126,17 @@ def _secrets_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _converges(directory: Path) -> Result:
+    journal = directory.parent / f"journal-{uuid.uuid4().hex}.jsonl"  # never the checkout's
     result = CliRunner().invoke(
-        cli, ["--environments-dir", str(directory), "apply", "--auto-approve"]
+        cli,
+        [
+            "--environments-dir",
+            str(directory),
+            "apply",
+            "--auto-approve",
+            "--journal",
+            str(journal),
+        ],
     )
     assert result.exit_code == 0, result.output
     again = CliRunner().invoke(
@@ -344,8 +354,18 @@ def test_a_change_between_plan_and_apply(
 
     helper = threading.Thread(target=change_while_held)
     helper.start()
+    journal = directory.parent / f"journal-{uuid.uuid4().hex}.jsonl"  # never the checkout's
     result = CliRunner().invoke(
-        cli, ["--environments-dir", str(directory), "apply", "--auto-approve"], env=ENVIRON
+        cli,
+        [
+            "--environments-dir",
+            str(directory),
+            "apply",
+            "--auto-approve",
+            "--journal",
+            str(journal),
+        ],
+        env=ENVIRON,
     )
     helper.join()
     app.clear_faults()
@@ -389,8 +409,11 @@ def test_a_change_between_plan_and_apply_plan(
     assert planned.exit_code == 0, planned.output
     _changed(server, tenant, key, value)
 
+    journal = tmp_path / "journal.jsonl"
     result = runner.invoke(
-        cli, [*args, "apply", "--plan", str(plan_file), "--auto-approve"], env=ENVIRON
+        cli,
+        [*args, "apply", "--plan", str(plan_file), "--auto-approve", "--journal", str(journal)],
+        env=ENVIRON,
     )
 
     assert result.exit_code == 1, result.output
