@@ -135,16 +135,11 @@ class SettingsAPI:
         return json_response(state.associate_app_config), False
 
     def _put_associate_app(self, state: TenantState, request: Request, rid: str) -> Result:
-        try:
-            body = json_body(request)
-        except ValueError:
-            message = "Invalid JSON. Received configuration could not be parsed."
-            return problem(400, rid, error_code="bad_request", message=message), False
-        problems = validate.check_associate_app(body)
-        if problems:
-            return problem(422, rid, messages=problems), False
-        state.associate_app_config = copy.deepcopy(body)
-        return json_response(body), True
+        doc = _checked_document(request, rid)
+        if isinstance(doc, tuple):
+            return doc
+        state.associate_app_config = doc
+        return json_response(doc), True
 
     def _patch_associate_app(self, state: TenantState, request: Request, rid: str) -> Result:
         # The spec does not say how PATCH merges; the sandbox applies a JSON merge patch
@@ -165,15 +160,9 @@ class SettingsAPI:
         store: str | None,
         state: TenantState,
     ) -> Result:
-        try:
-            patch = json_body(request)
-        except ValueError:
-            message = "Invalid JSON. Received configuration could not be parsed."
-            return problem(400, rid, error_code="bad_request", message=message), False
-        merged = merge_patch(base, patch)
-        problems = validate.check_associate_app(merged)
-        if problems:
-            return problem(422, rid, messages=problems), False
+        merged = _checked_document(request, rid, patching=base)
+        if isinstance(merged, tuple):
+            return merged
         if store is None:
             state.associate_app_config = merged
         else:
@@ -193,16 +182,11 @@ class SettingsAPI:
         return json_response(doc), False
 
     def _put_store_config(self, state: TenantState, request: Request, rid: str) -> Result:
-        try:
-            body = json_body(request)
-        except ValueError:
-            message = "Invalid JSON. Received configuration could not be parsed."
-            return problem(400, rid, error_code="bad_request", message=message), False
-        problems = validate.check_associate_app(body)
-        if problems:
-            return problem(422, rid, messages=problems), False
-        state.associate_app_store_configs[request.environ["sandbox.store"]] = copy.deepcopy(body)
-        return json_response(body), True
+        doc = _checked_document(request, rid)
+        if isinstance(doc, tuple):
+            return doc
+        state.associate_app_store_configs[request.environ["sandbox.store"]] = doc
+        return json_response(doc), True
 
     def _patch_store_config(self, state: TenantState, request: Request, rid: str) -> Result:
         store = request.environ["sandbox.store"]
@@ -245,3 +229,22 @@ class SettingsAPI:
         }
         state.external_order_webhook_updated_at = now_iso()
         return empty(200), True
+
+
+def _checked_document(
+    request: Request, rid: str, *, patching: dict[str, Any] | None = None
+) -> dict[str, Any] | Result:
+    """The Associate App document a PUT (or, `patching` a document, a PATCH) asks for, or
+    NewStore's answer refusing it: 400 for a body that is not JSON, 422 for a document that
+    fails the strict schema (a PATCH is validated on the merged result, as a PUT is)."""
+    try:
+        body = json_body(request)
+    except ValueError:
+        message = "Invalid JSON. Received configuration could not be parsed."
+        return problem(400, rid, error_code="bad_request", message=message), False
+    doc = copy.deepcopy(body) if patching is None else merge_patch(patching, body)
+    problems = validate.check_associate_app(doc)
+    if problems:
+        return problem(422, rid, messages=problems), False
+    valid: dict[str, Any] = doc  # the schema admits only an object
+    return valid
