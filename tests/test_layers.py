@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "reconciler.clock",
             "reconciler.fsutil",
             "reconciler.net",
+            "reconciler.identity",
             "reconciler.resources",
             "reconciler.parallelism",
             "reconciler.rules",
