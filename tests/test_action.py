@@ -47,7 +47,7 @@ def test_action_installs_the_way_the_readme_says() -> None:
     (tests/test_install.py runs the same `pip install <checkout>`)."""
     (install,) = [s for s in _action()["runs"]["steps"] if "pip install" in s.get("run", "")]
     assert '"$GITHUB_ACTION_PATH"' in install["run"]
-    assert "python -m pip install" in (ROOT / "README.md").read_text()
+    assert "python -m pip install" in (ROOT / "docs" / "install.md").read_text()
 
 
 class Action:

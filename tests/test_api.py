@@ -18,13 +18,12 @@ from reconciler.model import Environment
 from reconciler.sandbox import SandboxApp
 from tests.env_helpers import ON_YAML, WriteEnv
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parent.parent / "docs" / "python-api.md"
 
 
 def _readme_example() -> str:
     text = README.read_text()
-    section = text.split("## Use from Python\n", 1)[1].split("\n## ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
     return str(code)
 
 

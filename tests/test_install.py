@@ -20,7 +20,7 @@ import pytest
 from reconciler import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+README = (ROOT / "docs" / "install.md").read_text()
 pytestmark = pytest.mark.slow
 
 
