@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "reconciler.fsutil",
             "reconciler.net",
             "reconciler.identity",
+            "reconciler.provenance",
             "reconciler.resources",
             "reconciler.parallelism",
             "reconciler.rules",
