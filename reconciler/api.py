@@ -19,12 +19,14 @@ the journal path and the locks.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from reconciler import provenance
 from reconciler.clock import Clock, system_clock
 from reconciler.config import discover, load_each, load_environments
 from reconciler.core.apply import (
@@ -115,19 +117,29 @@ def plan(
     with status `error` (its `error` says why); the others are planned regardless. With
     `probe`, webhook probes run now and a failing one blocks its environment. `replace`:
     settings rewritten even where they compare equal. `on_done(plan)` is called (from worker
-    threads) as each environment finishes."""
+    threads) as each environment finishes. The plan records when it was made (`clock()`), the
+    configuration's git commit, who made it and the CI run (`reconciler.provenance`)."""
     check_replace(replace)
     _forget_hosts()
     environments = load_each(Path(environments_dir), names, environ=environ, today=today)
-    return plan_environments(
+    now = clock()
+    run = plan_environments(
         environments,
         parallelism=parallelism,
         client_factory=client_factory,
         probe=probe,
         on_done=on_done,
-        now=clock(),
+        now=now,
         replace=replace,
         today=today,
+    )
+    # Where the plan came from, for its file: it expires `plan_valid_hours` after `now`.
+    return dataclasses.replace(
+        run,
+        created_at=now,
+        config_commit=provenance.config_commit(Path(environments_dir)),
+        created_by=provenance.actor(environ),
+        run_url=provenance.run_url(environ),
     )
 
 

@@ -312,8 +312,6 @@ def plan(
 ) -> int:
     """Show what apply would change, in a safe order, and why."""
     # lazy: start-up time
-    from datetime import UTC, datetime
-
     from reconciler import api
     from reconciler.config import discover
     from reconciler.core.plan import Status
@@ -334,10 +332,9 @@ def plan(
             clock=g.clock,
             replace=replace,
         )
-    # One timestamp, so that `--format json` and `--out` print the very same document.
-    generated_at = datetime.now(UTC)
+    # The plan's own `created_at`: `--format json` and `--out` print the very same document.
     if fmt == "json":
-        click.echo(plan_to_json(run, generated_at=generated_at), nl=False)
+        click.echo(plan_to_json(run), nl=False)
     elif fmt == "markdown":
         from reconciler.render.markdown import render_markdown  # lazy: start-up time
 
@@ -347,7 +344,7 @@ def plan(
 
         click.echo(render_text(run, color=g.color), nl=False)
     if out is not None:
-        write_plan_file(run, out, generated_at=generated_at)
+        write_plan_file(run, out)
         _say_how_to_apply(g, run, out, to_stdout=fmt == "text")
 
     statuses = {env.status for env in run.environments}

@@ -156,6 +156,12 @@ class Environment:
     desired: Mapping[str, Value] = field(repr=False)
     gates: Gates = Gates()
     policy: Policy = ALWAYS  # when apply may write (`policy:`); ALWAYS when the file has none
+    # How long a plan file made for this environment may be applied (`plan_valid_hours`).
+    plan_valid_hours: int = 24
+    # RECONCILER_FINGERPRINT_KEY: the key of the plan file's secret fingerprints, shared by the
+    # plan and apply jobs whatever API client each uses; None when unset (the client secret
+    # keys them then). Out of repr: it is a secret.
+    fingerprint_secret: str | None = field(default=None, repr=False)
     # key path ("availability_webhook.url") -> where it was written; for messages.
     locations: Mapping[str, Location] = field(default_factory=dict, repr=False, compare=False)
 
