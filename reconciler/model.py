@@ -143,6 +143,10 @@ def locate(locations: Mapping[str, Location], path: str) -> Location | None:
         path = parent_path(path)
 
 
+FINGERPRINT_KEY_VARIABLE: Final = "RECONCILER_FINGERPRINT_KEY"
+"""The environment variable holding the key of plan files' secret fingerprints."""
+
+
 @dataclass(frozen=True)
 class Environment:
     """One tenant's desired state, fully resolved (extends merged, ${VAR}s substituted)."""

@@ -26,6 +26,9 @@ class SandboxConfig:
     state_file: Path | None = None  # load at start, persist after every state change
     client_id: str = "sandbox"
     client_secret: str = field(default="sandbox-secret", repr=False)
+    # More API clients every tenant accepts, id -> secret (e.g. a read-only plan client beside
+    # the apply client, as the CI recipes have).
+    more_clients: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         problems = []

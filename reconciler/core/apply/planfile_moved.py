@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from reconciler.core.plan import EnvPlan, desired_fingerprint
 from reconciler.core.plan.fingerprint import (
-    FINGERPRINT_KEY_VARIABLE,
     KEY_FROM_VARIABLE,
     decision_parts,
     endpoints,
     key_record,
 )
-from reconciler.model import Environment
+from reconciler.model import FINGERPRINT_KEY_VARIABLE, Environment
 
 
 def _key_moved(planned: EnvPlan, env: Environment) -> str | None:

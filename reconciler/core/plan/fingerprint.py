@@ -28,6 +28,7 @@ from typing import Any, Final
 from reconciler.identity import canonical_host, tenant_identity
 from reconciler.model import (
     ABSENT,
+    FINGERPRINT_KEY_VARIABLE,
     UNKNOWN,
     Environment,
     Masked,
@@ -36,7 +37,6 @@ from reconciler.model import (
 from reconciler.newstore.settings import REGISTRY, Setting
 from reconciler.policy import DAYS
 
-FINGERPRINT_KEY_VARIABLE: Final = "RECONCILER_FINGERPRINT_KEY"
 KEY_FROM_VARIABLE: Final = FINGERPRINT_KEY_VARIABLE
 KEY_FROM_CLIENT_SECRET: Final = "client_secret"
 # Domain separation: the same root key never keys two different things the same way.
