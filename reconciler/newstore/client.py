@@ -55,6 +55,7 @@ from reconciler.newstore.retries import (
     Exhausted,
     GiveUp,
     Transient,
+    confirm_read,
     run_with_retries,
 )
 from reconciler.newstore.transport import (
@@ -72,6 +73,7 @@ from reconciler.newstore.transport import (
 log = logging.getLogger("reconciler.http")
 
 E = TypeVar("E", bound=NewStoreError)
+T = TypeVar("T")
 
 TOKEN_KEYS = frozenset({"access_token"})
 """Body keys whose values are secrets whatever the caller says: the OAuth access token."""
@@ -338,6 +340,11 @@ class NewStoreClient:
             environment=self.env.name,
             hint=hint,
         )
+
+    def confirm(self, read: Callable[[], T], agrees: Callable[[T], bool]) -> tuple[T, int]:
+        """`retries.confirm_read` within this environment's retry budget and backoff."""
+        budget = self.env.connection.retry_max_seconds
+        return confirm_read(read, agrees, budget=budget, backoff=self._backoff)
 
     @property
     def blocked_at(self) -> datetime | None:

@@ -269,15 +269,25 @@ class _EnvironmentApply:
         setting = BY_KEY[step.setting]
         request_id: str | None = None
         try:
-            current = setting.read_managed(self.client, step.after)
+            key = fingerprint_key(self.env)
+            planned = fingerprint(setting, step.before, key)
+            # An answer that contradicts the plan's read (a 404 where a document was) is read
+            # again before it is believed: a transient one must not stop the run, nor pass for
+            # the setting's real state.
+            current, reads = self.client.confirm(
+                lambda: setting.read_managed(self.client, step.after),
+                lambda value: (
+                    fingerprint(setting, value, key) == planned
+                    or not differs(setting, value, step.after)
+                ),
+            )
             self.latest[step.setting] = current
             if not step.rewrite and not differs(setting, current, step.after):
                 self._record("result", step, result=str(Outcome.SKIPPED), request_id=None)
                 self._finish(number, step, Outcome.SKIPPED, None, "already done")
                 return
-            key = fingerprint_key(self.env)
-            if fingerprint(setting, current, key) != fingerprint(setting, step.before, key):
-                raise self._changed_underneath(setting, step, current)
+            if fingerprint(setting, current, key) != planned:
+                raise self._changed_underneath(setting, step, current, reads)
             self._check_rules(step)
             self._check_stop(number, step)
 
@@ -292,9 +302,9 @@ class _EnvironmentApply:
                     request_id = setting.delete(self.client)
                 else:
                     assert step.after is not ABSENT
-                    request_id = setting.write(self.client, step.after)
-            except NewStoreError as exc:
-                request_id = exc.request_id
+                    request_id = setting.write_over(self.client, step.after, current)
+            except ReconcilerError as exc:
+                request_id = exc.request_id if isinstance(exc, NewStoreError) else None
                 self._record(
                     "result",
                     step,
@@ -321,15 +331,17 @@ class _EnvironmentApply:
             raise
         self._finish(number, step, Outcome.APPLIED, request_id)
 
-    def _changed_underneath(self, setting: Setting, step: Step, now: Value) -> ChangedUnderneath:
+    def _changed_underneath(
+        self, setting: Setting, step: Step, now: Value, reads: int
+    ) -> ChangedUnderneath:
         planned, current = _show(setting, step.before), _show(setting, now)
         if planned == current:
             secret = " and ".join(sorted(setting.secret_fields))
             current += f" (its {secret} changed)"
         message = (
             f"[{self.env.name}] {step.setting} changed underneath: planned from {planned}, now "
-            f"{current}. Another apply or a hand edit changed it since it was read; nothing "
-            "more was written. Review a fresh plan."
+            f"{current} ({reads} read{'s' if reads != 1 else ''}). Another apply or a hand edit "
+            "changed it since it was read; nothing more was written. Review a fresh plan."
         )
         self._record("result", step, result=str(Outcome.FAILED), request_id=None, error=message)
         return ChangedUnderneath(message)
