@@ -44,7 +44,13 @@ from reconciler.core.journal import Journal, default_path
 from reconciler.core.lock import OnWait, TenantLock, tenant_locks
 from reconciler.core.plan import ClientFactory, EnvPlan, RunPlan, Status, plan_environments
 from reconciler.core.planfile import read_plan_file
-from reconciler.errors import ApplyError, ConfigError, PlanFileError
+from reconciler.errors import (
+    ApplyError,
+    ConfigError,
+    JournalError,
+    PlanFileError,
+    ReportedError,
+)
 from reconciler.fsutil import check_output_file
 from reconciler.model import Environment
 from reconciler.newstore.settings import BY_KEY
@@ -306,20 +312,42 @@ def apply(
             raise ApplyError("apply cancelled: nothing was written.")
         with Journal(journal_path) as opened, deferred_stops(stop) as stopping:
             on_start(opened.path)
-            results = apply_run(
-                environments,
-                run,
-                opened,
-                keep_going=keep_going,
-                skip_probe=skip_probe,
-                client_factory=client_factory,
-                on_event=on_event,
-                locks=locks,
-                clock=clock,
-                break_glass=break_glass,
-                stop=stopping,
+            try:
+                results = apply_run(
+                    environments,
+                    run,
+                    opened,
+                    keep_going=keep_going,
+                    skip_probe=skip_probe,
+                    client_factory=client_factory,
+                    on_event=on_event,
+                    locks=locks,
+                    clock=clock,
+                    break_glass=break_glass,
+                    stop=stopping,
+                )
+            except ReportedError as exc:
+                raise _with_journal_failure(exc, opened) from None
+        if opened.failure is not None:
+            # Every write landed and converged; the record of it did not: an error to fix.
+            raise JournalError(
+                f"every environment was applied and converged, but {opened.failure}: the "
+                "journal lacks what came after (free the disk; `reconciler plan` shows the "
+                "live state)."
             )
         return ApplyResult(run, tuple(results), opened.path, tuple(locks))
+
+
+def _with_journal_failure(exc: ReportedError, journal: Journal) -> ReportedError:
+    """`exc` (the apply's own outcome, whose exit code stands), saying that the journal failed
+    too unless it already does."""
+    if journal.failure is None or journal.failure in exc.message:
+        return exc
+    return dataclasses.replace(
+        exc,
+        message=f"{exc.message}\nAlso, {journal.failure}: the journal lacks what came after "
+        "(the report below is complete).",
+    )
 
 
 @dataclass(frozen=True)

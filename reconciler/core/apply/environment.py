@@ -45,10 +45,13 @@ from reconciler.errors import (
     ApplyError,
     BlockedError,
     ChangedUnderneath,
+    HostBlockedError,
     Interrupted,
+    JournalError,
     NewStoreError,
     ReconcilerError,
     ReportedError,
+    UnreachableError,
 )
 from reconciler.model import ABSENT, Environment, Value, show_value
 from reconciler.newstore.settings import BY_KEY, REGISTRY, Setting
@@ -70,6 +73,20 @@ def _policy_words(decision: Decision) -> str:
     return (
         f'{explain(decision)}. In an emergency, apply again with --break-glass "REASON" '
         "(it overrides windows and freezes only, and is recorded)"
+    )
+
+
+ANSWER_LOST = "the answer was lost: the write may have landed"
+
+
+def _answer_lost(exc: ReconcilerError) -> bool:
+    """Whether a write failed with no answer from NewStore after it may have been sent (a
+    connection dropped, a timeout), so that it may have landed: the step's outcome is unknown,
+    not failed. An error NewStore answered, or a request never sent, failed."""
+    return (
+        isinstance(exc, NewStoreError)
+        and exc.status is None
+        and not isinstance(exc, HostBlockedError | UnreachableError)
     )
 
 
@@ -120,6 +137,7 @@ class _EnvironmentApply:
         for number, step in enumerate(self.plan.steps, 1):
             try:
                 self._check_stop(number, step)
+                self._check_journal(number, step)
                 self._policy(number, step)
                 self._gates(number, step)
                 self._step(number, step)
@@ -185,6 +203,16 @@ class _EnvironmentApply:
             f"{step.setting}; nothing more was written",
             signal_name=name,
         )
+
+    def _check_journal(self, number: int, step: Step) -> None:
+        """Stop before the next write once the journal could not record the last thing
+        (a full disk): no write goes out without its intent on disk."""
+        if self.journal.failure is not None:
+            raise JournalError(
+                f"[{self.env.name}] stopped before step {number}/{self.total} {step.setting}: "
+                f"{self.journal.failure}; nothing more was written (the journal lacks what came "
+                "after; the report below is complete)"
+            )
 
     # -- (0) the policy ------------------------------------------------------------------------
 
@@ -268,6 +296,7 @@ class _EnvironmentApply:
     def _step(self, number: int, step: Step) -> None:
         setting = BY_KEY[step.setting]
         request_id: str | None = None
+        outcome, detail = Outcome.FAILED, ""
         try:
             key = fingerprint_key(self.env)
             planned = fingerprint(setting, step.before, key)
@@ -305,12 +334,10 @@ class _EnvironmentApply:
                     request_id = setting.write_over(self.client, step.after, current)
             except ReconcilerError as exc:
                 request_id = exc.request_id if isinstance(exc, NewStoreError) else None
+                if _answer_lost(exc):
+                    outcome, detail = Outcome.UNKNOWN, ANSWER_LOST
                 self._record(
-                    "result",
-                    step,
-                    result=str(Outcome.FAILED),
-                    request_id=request_id,
-                    error=str(exc),
+                    "result", step, result=str(outcome), request_id=request_id, error=str(exc)
                 )
                 raise
             self._record("result", step, result=str(Outcome.APPLIED), request_id=request_id)
@@ -324,10 +351,12 @@ class _EnvironmentApply:
                 )
                 self._record("verify", step, result=str(Outcome.FAILED), error=message)
                 raise ApplyError(message)
+        except JournalError:
+            raise  # its intent could not be recorded: the step was not attempted
         except ReconcilerError as exc:
             if isinstance(exc, NewStoreError) and exc.request_id:
                 request_id = exc.request_id
-            self._finish(number, step, Outcome.FAILED, request_id)
+            self._finish(number, step, outcome, request_id, detail)
             raise
         self._finish(number, step, Outcome.APPLIED, request_id)
 
@@ -416,6 +445,8 @@ class _EnvironmentApply:
             return BlockedError(message, report)
         if isinstance(exc, ChangedUnderneath):
             return ChangedUnderneath(message, report)
+        if isinstance(exc, JournalError):
+            return JournalError(message, report)
         if isinstance(exc, Interrupted):
             return Interrupted(message, report, exc.signal_name)
         return ApplyError(message, report)

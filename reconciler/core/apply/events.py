@@ -15,6 +15,7 @@ class Outcome(enum.StrEnum):
     APPLIED = "applied"
     SKIPPED = "skipped"  # the setting already had its target value
     FAILED = "failed"
+    UNKNOWN = "unknown"  # the write's answer was lost: it may have landed
     BLOCKED = "blocked"  # a gate or the policy stopped it
 
 
