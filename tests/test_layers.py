@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "reconciler.rules",
             "reconciler.policy",
             "reconciler.diffing",
+            "reconciler.jsonexact",
         ],
     ),
     # The NewStore adapter: the client knows no setting; settings talk through the client.

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
+from reconciler import jsonexact
 from reconciler.diffing import changed_paths
 from reconciler.errors import ChangedUnderneath, RejectedError
 from reconciler.model import ABSENT, Fields, Value
@@ -198,6 +199,8 @@ class AssociateApp(Setting):
             )
             for store in managed_stores(value)
         }
+        for store, doc in [(None, global_doc), *stores.items()]:
+            self._check_verifiable(client, doc, store)
         request_id: str | None = None
         if self._flag(client, global_doc) != bool(value[FIELD]):
             global_doc, request_id = self._put(client, self.path, global_doc, bool(value[FIELD]))
@@ -213,6 +216,27 @@ class AssociateApp(Setting):
             base = doc if doc is not None else copy.deepcopy(global_doc)
             _, request_id = self._put(client, path, base, bool(want))
         return request_id
+
+    def _check_verifiable(
+        self, client: NewStoreClient, document: dict[str, Any] | None, store: str | None
+    ) -> None:
+        """Refuse, before any write, a document the read-back could not compare: nothing may
+        be written that cannot be verified afterwards."""
+        levels = 0 if document is None else jsonexact.depth(document)
+        if levels <= jsonexact.MAX_DEPTH:
+            return
+        whose = "the tenant's" if store is None else f"store {store}'s"
+        path = self.path if store is None else self.store_path(store)
+        raise client.error(
+            RejectedError,
+            self.key,
+            "GET",
+            path,
+            f"{whose} Associate App document nests {levels} levels deep, more than the "
+            f"{jsonexact.MAX_DEPTH} levels the reconciler can verify after writing it; nothing "
+            "of this step was written",
+            hint=f"Flatten the document in NewStore, or set {SECTION}.{FIELD} there by hand.",
+        )
 
     def _read_agreeing(
         self,
@@ -254,7 +278,9 @@ class AssociateApp(Setting):
         if not isinstance(ui, dict):
             ui = sent[SECTION] = {}
         ui[FIELD] = enabled
-        response = client.request(self.key, "PUT", path, json=sent, ok=(200, 201, 204))
+        response = client.request(
+            self.key, "PUT", path, json=sent, ok=(200, 201, 204), exact_json=True
+        )
         request_id = request_id_of(response)
         try:
             got = self._get(client, path)
@@ -320,7 +346,8 @@ class AssociateApp(Setting):
     def _document(
         self, client: NewStoreClient, response: httpx.Response, path: str
     ) -> dict[str, Any]:
-        document = client.body(self.key, response)
+        # Exact: the document goes back as it came, numbers to the digit (`jsonexact`).
+        document = client.body(self.key, response, exact=True)
         if not isinstance(document, dict):
             raise client.error(
                 RejectedError,
