@@ -599,6 +599,20 @@ def apply(
 @click.option(
     "--mask-webhook-api-key", is_flag=True, help="Answer the webhook config's api_key masked."
 )
+@click.option(
+    "--admin-shows-keys",
+    is_flag=True,
+    help="Answer the api_keys in clear on the admin endpoints (state, history); masked "
+    "otherwise. For tests that compare whole states.",
+)
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests addressed to this host name (repeatable); only loopback names "
+    "and --host are answered otherwise.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -609,6 +623,8 @@ def sandbox(
     token_ttl: float,
     webhook_api_key: str | None,
     mask_webhook_api_key: bool,
+    admin_shows_keys: bool,
+    allowed_hosts: tuple[str, ...],
 ) -> None:
     """Run a local NewStore for demos and tests, until Ctrl-C."""
     # lazy: start-up time
@@ -624,12 +640,14 @@ def sandbox(
         webhook_api_key=DEFAULT_WEBHOOK_API_KEY if webhook_api_key is None else webhook_api_key,
         mask_webhook_api_key=mask_webhook_api_key,
         state_file=state_file,
+        admin_shows_keys=admin_shows_keys,
     )
     serve(
         SandboxApp(config),
         host,
         port,
         on_ready=lambda url: click.echo(banner(url, config, state_file)),
+        allowed_hosts=allowed_hosts,
     )
     click.echo("Sandbox stopped.")
 

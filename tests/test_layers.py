@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "reconciler.policy",
             "reconciler.diffing",
             "reconciler.jsonexact",
+            "reconciler.demo_keys",
         ],
     ),
     # The NewStore adapter: the client knows no setting; settings talk through the client.

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config.build import build_environment
+from reconciler.config.rehearsal import rehearse_secrets, rehearse_urls
 from reconciler.config.resolve import Merged, Resolver, substitute
 from reconciler.config.schema import check_schema, closest
 from reconciler.errors import ConfigError, Problem, ValidationFailed
@@ -131,9 +132,14 @@ def _build(
 ) -> tuple[Environment | None, list[Problem]]:
     """Substitute, check the schema, build: everything after `extends` is merged."""
     defaulted = _default_credentials(merged)
+    # A rehearsal's secrets are the sandbox's demo values: its real variables are never read.
+    demo = rehearse_secrets(merged)
     substitution_problems, bad = substitute(
-        merged, environ, allow_missing_secrets=allow_missing_secrets
+        merged,
+        {**environ, **demo} if demo else environ,
+        allow_missing_secrets=allow_missing_secrets,
     )
+    substitution_problems += rehearse_urls(merged)
     substitution_problems = [
         dataclasses.replace(
             p, message=f"{p.message} (`{p.path}` defaults to `{CREDENTIAL_DEFAULTS[p.path]}`)"
