@@ -191,11 +191,11 @@ class AssociateApp(Setting):
         one PUT over its own. A contradiction is read again (`client.confirm`); if it persists,
         ChangedUnderneath, and nothing of the step is written."""
         seen: Mapping[str, Any] = before if before is not ABSENT else {}
-        global_doc = self._read_agreeing(client, self.path, seen, FIELD)
+        global_doc = self._read_agreeing(client, self.path, seen, value, FIELD)
         assert global_doc is not None  # _get raises on the global document's 404
         stores = {
             store: self._read_agreeing(
-                client, self.store_path(store), seen, store_field(store), store
+                client, self.store_path(store), seen, value, store_field(store), store
             )
             for store in managed_stores(value)
         }
@@ -243,27 +243,29 @@ class AssociateApp(Setting):
         client: NewStoreClient,
         path: str,
         seen: Mapping[str, Any],
+        value: Fields,
         name: str,
         store: str | None = None,
     ) -> dict[str, Any] | None:
         """The document at `path`, read until it agrees with `seen[name]` (when `seen` has it):
-        its flag, or None for a store without a document of its own."""
+        its flag, or None for a store without a document of its own. One already at the
+        target (`value[name]`: a concurrent apply got there first) agrees too."""
 
         def flat(doc: dict[str, Any] | None) -> bool | None:
             return None if doc is None else self._flag(client, doc, path)
 
-        doc, reads = client.confirm(
-            lambda: self._get(client, path),
-            lambda doc: name not in seen or flat(doc) == seen[name],
-        )
-        if name in seen and flat(doc) != seen[name]:
+        def agrees(doc: dict[str, Any] | None) -> bool:
+            return name not in seen or flat(doc) in (seen[name], value[name])
+
+        doc, reads = client.confirm(lambda: self._get(client, path), agrees)
+        if not agrees(doc):
             whose = "the tenant's global document" if store is None else f"store {store}'s document"
             raise ChangedUnderneath(
                 f"[{client.env.name}] {self.key} changed underneath: {whose} was read just "
                 f"before as {_shown(seen[name], store)}, and NewStore now answers "
                 f"{_shown(flat(doc), store)} ({reads} reads). Another apply or a hand edit "
-                "changed it, or NewStore answers inconsistently; nothing of this step was "
-                "written. Review a fresh plan."
+                "changed it since it was read (or NewStore answers inconsistently); nothing of "
+                "this step was written. Review a fresh plan."
             )
         return doc
 
