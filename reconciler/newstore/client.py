@@ -185,7 +185,7 @@ class NewStoreClient:
     ) -> E:
         """A `NewStoreError` of type `cls` for this environment, filled from `response`."""
         if response is not None and not detail:
-            detail = problem_detail(response)
+            detail = problem_detail(response, self._known_secrets())
         return cls(
             message,
             setting=setting,
@@ -453,7 +453,7 @@ class NewStoreClient:
                 f"NewStore answered {status}",
                 status=status,
                 request_id=request_id,
-                detail=scrub(problem_detail(response), self._known_secrets()),
+                detail=problem_detail(response, self._known_secrets()),
                 retry_after=retry_after,
             )
         raise self._classify(setting, method, path, response)
