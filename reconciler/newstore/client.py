@@ -149,6 +149,12 @@ class NewStoreClient:
         # one): NewStore may echo either back in an error.
         self._seen_secrets: set[str] = set()
         self._secrets_lock = threading.Lock()
+        # URLs the environment makes secret (a ${VAR} fills their query): scrubbed like keys.
+        for path in env.secret_urls:
+            setting, _, name = path.partition(".")
+            value = env.desired.get(setting)
+            if isinstance(value, dict) and isinstance(value.get(name), str):
+                self._seen_secrets.add(value[name])
 
     def __enter__(self) -> NewStoreClient:
         return self

@@ -340,7 +340,8 @@ class SandboxApp:
             "request_id": request.environ.get("sandbox.request_id"),
         }
         if kind == "webhook":
-            self._webhook_requests.append({"seq": len(self._webhook_requests) + 1, **entry})
+            shown = {k: v for k, v in entry.items() if k != "request_id"}
+            self._webhook_requests.append({"seq": len(self._webhook_requests) + 1, **shown})
         if tenant is None or kind not in ("api", "token"):
             return
         seq = self._request_seq[tenant] = self._request_seq.get(tenant, 0) + 1
