@@ -201,3 +201,28 @@ def added_violations(history: list[dict[str, Any]], start: Mapping[str, Any]) ->
             found.append(f"write {entry['seq']} {entry['method']} {entry['path']} broke {rules}")
         state = after
     return found
+
+
+def unrepaired_breaks(
+    history: list[dict[str, Any]], start: Mapping[str, Any], own: set[str]
+) -> tuple[list[str], int]:
+    """The writes of one run (`own`: its request ids, from its journal) after which the state
+    broke a rule the state before them kept, and that the run's very next write did not repair
+    (a compensating write); and how many such writes there were in all."""
+    found, breaks = [], 0
+    state = state_to_values(start)
+    mine = [e for e in history if e.get("request_id") in own and e["status"] < 300]
+    for entry in history:
+        after = state_to_values(entry["state_after"])
+        added = [r for r in violations(after) if r not in violations(state)]
+        state = after
+        if not added or entry not in mine:
+            continue
+        breaks += 1
+        later = mine[mine.index(entry) + 1 :]
+        fixed = later and not any(
+            r in violations(state_to_values(later[0]["state_after"])) for r in added
+        )
+        if not fixed:
+            found.append(f"write {entry['seq']} {entry['method']} {entry['path']} broke {added}")
+    return found, breaks

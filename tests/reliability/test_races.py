@@ -33,6 +33,7 @@ from apply_helpers import OFF, ON, ORDER_WEBHOOK_API_KEY, writes
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
+from reconciler.core.journal import read_journal
 from reconciler.model import ABSENT, Value
 from reconciler.newstore.settings import BY_KEY
 from reconciler.rules import violations
@@ -47,6 +48,7 @@ from reliability.scenarios import (
     Scenario,
     scenario,
     seed_live,
+    unrepaired_breaks,
 )
 from reliability.summary import SCALE, count
 
@@ -259,6 +261,11 @@ def _conflict(server: Server, seed: int, lock: bool) -> list[str]:
             outcomes.append("stopped: the other run changed it after the last step")
         elif "did not settle: wrote" in err:
             outcomes.append("stopped: the other run changed it right after this write")
+        elif "a re-read found that someone else" in err:
+            # Its write landed just after the other run's change broke a rule with it: undone
+            # at once by its very next write.
+            assert "at once" in err, err
+            outcomes.append("stopped: undid its own write at once")
         else:
             # The other run moved a setting this one's next step depends on: its rule check,
             # right before the write, refused.
@@ -269,6 +276,15 @@ def _conflict(server: Server, seed: int, lock: bool) -> list[str]:
     if lock:
         assert broken == [], "with the lock the runs cannot interleave"
         assert set(outcomes) <= {"applied", NOTHING_TO_DO, LOCKED}, outcomes
+    else:
+        # Without the lock a write can still land right after the other run's change: then
+        # the run whose write it was undoes it with its very next write (issue 20).
+        for journal in (one.parent / "a.jsonl", other.parent / "b.jsonl"):
+            ids = (
+                {e.get("request_id") for e in read_journal(journal)} if journal.exists() else set()
+            )
+            left, _ = unrepaired_breaks(history, start, {i for i in ids if i})
+            assert left == [], (left, errors)
     if history and violations(state_to_values(history[-1]["state_after"])):
         # Left broken: a run whose last re-read saw it must have said so, loudly.
         assert any("WARNING: THE LIVE STATE, RE-READ JUST NOW, BREAKS" in e for e in errors)

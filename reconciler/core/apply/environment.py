@@ -346,14 +346,28 @@ class _EnvironmentApply:
         self._record("result", step, result=str(Outcome.APPLIED), request_id=request_id, **journal)
         return request_id
 
-    def _probe_now(self) -> bool | None:
-        """The webhook probe run after a write (someone turned external ATP on meanwhile)."""
+    def _probe_now(self, number: int, step: Step) -> bool | None:
+        """The webhook probe run after a webhook write made while external ATP was off, when
+        the re-read finds it on (someone turned it on meanwhile); journaled like a gate."""
         outcome = run_gate(self.env, skip=self.skip_probe, transport=self.probe_transport)
+        detail = f"after the write (external ATP went on meanwhile): {outcome.detail}"
+        self._record("gate", step, gate=WEBHOOK_PROBE, result=outcome.result, detail=detail)
+        self.on_event(
+            GateChecked(
+                self.env.name,
+                number,
+                self.total,
+                step.setting,
+                WEBHOOK_PROBE,
+                outcome.result,
+                detail,
+            )
+        )
         return None if outcome.result == "skipped" else outcome.passed
 
     def _after_write(self, number: int, step: Step, request_id: str | None) -> None:
         """The write is in; if a rule it relies on is broken now, undo it at once and stop."""
-        found = self.guard.after_write(number, step, self._probe_now)
+        found = self.guard.after_write(number, step, lambda: self._probe_now(number, step))
         if not found.broken:
             return
         own = f"{did(BY_KEY[step.setting], step.before, step.after)} (request id {request_id})"
