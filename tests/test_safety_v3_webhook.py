@@ -26,6 +26,7 @@ from click.testing import Result
 from env_helpers import ON_YAML, WriteEnv, run_cli
 from werkzeug.wrappers import Request
 
+from reconciler.resources import schema_path
 from reconciler.sandbox import SandboxApp
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 
@@ -81,6 +82,12 @@ def _apply(directory: Path, *args: str) -> Result:
     return run_cli(directory, "apply", "--auto-approve", "--journal", str(journal), *args)
 
 
+def _valid(document: Any, schema: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator(json.loads(schema_path(schema).read_text())).validate(document)
+
+
 def _no_secret(*results: Result) -> None:
     for result in results:
         for secret in (DEFAULT_WEBHOOK_API_KEY, ROTATED, OTHER, "sandbox-secret"):
@@ -125,6 +132,7 @@ def test_a_webhook_rewrite_under_live_atp_is_probed_though_the_file_does_not_man
 
     planned = run_cli(directory, "plan", "--format", "json")
     assert planned.exit_code == 0, planned.output
+    _valid(json.loads(planned.stdout), "plan.schema.json")
     (env,) = json.loads(planned.stdout)["environments"]
     (step,) = env["steps"]
     assert step["setting"] == "availability_webhook"
@@ -154,6 +162,7 @@ def test_drift_probe_probes_the_live_webhook_whenever_live_atp_is_on(
 
     drift = run_cli(directory, "drift", "--probe", "--format", "json")
     assert drift.exit_code == 2, drift.output
+    _valid(json.loads(drift.stdout), "drift.schema.json")
     (env,) = json.loads(drift.stdout)["environments"]
     assert env["status"] == "unhealthy", env
     assert "1000061" in " ".join(env["unhealthy"])
@@ -329,6 +338,7 @@ def test_a_masked_order_webhook_key_is_reasserted_before_the_new_order_ui_goes_o
 
     drift = run_cli(directory, "drift", "--format", "json")
     assert drift.exit_code == 0, drift.output
+    _valid(json.loads(drift.stdout), "drift.schema.json")
     (env,) = json.loads(drift.stdout)["environments"]
     assert env["status"] == "in_sync"
     assert set(env["uncompared_secrets"]) == {
@@ -351,3 +361,65 @@ def test_a_masked_key_with_atp_already_on_is_not_rewritten_every_run(
     directory = write_env(TENANT, TENANT, base, ON_YAML).parent
     planned = run_cli(directory, "plan", "--detailed-exitcode")
     assert planned.exit_code == 0, planned.output
+
+
+# -- 1 and 6 together: external ATP switched on by someone else around a webhook write ------------
+
+ATP_PATH = f"/{TENANT}/v0/config/routing/uses_external_atp"
+HOOK_PATH = f"/{TENANT}/v0/config/availability/webhook"
+
+
+def _turn_atp_on_at(sandbox: SandboxApp, method: str, path: str, nth: int) -> list[str]:
+    """Before the `nth` request `method path` is handled, external ATP goes on by hand."""
+    seen: list[str] = []
+
+    def hand_edit(request: Request) -> None:
+        if request.method == method and request.path == path:
+            seen.append(request.path)
+            if len(seen) == nth:
+                state = sandbox.state(TENANT)
+                sandbox.seed(TENANT, {**state, "uses_external_atp": True})
+
+    sandbox.before_request = hand_edit
+    return seen
+
+
+def test_atp_switched_on_before_an_unprobed_webhook_write_stops_it(
+    live_sandbox: Sandbox, write_env: WriteEnv
+) -> None:
+    sandbox, base = live_sandbox
+    _seed(sandbox, _hook(base, url="https://old-atp.example/availabilities"), atp=False)
+    directory = write_env(TENANT, TENANT, base, _webhook_only(f"{base}{WEBHOOK_PATH}")).parent
+    # The plan's read of external ATP, then apply's re-read right before the webhook write.
+    _turn_atp_on_at(sandbox, "GET", ATP_PATH, 2)
+
+    applied = _apply(directory)
+    assert applied.exit_code == 1, applied.output
+    assert "external_atp went on since the plan" in applied.stderr, applied.stderr
+    assert "would now need the webhook probe" in applied.stderr
+    assert _writes(sandbox) == []
+
+
+@pytest.mark.parametrize("answer", ["healthy", "empty"])
+def test_atp_switched_on_during_a_webhook_write_is_probed_after_it(
+    live_sandbox: Sandbox, write_env: WriteEnv, answer: str
+) -> None:
+    sandbox, base = live_sandbox
+    _seed(sandbox, _hook(base, url="https://old-atp.example/availabilities"), atp=False)
+    sandbox.set_webhook_behaviour(answer=answer)
+    directory = write_env(TENANT, TENANT, base, _webhook_only(f"{base}{WEBHOOK_PATH}")).parent
+    _turn_atp_on_at(sandbox, "PUT", HOOK_PATH, 1)
+
+    applied = _apply(directory)
+    assert "gate webhook_probe" in applied.stdout and "after the write" in applied.stdout
+    if answer == "healthy":
+        assert applied.exit_code == 0, applied.output
+        assert sandbox.state(TENANT)["uses_external_atp"] is True
+    else:
+        assert applied.exit_code == 1, applied.output
+        assert "turned external_atp off (the safe side) (request id" in applied.stderr
+        assert _writes(sandbox) == [
+            ("PUT", "availability/webhook"),
+            ("POST", "routing/uses_external_atp"),
+        ]
+        assert sandbox.state(TENANT)["uses_external_atp"] is False

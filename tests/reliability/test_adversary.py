@@ -14,8 +14,9 @@ journal and its checks around each write, HTTP client) over the in-process trans
 What must hold, judged on the sandbox's write history and request log (the writer's own
 requests are known by their request ids):
 - after each of the tool's own writes, the state keeps every rule the state before it kept, or
-  the tool's very next write to the tenant is the compensating write, with only its own reads
-  (the read-back and the rule's other settings) in between, and that write repairs the rules;
+  the tool's very next write to the tenant is the compensating write, with only one round trip
+  of its own reads (the rule's other settings, side by side) in between, and that write
+  repairs the rules;
 - no write of the tool turns external ATP on, or writes the webhook while ATP is on, after a
   probe the webhook failed, nor after the key the probe tested was rotated;
 - every compensation's stop report names a concurrent change to a setting the writer wrote, with
@@ -340,8 +341,12 @@ def _judge(
         fix = later[0]
         between = requests[position[entry["request_id"]] + 1 : position[fix["request_id"]]]
         own = [r for r in between if r["request_id"] not in adversary.ids]
-        if any(r["method"] != "GET" for r in own) or len(own) > 8:
-            problems.append(f"write {entry['seq']}: the tool sent {own} before compensating")
+        # One round trip of re-reads (the rule's other settings, side by side); an Associate
+        # App write reads its document back inside the write, and its undo reads it first.
+        documents = [r for r in own if "/associate-app/" in r["path"]]
+        if any(r["method"] != "GET" for r in own) or len(own) - len(documents) > 2:
+            sent = [(r["method"], r["path"].rsplit("/", 2)[-2:]) for r in own]
+            problems.append(f"write {entry['seq']}: the tool sent {sent} before compensating")
         interfered = any(r["request_id"] in adversary.ids for r in between)
         fixed = state_to_values(fix["state_after"])
         if not interfered and any(rule in violations(fixed) for rule in added):
@@ -381,18 +386,22 @@ def _judge_journal(journal: Path) -> list[str]:
 def _judge_report(
     stop: StopReport,
     history: list[dict[str, Any]],
+    start: dict[str, Any],
     adversary: Adversary,
     tenant: str,
     compensated: bool,
 ) -> list[str]:
     """The stop report tells the truth about whose writes are whose."""
     problems = []
-    written_by: dict[str, str] = {}  # setting -> "tool" | "adversary": who wrote it last
+    written_by: dict[str, str] = {}  # setting -> "tool" | "adversary": who last changed it
     touched_by_adversary: set[str] = set()
+    state = state_to_values(start)
     for entry in history:
-        if entry["status"] >= 300:
-            continue
+        after = state_to_values(entry["state_after"])
         setting = setting_of_path(entry["path"].removeprefix(f"/{tenant}"))
+        changed, state = after[setting] != state[setting], after
+        if entry["status"] >= 300 or not changed:
+            continue  # a write that changed nothing (a second delete) is nobody's value
         who = "adversary" if entry["request_id"] in adversary.ids else "tool"
         written_by[setting] = who
         if who == "adversary":
@@ -446,9 +455,8 @@ def _one(seed: int, root: Path) -> Outcome:
     problems, breaks, compensated = _judge(history, requests, start, adversary, tenant)
     problems += _judge_journal(directory / "first.jsonl")
     if stop is not None:
-        problems += _judge_report(
-            stop, history, adversary, tenant, first.startswith("stopped: undid")
-        )
+        undid = first.startswith("stopped: undid")
+        problems += _judge_report(stop, history, start, adversary, tenant, undid)
 
     # The rerun, without the adversary and with a healthy webhook, from wherever it left.
     app.set_webhook_behaviour()

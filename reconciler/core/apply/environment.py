@@ -308,23 +308,29 @@ class _EnvironmentApply:
                 after=shown_value(setting, step.after, secret),
             )
             request_id = self._send(setting, step.after, step)
-            settled = setting.read_managed(self.client, step.after)
-            self.guard.wrote(step.setting, settled)
-            if differs(setting, settled, step.after):
-                message = (
-                    f"[{self.env.name}] {step.setting} did not settle: wrote "
-                    f"{_show(setting, step.after, secret)}, read back "
-                    f"{_show(setting, settled, secret)}"
-                )
-                self._record("verify", step, result=str(Outcome.FAILED), error=message)
-                raise ApplyError(message)
+            # The rules this write relies on are judged first, so that a compensating write,
+            # if one is needed, is the very next write after one round trip of re-reads.
+            self.guard.wrote(step.setting, step.after)
+            found = self.guard.after_write(number, step, lambda: self._probe_now(number, step))
+            if not found.broken:
+                settled = setting.read_managed(self.client, step.after)
+                self.guard.wrote(step.setting, settled)
+                if differs(setting, settled, step.after):
+                    message = (
+                        f"[{self.env.name}] {step.setting} did not settle: wrote "
+                        f"{_show(setting, step.after, secret)}, read back "
+                        f"{_show(setting, settled, secret)}"
+                    )
+                    self._record("verify", step, result=str(Outcome.FAILED), error=message)
+                    raise ApplyError(message)
         except ReconcilerError as exc:
             if isinstance(exc, NewStoreError) and exc.request_id:
                 request_id = exc.request_id
             self._finish(number, step, Outcome.FAILED, request_id)
             raise
         self._finish(number, step, Outcome.APPLIED, request_id)
-        self._after_write(number, step, request_id)
+        if found.broken:
+            self._undo(number, step, request_id, found)
 
     def _send(self, setting: Setting, value: Value, step: Step, **journal: Any) -> str | None:
         """Write `value` (ABSENT: delete) and journal the result; NewStore's request id."""
@@ -365,11 +371,8 @@ class _EnvironmentApply:
         )
         return None if outcome.result == "skipped" else outcome.passed
 
-    def _after_write(self, number: int, step: Step, request_id: str | None) -> None:
-        """The write is in; if a rule it relies on is broken now, undo it at once and stop."""
-        found = self.guard.after_write(number, step, lambda: self._probe_now(number, step))
-        if not found.broken:
-            return
+    def _undo(self, number: int, step: Step, request_id: str | None, found: AfterWrite) -> NoReturn:
+        """The write is in and a rule it relies on is broken now: undo it at once and stop."""
         own = f"{did(BY_KEY[step.setting], step.before, step.after)} (request id {request_id})"
         changes = [c.what for c in found.changes] or ["changed the tenant"]
         rules = ", ".join(str(rule) for rule in found.broken)
@@ -502,6 +505,7 @@ class _EnvironmentApply:
                 self.guard.broken_at_start,
                 self.guard.seen,
                 self.guard.written,
+                self.guard.foreign,
             ),
             concurrent=tuple(self.guard.concurrent),
         )

@@ -13,6 +13,7 @@ this apply last read or wrote it is recorded as a `ConcurrentChange` for the sto
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -66,29 +67,49 @@ class Guard:
         self.seen: dict[str, str] = dict(plan.fingerprints)
         self.written: dict[str, str] = {}
         self.concurrent: list[ConcurrentChange] = []
+        # Settings whose value, as last read, someone else wrote (until this apply writes them).
+        self.foreign: set[str] = set()
         # The webhook config the last passed probe tested (None: no probe passed, or skipped).
         self.probed: Value | None = None
 
     def fingerprint(self, key: str, value: Value) -> str:
         return fingerprint(BY_KEY[key], value, self.key, self.env.secret_names(key))
 
+    def _fetch(self, key: str) -> Value:
+        return BY_KEY[key].read_managed(self.client, self.env.desired.get(key, ABSENT))
+
     def read(self, key: str, number: int, *, after_own_write: bool = False) -> Value:
         """Read a setting now; a value moved since this apply last read or wrote it is a
         concurrent change (recorded)."""
+        return self._note(key, self._fetch(key), number, after_own_write)
+
+    def read_all(self, keys: list[str], number: int, *, after_own_write: bool = False) -> None:
+        """Read several settings side by side (one round trip), then note each."""
+        if len(keys) < 2:
+            for key in keys:
+                self.read(key, number, after_own_write=after_own_write)
+            return
+        with ThreadPoolExecutor(max_workers=len(keys)) as pool:
+            values = list(pool.map(self._fetch, keys))
+        for key, value in zip(keys, values, strict=True):
+            self._note(key, value, number, after_own_write)
+
+    def _note(self, key: str, value: Value, number: int, after_own_write: bool) -> Value:
         setting = BY_KEY[key]
-        value = setting.read_managed(self.client, self.env.desired.get(key, ABSENT))
         fp = self.fingerprint(key, value)
         if key in self.seen and self.seen[key] != fp:
             what = did(setting, self.latest.get(key, ABSENT), value)
             self.concurrent.append(ConcurrentChange(key, what, number, after_own_write))
+            self.foreign.add(key)
         self.latest[key] = value
         self.seen[key] = fp
         return value
 
     def wrote(self, key: str, settled: Value) -> None:
-        """This apply wrote `key` and read back `settled`."""
+        """This apply wrote `key` (and read back `settled`; until then, what it sent)."""
         self.latest[key] = settled
         self.seen[key] = self.written[key] = self.fingerprint(key, settled)
+        self.foreign.discard(key)
 
     def _partners(self, key: str) -> list[str]:
         pairs = [{rule.if_setting, rule.then_setting} for rule in RULES]
@@ -101,8 +122,7 @@ class Guard:
         """Re-read the settings sharing a rule with `step` right before its write; returns the
         error refusing the write (None: it may go out). A change in the moment between this
         read and the write cannot be seen: `after_write` catches what it breaks."""
-        for key in self._partners(step.setting):
-            self.read(key, number)
+        self.read_all(self._partners(step.setting), number)
         before = violations(self.latest)
         added = [
             r for r in violations({**self.latest, step.setting: step.after}) if r not in before
@@ -112,6 +132,24 @@ class Guard:
             return ApplyError(
                 f"[{self.env.name}] writing {step.setting} now would break {_rules(added)}; "
                 "stopped before writing it"
+            )
+        after = {**self.latest, step.setting: step.after}
+        unprobed = [
+            rule
+            for rule in RULES
+            if rule.probe is not None
+            and step.setting in (rule.if_setting, rule.then_setting)
+            and rule.condition(after) is True
+            and after.get(rule.then_setting, ABSENT) is not ABSENT
+            and not _probed_step(step)
+        ]
+        if unprobed:
+            partner = unprobed[0].if_setting
+            return ChangedUnderneath(
+                f"{where}: {partner} went on since the plan (someone else changed it), so this "
+                f"write would now need the webhook probe of {unprobed[0]}, which the plan did "
+                "not put on it; stopped before writing it, nothing more was written. Review a "
+                "fresh plan."
             )
         if self.probed is not None and step.setting != WEBHOOK and _probed_step(step):
             moved = moved_fields(BY_KEY[WEBHOOK], self.latest[WEBHOOK], self.probed)
@@ -127,15 +165,19 @@ class Guard:
     # -- after a write ------------------------------------------------------------------------
 
     def after_write(self, number: int, step: Step, probe_now: ProbeNow) -> AfterWrite:
-        """Re-read the other side of every rule this write relies on; judge them."""
+        """Re-read the other side of every rule this write relies on, side by side, as the
+        very next request after the write; judge them."""
         relied = relied_on(step.setting, self.latest)
         if not relied:
             return AfterWrite()
         before_write = set(violations({**self.latest, step.setting: step.before}))
         mark = len(self.concurrent)
-        for key in self._partners(step.setting):
-            if any(key in (r.if_setting, r.then_setting) for r in relied):
-                self.read(key, number, after_own_write=True)
+        others = [
+            key
+            for key in self._partners(step.setting)
+            if any(key in (r.if_setting, r.then_setting) for r in relied)
+        ]
+        self.read_all(others, number, after_own_write=True)
         broken = [r for r in relied if r.holds(self.latest) is False and r not in before_write]
         safe_side_first = False
         for rule in relied:

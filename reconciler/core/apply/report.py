@@ -11,7 +11,7 @@ environment of the run. The core builds it and never words it: `render.stop_repo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeAlias
@@ -138,11 +138,13 @@ def check_safety(
     broken_at_start: Sequence[Rule],
     seen: Mapping[str, str] | None = None,
     written: Mapping[str, str] | None = None,
+    foreign: Collection[str] = (),
 ) -> SafetyCheck:
     """Re-read the live state and judge it by the safety rules, each broken rule with whose
     writes it is down to (`RuleBreak`): `seen` holds the fingerprint of what the apply last
-    read or wrote of each setting, `written` of what it wrote itself (`plan.fingerprint`).
-    After an IP block, judge `latest` (the last values read or written) instead."""
+    read or wrote of each setting, `written` of what it wrote itself (`plan.fingerprint`),
+    `foreign` the settings whose value as last read someone else wrote. After an IP block,
+    judge `latest` (the last values read or written) instead."""
     blocked_at = client.blocked_at
     if blocked_at is not None:
         return SafetyCheck(broken=tuple(violations(latest)), blocked_at=blocked_at)
@@ -163,7 +165,11 @@ def check_safety(
     for rule in broken:
         sides = [s for s in (rule.if_setting, rule.then_setting) if s in now]
         own = tuple(s for s in sides if written.get(s) == now[s])
-        others = tuple(s for s in sides if s in seen and seen[s] != now[s])
+        others = tuple(
+            s
+            for s in sides
+            if written.get(s) != now[s] and ((s in seen and seen[s] != now[s]) or s in foreign)
+        )
         breaks.append(RuleBreak(rule, own, others, rule in broken_at_start))
     return SafetyCheck(
         broken=tuple(broken),
