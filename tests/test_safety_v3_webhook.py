@@ -423,3 +423,23 @@ def test_atp_switched_on_during_a_webhook_write_is_probed_after_it(
             ("POST", "routing/uses_external_atp"),
         ]
         assert sandbox.state(TENANT)["uses_external_atp"] is False
+
+
+def test_a_reviewed_plan_is_stale_when_a_setting_read_for_a_rule_moved(
+    live_sandbox: Sandbox, write_env: WriteEnv, tmp_path: Path
+) -> None:
+    sandbox, base = live_sandbox
+    _seed(sandbox, _hook(base, url="https://old-atp.example/availabilities"), atp=False)
+    directory = write_env(TENANT, TENANT, base, _webhook_only(f"{base}{WEBHOOK_PATH}")).parent
+    plan_file = tmp_path / "reviewed.json"
+    planned = run_cli(directory, "plan", "--out", str(plan_file))
+    assert planned.exit_code == 0, planned.output
+    (env,) = json.loads(plan_file.read_text())["environments"]
+    assert env["read_for_rules"] == {"external_atp": [1]}
+    sandbox.seed(TENANT, {**sandbox.state(TENANT), "uses_external_atp": True})
+
+    applied = _apply(directory, "--plan", str(plan_file))
+    assert applied.exit_code == 1, applied.output
+    assert "is stale: the live state changed since the plan" in applied.stderr
+    assert f"{TENANT} external_atp.enabled: planned from false, now true" in applied.stderr
+    assert _writes(sandbox) == []
