@@ -443,3 +443,38 @@ def test_a_reviewed_plan_is_stale_when_a_setting_read_for_a_rule_moved(
     assert "is stale: the live state changed since the plan" in applied.stderr
     assert f"{TENANT} external_atp.enabled: planned from false, now true" in applied.stderr
     assert _writes(sandbox) == []
+
+
+def test_a_write_that_failed_after_it_landed_is_judged_and_undone(
+    live_sandbox: Sandbox, write_env: WriteEnv
+) -> None:
+    """The Associate App write reads its document back inside the write; someone else changes
+    the document in between (the write fails as changed by someone else) after turning the
+    external OMS off: NewStore holds use_new_om_ui on with the OMS off, and the apply undoes its
+    write before it stops."""
+    sandbox, base = live_sandbox
+    _seed(sandbox, _hook(base), atp=True)
+    directory = write_env(TENANT, TENANT, base, ON_YAML).parent
+    app_path = f"/{TENANT}/api/v1/associate-app/config"
+    seen: list[str] = []
+
+    def other_writer(request: Request) -> None:
+        if request.path != app_path:
+            return
+        seen.append(request.method)
+        state = sandbox.state(TENANT)
+        if seen[-1] == "PUT" and seen.count("PUT") == 1:
+            sandbox.seed(TENANT, {**state, "external_oms": {"enabled": False}})
+        elif seen[-2:] == ["PUT", "GET"] and seen.count("PUT") == 1:
+            state["associate_app_config"]["ui_configurations"]["show_preorders_filter"] = True
+            sandbox.seed(TENANT, state)
+
+    sandbox.before_request = other_writer
+    applied = _apply(directory)
+    sandbox.before_request = None
+    assert applied.exit_code == 1, applied.output
+    err = applied.stderr
+    assert "someone else turned external_oms off" in err, err
+    assert "set associate_app back off (request id" in err
+    ui = sandbox.state(TENANT)["associate_app_config"]["ui_configurations"]
+    assert ui["use_new_om_ui"] is False and ui["show_preorders_filter"] is True

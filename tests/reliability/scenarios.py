@@ -207,22 +207,22 @@ def unrepaired_breaks(
     history: list[dict[str, Any]], start: Mapping[str, Any], own: set[str]
 ) -> tuple[list[str], int]:
     """The writes of one run (`own`: its request ids, from its journal) after which the state
-    broke a rule the state before them kept, and that the run's very next write did not repair
-    (a compensating write); and how many such writes there were in all."""
+    broke a rule the state before them kept, and that were not repaired by the run's very next
+    write (a compensating write), nor by someone else before it; and how many such writes
+    there were in all."""
     found, breaks = [], 0
-    state = state_to_values(start)
-    mine = [e for e in history if e.get("request_id") in own and e["status"] < 300]
-    for entry in history:
-        after = state_to_values(entry["state_after"])
-        added = [r for r in violations(after) if r not in violations(state)]
-        state = after
-        if not added or entry not in mine:
+    states = [state_to_values(start)] + [state_to_values(e["state_after"]) for e in history]
+    mine = [i for i, e in enumerate(history) if e.get("request_id") in own and e["status"] < 300]
+    for index, entry in enumerate(history):
+        before, after = states[index], states[index + 1]
+        added = [r for r in violations(after) if r not in violations(before)]
+        if not added or index not in mine:
             continue
         breaks += 1
-        later = mine[mine.index(entry) + 1 :]
-        fixed = later and not any(
-            r in violations(state_to_values(later[0]["state_after"])) for r in added
-        )
-        if not fixed:
+        later = [i for i in mine if i > index]
+        end = later[0] if later else len(history)
+        if not set(added) & set(violations(states[end])):
+            continue  # someone else's write repaired it before the run wrote again
+        if not later or set(added) & set(violations(states[end + 1])):
             found.append(f"write {entry['seq']} {entry['method']} {entry['path']} broke {added}")
     return found, breaks

@@ -323,22 +323,25 @@ def _judge(
     """The invariant on the write history: returns the problems, the tool's writes that broke
     a rule, and how many of them were compensated by its very next write."""
     problems: list[str] = []
-    ours = [e for e in history if e["request_id"] not in adversary.ids and e["status"] < 300]
+    ours = [i for i, e in enumerate(history) if e["request_id"] not in adversary.ids]
+    ours = [i for i in ours if history[i]["status"] < 300]
+    states = [state_to_values(start)] + [state_to_values(e["state_after"]) for e in history]
     position = {r["request_id"]: i for i, r in enumerate(requests)}
     breaks = compensated = 0
-    state = state_to_values(start)
-    for entry in history:
-        after = state_to_values(entry["state_after"])
-        added = [r for r in violations(after) if r not in violations(state)]
-        state = after
-        if not added or entry["request_id"] in adversary.ids or entry["status"] >= 300:
+    for index, entry in enumerate(history):
+        added = [r for r in violations(states[index + 1]) if r not in violations(states[index])]
+        if not added or index not in ours:
             continue
         breaks += 1
-        later = ours[ours.index(entry) + 1 :]
+        later = [i for i in ours if i > index]
+        end = later[0] if later else len(history)
+        if not set(added) & set(violations(states[end])):
+            compensated += 1  # the concurrent writer's next write repaired it first
+            continue
         if not later:
             problems.append(f"write {entry['seq']} broke {added} and nothing undid it")
             continue
-        fix = later[0]
+        fix = history[end]
         between = requests[position[entry["request_id"]] + 1 : position[fix["request_id"]]]
         own = [r for r in between if r["request_id"] not in adversary.ids]
         # One round trip of re-reads (the rule's other settings, side by side); an Associate
@@ -347,16 +350,16 @@ def _judge(
         if any(r["method"] != "GET" for r in own) or len(own) - len(documents) > 2:
             sent = [(r["method"], r["path"].rsplit("/", 2)[-2:]) for r in own]
             problems.append(f"write {entry['seq']}: the tool sent {sent} before compensating")
-        interfered = any(r["request_id"] in adversary.ids for r in between)
-        fixed = state_to_values(fix["state_after"])
-        if not interfered and any(rule in violations(fixed) for rule in added):
+        interfered = any(history[i]["request_id"] in adversary.ids for i in range(index, end))
+        if set(added) & set(violations(states[end + 1])) and not interfered:
             problems.append(f"write {entry['seq']} broke {added}; write {fix['seq']} did not fix")
         else:
             compensated += 1
+    mine = [history[i] for i in ours]
     if adversary.rotated_at:
         rotation = next(e for e in history if e["request_id"] == adversary.rotated_at)
         rewritten = False
-        for entry in ours:
+        for entry in mine:
             if entry["seq"] < rotation["seq"]:
                 continue
             rewritten |= entry["path"].endswith("/availability/webhook")

@@ -307,7 +307,14 @@ class _EnvironmentApply:
                 before=shown_value(setting, current, secret),
                 after=shown_value(setting, step.after, secret),
             )
-            request_id = self._send(setting, step.after, step)
+            try:
+                request_id = self._send(setting, step.after, step)
+            except NewStoreError as exc:
+                failed = self._judge_failed_write(number, step, exc)
+                if failed is not None:
+                    self._finish(number, step, Outcome.FAILED, exc.request_id)
+                    self._undo(number, step, exc.request_id, failed)
+                raise
             # The rules this write relies on are judged first, so that a compensating write,
             # if one is needed, is the very next write after one round trip of re-reads.
             self.guard.wrote(step.setting, step.after)
@@ -331,6 +338,22 @@ class _EnvironmentApply:
         self._finish(number, step, Outcome.APPLIED, request_id)
         if found.broken:
             self._undo(number, step, request_id, found)
+
+    def _judge_failed_write(self, number: int, step: Step, exc: NewStoreError) -> AfterWrite | None:
+        """A write that failed may still have landed (an answer lost after NewStore committed
+        it, a read-back inside the write that found someone else's change): if NewStore holds
+        the written value, the rules it relies on are judged as after any write. Returns what
+        was found when a rule is broken (None: nothing to undo, or it could not be told)."""
+        setting = BY_KEY[step.setting]
+        try:
+            now = setting.read_managed(self.client, step.after)
+            if differs(setting, now, step.after):
+                return None
+            self.guard.wrote(step.setting, now)
+            found = self.guard.after_write(number, step, lambda: self._probe_now(number, step))
+        except ReconcilerError:
+            return None  # the stop report's fresh read says what the state is
+        return found if found.broken else None
 
     def _send(self, setting: Setting, value: Value, step: Step, **journal: Any) -> str | None:
         """Write `value` (ABSENT: delete) and journal the result; NewStore's request id."""
