@@ -183,9 +183,10 @@ class Guard:
         for rule in relied:
             if rule in broken or rule.probe is None or rule.condition(self.latest) is not True:
                 continue
-            # The probe's half of the rule: external ATP is on, so the webhook must be the
-            # config a probe passed for.
-            if self.probed is not None and step.setting in (rule.if_setting, WEBHOOK):
+            # The probe's half of the rule: this write turned external ATP on, so the webhook
+            # must be the config the probe passed for. (A webhook write that someone else's
+            # write replaced at once is the read-back's "did not settle": a safe stop.)
+            if self.probed is not None and step.setting == rule.if_setting:
                 if moved_fields(BY_KEY[WEBHOOK], self.latest[WEBHOOK], self.probed):
                     broken.append(rule)
             elif step.setting == WEBHOOK and not _probed_step(step) and probe_now() is False:
