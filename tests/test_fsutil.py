@@ -179,7 +179,7 @@ def test_the_sandbox_state_file_goes_through_the_same_writer(tmp_path: Path) -> 
     save_tenants(link, load_tenants(state))
 
     assert link.is_symlink()
-    assert load_tenants(link)["acme"].uses_external_atp is True
+    assert load_tenants(link)["acme"].snapshot()["uses_external_atp"] is True
 
     (tmp_path / "dir.json").mkdir()
     with pytest.raises(ConfigError, match="refusing to write sandbox state file"):

@@ -34,7 +34,7 @@ from schemathesis.config import (
 from reconciler.sandbox import SandboxApp
 from reconciler.sandbox.deviations import DEVIATIONS, EXPECTED_REJECTIONS, SPEC_ADJUSTMENTS
 from reconciler.sandbox.state import default_associate_app_config
-from reconciler.sandbox.validate import SPECS_DIR, _load_spec
+from reconciler.sandbox.validate import SPECS_DIR, load_spec
 
 TENANT = "conformance"
 HOST = "http://sandbox.local"
@@ -59,7 +59,7 @@ EXAMPLES = settings(
 
 
 def _associate_app_spec() -> dict[str, Any]:
-    spec = copy.deepcopy(_load_spec(ASSOCIATE_APP))
+    spec = copy.deepcopy(load_spec(ASSOCIATE_APP))
     # SPEC_ADJUSTMENTS["store path parameter"]
     operations = spec["paths"].pop(STORE_PATH)
     parameter = {
@@ -78,7 +78,7 @@ def _associate_app_spec() -> dict[str, Any]:
 
 
 def _sales_order_spec() -> dict[str, Any]:
-    spec = copy.deepcopy(_load_spec(SALES_ORDER))
+    spec = copy.deepcopy(load_spec(SALES_ORDER))
     wanted = "/config/sales_order/external_order_webhook"
     spec["paths"] = {wanted: spec["paths"][wanted]}
     return spec

@@ -3,12 +3,9 @@
 One WSGI app serves, by path:
 
     POST /auth/realms/<t>/protocol/openid-connect/token     OAuth2 client credentials
-    GET|POST        /<t>/v0/config/sales_order/external_oms
-    GET|PUT|DELETE  /<t>/v0/config/availability/webhook
-    GET|POST        /<t>/v0/config/routing/uses_external_atp
-    GET|POST        /<t>/v0/config/sales_order/external_order_webhook
-    GET|PUT|PATCH   /<t>/api/v1/associate-app/config
-    GET|PUT|PATCH|DELETE /<t>/api/v1/associate-app/config/<store id>
+    /<t><path>      every NewStore settings endpoint of the table (`endpoints.ENDPOINTS`):
+                    external OMS, the availability webhook config, uses_external_atp, the
+                    external order webhook, the Associate App documents (global, per store)
     GET|PUT         /_sandbox/tenants/<t>/state           admin (no auth): seed / inspect
     GET             /_sandbox/tenants/<t>/history         every write, with the state after it
     GET|DELETE      /_sandbox/tenants/<t>/requests        every API and token request
@@ -25,7 +22,8 @@ outside the lock, which is what lets a threaded server overlap slow requests.
 
 This module routes, injects faults, keeps the books (requests, history, persistence) and serves
 the admin endpoints (the same operations as its Python face). The endpoints live beside it:
-`oauth` (token endpoint, bearer check), `settings_api` (one handler per setting and method),
+`oauth` (token endpoint, bearer check), `endpoints` (the table of settings endpoints),
+`settings_api` (their handlers, one per shape and method),
 `webhook` (the sample availability webhook), `responses` (bodies and fault answers) and
 `config` (`SandboxConfig`).
 """
@@ -43,10 +41,10 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from reconciler.clock import now_iso
 from reconciler.demo_keys import SAMPLE_WEBHOOK_PATH
 from reconciler.errors import ConfigError
 from reconciler.sandbox.config import DEFAULT_WEBHOOK_API_KEY, SandboxConfig
+from reconciler.sandbox.endpoints import BY_NAME, ENDPOINTS
 from reconciler.sandbox.faults import (
     Fault,
     FaultBook,
@@ -84,8 +82,6 @@ __all__ = ["DEFAULT_WEBHOOK_API_KEY", "WEBHOOK_PATH", "SandboxApp", "SandboxConf
 
 WEBHOOK_PATH = SAMPLE_WEBHOOK_PATH
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# The spec declares `security: []` for reading the Associate App config.
-_PUBLIC_OPERATIONS = frozenset({("associate_app", "GET"), ("associate_app_store", "GET")})
 _MAX_BODY = 1024 * 1024
 
 
@@ -94,22 +90,10 @@ class _TenantConverter(BaseConverter):
 
 
 _T = "<tenant:tenant>"
+# The NewStore settings endpoints come from the table (`endpoints`); these are the others.
 _ROUTES = (
     ("token", f"/auth/realms/{_T}/protocol/openid-connect/token", ("POST",)),
-    ("external_oms", f"/{_T}/v0/config/sales_order/external_oms", ("GET", "POST")),
-    ("webhook_config", f"/{_T}/v0/config/availability/webhook", ("GET", "PUT", "DELETE")),
-    ("external_atp", f"/{_T}/v0/config/routing/uses_external_atp", ("GET", "POST")),
-    (
-        "external_order_webhook",
-        f"/{_T}/v0/config/sales_order/external_order_webhook",
-        ("GET", "POST"),
-    ),
-    ("associate_app", f"/{_T}/api/v1/associate-app/config", ("GET", "PUT", "PATCH")),
-    (
-        "associate_app_store",
-        f"/{_T}/api/v1/associate-app/config/<store>",
-        ("GET", "PUT", "PATCH", "DELETE"),
-    ),
+    *((entry.name, f"/{_T}{entry.path}", entry.methods) for entry in ENDPOINTS),
     ("admin_state", f"/_sandbox/tenants/{_T}/state", ("GET", "PUT")),
     ("admin_history", f"/_sandbox/tenants/{_T}/history", ("GET",)),
     ("admin_requests", f"/_sandbox/tenants/{_T}/requests", ("GET", "DELETE")),
@@ -117,16 +101,6 @@ _ROUTES = (
     ("webhook", WEBHOOK_PATH, ("POST",)),
     ("admin_webhook_requests", "/_sandbox/webhook/requests", ("GET", "DELETE")),
     ("admin_webhook_behaviour", "/_sandbox/webhook/behaviour", ("GET", "PUT")),
-)
-_API_ENDPOINTS = frozenset(
-    {
-        "external_oms",
-        "webhook_config",
-        "external_atp",
-        "associate_app",
-        "external_order_webhook",
-        "associate_app_store",
-    }
 )
 
 
@@ -143,7 +117,7 @@ _URL_MAP = Map(
 
 def _kind(endpoint: str | None, path: str) -> str:
     """api | token | webhook | admin | unknown: decides faults, latency, auth and logging."""
-    if endpoint in _API_ENDPOINTS:
+    if endpoint in BY_NAME:
         return "api"
     if endpoint in ("token", "webhook"):
         return endpoint
@@ -188,13 +162,7 @@ class SandboxApp:
         """Replace a tenant's state (omitted keys take the defaults); like PUT .../state."""
         check_tenant(tenant)
         parsed = parse_seed(state)
-        stamp = now_iso()
-        if parsed.external_oms is not None:
-            parsed.external_oms_updated_at = stamp
-        if parsed.uses_external_atp is not None:
-            parsed.uses_external_atp_updated_at = stamp
-        if parsed.external_order_webhook is not None:
-            parsed.external_order_webhook_updated_at = stamp
+        parsed.stamp_seeded()
         with self._lock:
             self._tenants[tenant] = parsed
             self._persist()
@@ -355,18 +323,19 @@ class SandboxApp:
 
     def _api(self, endpoint: str, request: Request, rid: str, tenant: str) -> Response:
         state = self._tenant(tenant)
+        entry = BY_NAME[endpoint]
         method = "GET" if request.method == "HEAD" else request.method
-        if (endpoint, method) not in _PUBLIC_OPERATIONS:
+        if not (entry.public_read and method == "GET"):
             denied = authorize(self._tokens, request, rid, tenant)
             if denied is not None:
                 return denied
-        if endpoint == "associate_app_store":
+        if entry.per_store:
             store = request.path.rsplit("/", 1)[1]
             if not STORE_ID_RE.fullmatch(store):
                 message = f"No such store: {store!r}."
                 return problem(404, rid, error_code="not_found", message=message)
             request.environ["sandbox.store"] = store
-        response, changed = self._settings.handlers[(endpoint, method)](state, request, rid)
+        response, changed = self._settings.handle(entry, state, request, rid)
         if changed:
             self._persist()
         return response

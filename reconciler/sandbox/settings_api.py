@@ -1,9 +1,11 @@
-"""The settings APIs of the sandbox: one handler per (endpoint, method), as NewStore's specs say.
+"""The settings APIs of the sandbox: the handlers of the endpoint table's shapes.
 
-External OMS, the availability webhook config, uses_external_atp, the external order webhook
-and the Associate App documents (global and per store, with PATCH as an RFC 7386 merge patch).
-A handler takes the tenant's state (the caller holds the lock and has authorised the request)
-and answers the response and whether the state changed; validation is `sandbox.validate`'s.
+Each endpoint of `endpoints.ENDPOINTS` is served by the handler of its shape and the method
+(WRAPPED GET/POST, BARE GET/PUT/DELETE, DOCUMENT GET/PUT/PATCH/DELETE), with the entry's hooks
+for what differs. A handler takes the tenant's state (the caller holds the lock and has
+authorised the request) and answers the response and whether the state changed; validation is
+the entry's (`sandbox.validate`). The Associate App documents take PATCH as an RFC 7386 merge
+patch, validated on the merged result.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, TypeAlias
 from werkzeug.wrappers import Request, Response
 
 from reconciler.clock import now_iso
-from reconciler.sandbox import validate
+from reconciler.sandbox.endpoints import BARE, DOCUMENT, WRAPPED, Absent, Endpoint
 from reconciler.sandbox.responses import (
     empty,
     json_body,
@@ -25,60 +27,34 @@ from reconciler.sandbox.responses import (
     parse_body,
     problem,
 )
-from reconciler.sandbox.state import WEBHOOK_FIELDS, TenantState
+from reconciler.sandbox.state import TenantState
 
 Result: TypeAlias = tuple[Response, bool]  # the response, and whether the state changed
-Handler: TypeAlias = Callable[[TenantState, Request, str], Result]
-ORDER_WEBHOOK_DEFAULT_TIMEOUT = 15  # the spec: "the default is 15"
+Handler: TypeAlias = Callable[[Endpoint, TenantState, Request, str], Result]
 
 
 class SettingsAPI:
-    """The settings endpoints of one sandbox; `handlers` maps (endpoint, method) to each.
-    `mask_webhook_api_key`: GET/PUT of the webhook config answer the api_key masked."""
+    """The settings endpoints of one sandbox. `mask_webhook_api_key`: GET/PUT of the webhook
+    configs answer the api_key masked."""
 
     def __init__(self, *, mask_webhook_api_key: bool) -> None:
         self.mask_webhook_api_key = mask_webhook_api_key
-        self.handlers: dict[tuple[str, str], Handler] = {
-            ("external_oms", "GET"): self._get_external_oms,
-            ("external_oms", "POST"): self._post_external_oms,
-            ("webhook_config", "GET"): self._get_webhook,
-            ("webhook_config", "PUT"): self._put_webhook,
-            ("webhook_config", "DELETE"): self._delete_webhook,
-            ("external_atp", "GET"): self._get_external_atp,
-            ("external_atp", "POST"): self._post_external_atp,
-            ("associate_app", "GET"): self._get_associate_app,
-            ("associate_app", "PUT"): self._put_associate_app,
-            ("associate_app", "PATCH"): self._patch_associate_app,
-            ("external_order_webhook", "GET"): self._get_order_webhook,
-            ("external_order_webhook", "POST"): self._post_order_webhook,
-            ("associate_app_store", "GET"): self._get_store_config,
-            ("associate_app_store", "PUT"): self._put_store_config,
-            ("associate_app_store", "PATCH"): self._patch_store_config,
-            ("associate_app_store", "DELETE"): self._delete_store_config,
+        self._handlers: dict[tuple[str, str], Handler] = {
+            (WRAPPED, "GET"): self._get_wrapped,
+            (WRAPPED, "POST"): self._post_wrapped,
+            (BARE, "GET"): self._get_bare,
+            (BARE, "PUT"): self._put_bare,
+            (BARE, "DELETE"): self._delete,
+            (DOCUMENT, "GET"): self._get_document,
+            (DOCUMENT, "PUT"): self._put_document,
+            (DOCUMENT, "PATCH"): self._patch_document,
+            (DOCUMENT, "DELETE"): self._delete,
         }
 
-    def _get_external_oms(self, state: TenantState, request: Request, rid: str) -> Result:
-        enabled = bool(state.external_oms and state.external_oms.get("enabled"))
-        if state.options["external_oms_shape"] == "flat":
-            return json_response({"enabled": enabled}), False
-        # The spec requires a date-time even for a tenant where nobody set the flag yet.
-        updated_at = state.external_oms_updated_at or state.created_at
-        return json_response({"value": {"enabled": enabled}, "updated_at": updated_at}), False
-
-    def _post_external_oms(self, state: TenantState, request: Request, rid: str) -> Result:
-        body, problems = parse_body(request, validate.check_external_oms)
-        if problems:
-            message = " ".join(problems)
-            return problem(400, rid, error_code="bad_request", message=message), False
-        state.external_oms = {"enabled": body["value"]["enabled"]}
-        state.external_oms_updated_at = now_iso()
-        return empty(200), True
-
-    def _shown_webhook(self, state: TenantState) -> dict[str, Any]:
-        assert state.availability_webhook is not None
-        shown = dict(state.availability_webhook)
-        shown["api_key"] = self._masked_key(state, str(shown["api_key"]))
-        return shown
+    def handle(self, entry: Endpoint, state: TenantState, request: Request, rid: str) -> Result:
+        """Answer `request` (a method routing admitted for `entry`)."""
+        method = "GET" if request.method == "HEAD" else request.method
+        return self._handlers[(entry.shape, method)](entry, state, request, rid)
 
     def _masked_key(self, state: TenantState, key: str) -> str:
         """The api_key as GET answers it: clear, masked but for its last four characters,
@@ -93,159 +69,147 @@ class SettingsAPI:
             return mask_key(key)
         return key
 
-    def _get_webhook(self, state: TenantState, request: Request, rid: str) -> Result:
-        if state.availability_webhook is None:
-            return empty(204), False
-        return json_response(self._shown_webhook(state)), False
+    def _shown(self, entry: Endpoint, state: TenantState, value: Any) -> Any:
+        return entry.show(value, lambda key: self._masked_key(state, key))
 
-    def _put_webhook(self, state: TenantState, request: Request, rid: str) -> Result:
-        body, problems = parse_body(request, validate.check_webhook_config)
+    # -- WRAPPED: {"value": .., "updated_at": ..} ------------------------------------------------
+
+    def _get_wrapped(
+        self, entry: Endpoint, state: TenantState, request: Request, rid: str
+    ) -> Result:
+        value = _current(entry, state, request)
+        if value is None and entry.absent is not None:
+            return _absent(entry.absent, rid), False
+        shown = self._shown(entry, state, value)
+        if entry.unwrapped_when is not None and entry.unwrapped_when(state.options):
+            return json_response(shown), False
+        updated_at = state.updated_at.get(entry.state_key)
+        if updated_at is None and entry.updated_at_required:
+            # The spec requires a date-time even for a tenant where nobody set it yet.
+            updated_at = state.created_at
+        return json_response({"value": shown, "updated_at": updated_at}), False
+
+    def _post_wrapped(
+        self, entry: Endpoint, state: TenantState, request: Request, rid: str
+    ) -> Result:
+        body, problems = parse_body(request, entry.write_problems)
         if problems:
-            message = " ".join(problems)
-            return problem(400, rid, error_code="bad_request", message=message), False
-        state.availability_webhook = {key: body[key] for key in WEBHOOK_FIELDS}
-        return json_response(self._shown_webhook(state)), True
-
-    def _delete_webhook(self, state: TenantState, request: Request, rid: str) -> Result:
-        if state.availability_webhook is not None:
-            state.availability_webhook = None
-            return empty(200), True
-        status = state.options["webhook_delete_absent_status"]
-        if status == 404:
-            message = "No webhook configuration found."
-            return problem(404, rid, error_code="not_found", message=message), False
-        return empty(status), False
-
-    def _get_external_atp(self, state: TenantState, request: Request, rid: str) -> Result:
-        body = {"value": state.uses_external_atp, "updated_at": state.uses_external_atp_updated_at}
-        return json_response(body), False
-
-    def _post_external_atp(self, state: TenantState, request: Request, rid: str) -> Result:
-        body, problems = parse_body(request, validate.check_external_atp)
-        if problems:
-            return problem(400, rid, messages=problems), False
-        state.uses_external_atp = body["value"]
-        state.uses_external_atp_updated_at = now_iso()
+            return _bad_request(entry, rid, problems), False
+        _set(entry, state, request, entry.store(body["value"]))
         return empty(200), True
 
-    def _get_associate_app(self, state: TenantState, request: Request, rid: str) -> Result:
-        if state.associate_app_config is None:
-            # No document yet. (NewStore's 422 "Configuration file is not readable" is a
-            # document it cannot read: script it with a fault rule.)
-            message = "No Associate App configuration exists for this tenant."
-            return problem(404, rid, error_code="not_found", message=message), False
-        return json_response(state.associate_app_config), False
+    # -- BARE: the object itself, 204 when there is none -----------------------------------------
 
-    def _put_associate_app(self, state: TenantState, request: Request, rid: str) -> Result:
-        doc = _checked_document(request, rid)
+    def _get_bare(self, entry: Endpoint, state: TenantState, request: Request, rid: str) -> Result:
+        value = _current(entry, state, request)
+        if value is None:
+            return _absent(entry.absent or Absent(204), rid), False
+        return json_response(self._shown(entry, state, value)), False
+
+    def _put_bare(self, entry: Endpoint, state: TenantState, request: Request, rid: str) -> Result:
+        body, problems = parse_body(request, entry.write_problems)
+        if problems:
+            return _bad_request(entry, rid, problems), False
+        stored = entry.store(body)
+        _set(entry, state, request, stored)
+        return json_response(self._shown(entry, state, stored)), True
+
+    def _delete(self, entry: Endpoint, state: TenantState, request: Request, rid: str) -> Result:
+        value = _current(entry, state, request)
+        if value is None:
+            absent = entry.absent or Absent(404, "Not found.")
+            if entry.delete_absent is not None:
+                absent = entry.delete_absent(state.options)
+            return _absent(absent, rid), False
+        _set(entry, state, request, None)
+        # A document's DELETE answers the document it removed; a config's, nothing.
+        return (json_response(value) if entry.shape == DOCUMENT else empty(200)), True
+
+    # -- DOCUMENT: the Associate App documents (strict schema, whole-document writes) ----------
+
+    def _get_document(
+        self, entry: Endpoint, state: TenantState, request: Request, rid: str
+    ) -> Result:
+        value = _current(entry, state, request)
+        if value is None:
+            # (NewStore's 422 "Configuration file is not readable" is a document it cannot
+            # read: script it with a fault rule.)
+            return _absent(entry.absent or Absent(404, "Not found."), rid), False
+        return json_response(value), False
+
+    def _put_document(
+        self, entry: Endpoint, state: TenantState, request: Request, rid: str
+    ) -> Result:
+        doc = _checked_document(entry, request, rid)
         if isinstance(doc, tuple):
             return doc
-        state.associate_app_config = doc
+        _set(entry, state, request, doc)
         return json_response(doc), True
 
-    def _patch_associate_app(self, state: TenantState, request: Request, rid: str) -> Result:
+    def _patch_document(
+        self, entry: Endpoint, state: TenantState, request: Request, rid: str
+    ) -> Result:
         # The spec does not say how PATCH merges; the sandbox applies a JSON merge patch
         # (RFC 7386: objects merge, null removes a key, anything else replaces) and validates
         # the result as a whole, as PUT does.
-        if state.associate_app_config is None:
-            return self._get_associate_app(state, request, rid)
-        return self._patch_document(
-            state.associate_app_config, request, rid, store=None, state=state
-        )
-
-    def _patch_document(
-        self,
-        base: dict[str, Any],
-        request: Request,
-        rid: str,
-        *,
-        store: str | None,
-        state: TenantState,
-    ) -> Result:
-        merged = _checked_document(request, rid, patching=base)
+        base = _current(entry, state, request)
+        if base is None:
+            return self._get_document(entry, state, request, rid)
+        merged = _checked_document(entry, request, rid, patching=base)
         if isinstance(merged, tuple):
             return merged
-        if store is None:
-            state.associate_app_config = merged
-        else:
-            state.associate_app_store_configs[store] = merged
+        _set(entry, state, request, merged)
         return json_response(merged), True
 
-    # -- store-level Associate App documents (a store's document replaces the global one) --
 
-    def _get_store_config(self, state: TenantState, request: Request, rid: str) -> Result:
-        doc = state.associate_app_store_configs.get(request.environ["sandbox.store"])
-        if doc is None:
-            # No document of its own (the store uses the global one): 404, as for the global
-            # document. (422 "Configuration file is not readable" is a document NewStore cannot
-            # read: script it with a fault rule.)
-            message = "No Associate App configuration exists for this store."
-            return problem(404, rid, error_code="not_found", message=message), False
-        return json_response(doc), False
+def _current(entry: Endpoint, state: TenantState, request: Request) -> Any:
+    """The entry's stored value (a per-store entry's: the requested store's), None if unset."""
+    value = state.values[entry.state_key]
+    if entry.per_store:
+        return value.get(request.environ["sandbox.store"])
+    return value
 
-    def _put_store_config(self, state: TenantState, request: Request, rid: str) -> Result:
-        doc = _checked_document(request, rid)
-        if isinstance(doc, tuple):
-            return doc
-        state.associate_app_store_configs[request.environ["sandbox.store"]] = doc
-        return json_response(doc), True
 
-    def _patch_store_config(self, state: TenantState, request: Request, rid: str) -> Result:
+def _set(entry: Endpoint, state: TenantState, request: Request, value: Any) -> None:
+    """Store `value` (None: remove it) and, for a stamped entry, when."""
+    if entry.per_store:
+        documents = state.values[entry.state_key]
         store = request.environ["sandbox.store"]
-        doc = state.associate_app_store_configs.get(store)
-        if doc is None:
-            return self._get_store_config(state, request, rid)
-        return self._patch_document(doc, request, rid, store=store, state=state)
+        if value is None:
+            documents.pop(store, None)
+        else:
+            documents[store] = value
+    else:
+        state.values[entry.state_key] = value
+    if entry.stamped:
+        state.updated_at[entry.state_key] = now_iso()
 
-    def _delete_store_config(self, state: TenantState, request: Request, rid: str) -> Result:
-        doc = state.associate_app_store_configs.pop(request.environ["sandbox.store"], None)
-        if doc is None:
-            message = "No Associate App configuration exists for this store."
-            return problem(404, rid, error_code="not_found", message=message), False
-        return json_response(doc), True
 
-    # -- the external order webhook (NewStore fetches external orders through it) -------------
+def _absent(absent: Absent, rid: str) -> Response:
+    if absent.message is None:
+        return empty(absent.status)
+    return problem(absent.status, rid, error_code="not_found", message=absent.message)
 
-    def _get_order_webhook(self, state: TenantState, request: Request, rid: str) -> Result:
-        hook = state.external_order_webhook
-        if hook is None:
-            # Never set: the spec only documents 200 (with a required value) and a default
-            # error; NewStore's other tenant settings answer a missing one with 404.
-            message = "No external order webhook configuration found."
-            return problem(404, rid, error_code="not_found", message=message), False
-        shown = dict(hook)
-        shown["api_key"] = self._masked_key(state, str(shown["api_key"]))
-        updated_at = state.external_order_webhook_updated_at or state.created_at
-        return json_response({"value": shown, "updated_at": updated_at}), False
 
-    def _post_order_webhook(self, state: TenantState, request: Request, rid: str) -> Result:
-        body, problems = parse_body(request, validate.check_order_webhook)
-        if problems:
-            message = " ".join(problems)
-            return problem(400, rid, error_code="bad_request", message=message), False
-        value = body["value"]
-        state.external_order_webhook = {
-            "url": value["url"],
-            "api_key": value["api_key"],
-            "timeout": value.get("timeout", ORDER_WEBHOOK_DEFAULT_TIMEOUT),
-        }
-        state.external_order_webhook_updated_at = now_iso()
-        return empty(200), True
+def _bad_request(entry: Endpoint, rid: str, problems: list[str]) -> Response:
+    if entry.errors == "messages":
+        return problem(400, rid, messages=problems)
+    return problem(400, rid, error_code="bad_request", message=" ".join(problems))
 
 
 def _checked_document(
-    request: Request, rid: str, *, patching: dict[str, Any] | None = None
+    entry: Endpoint, request: Request, rid: str, *, patching: dict[str, Any] | None = None
 ) -> dict[str, Any] | Result:
-    """The Associate App document a PUT (or, `patching` a document, a PATCH) asks for, or
-    NewStore's answer refusing it: 400 for a body that is not JSON, 422 for a document that
-    fails the strict schema (a PATCH is validated on the merged result, as a PUT is)."""
+    """The document a PUT (or, `patching` a document, a PATCH) asks for, or NewStore's answer
+    refusing it: 400 for a body that is not JSON, 422 for a document that fails the strict
+    schema (a PATCH is validated on the merged result, as a PUT is)."""
     try:
         body = json_body(request)
     except ValueError:
         message = "Invalid JSON. Received configuration could not be parsed."
         return problem(400, rid, error_code="bad_request", message=message), False
     doc = copy.deepcopy(body) if patching is None else merge_patch(patching, body)
-    problems = validate.check_associate_app(doc)
+    problems = entry.write_problems(doc)
     if problems:
         return problem(422, rid, messages=problems), False
     valid: dict[str, Any] = doc  # the schema admits only an object

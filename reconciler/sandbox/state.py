@@ -1,7 +1,8 @@
 """What the sandbox remembers per tenant, how it is seeded, and how it survives a restart.
 
 The public state shape is the contract's: the settings, keyed as NewStore names them, and the
-store-level Associate App documents by store id.
+store-level Associate App documents by store id; its keys, defaults and seed checks are the
+endpoint table's (`endpoints`).
 Sandbox-only behaviour switches live in `options` (shown only when they differ from the
 defaults, so the usual state is exactly the contract's keys). Timestamps NewStore returns
 as `updated_at` are kept beside the state, not in it: they are server-managed.
@@ -19,19 +20,18 @@ from typing import Any
 from reconciler.clock import now_iso
 from reconciler.errors import ConfigError
 from reconciler.fsutil import atomic_write_text
+from reconciler.sandbox.documents import default_associate_app_config
+from reconciler.sandbox.endpoints import (
+    DOCUMENT,
+    ENDPOINTS,
+    ORDER_WEBHOOK_FIELDS,
+    STAMPED_KEYS,
+    STATE_KEYS,
+    WEBHOOK_FIELDS,
+)
+from reconciler.sandbox.validate import STORE_ID_RE
 
 TENANT_RE = re.compile(r"[a-z0-9-]+")
-STATE_KEYS = (
-    "external_oms",
-    "availability_webhook",
-    "uses_external_atp",
-    "associate_app_config",
-    "external_order_webhook",
-    "associate_app_store_configs",
-)
-WEBHOOK_FIELDS = ("url", "api_key", "external_identifier", "timeout")
-ORDER_WEBHOOK_FIELDS = ("url", "api_key", "timeout")
-STORE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DEFAULT_OPTIONS: dict[str, Any] = {
     # "flat" answers GET external_oms in the older spec's `{"enabled": bool}` shape.
     "external_oms_shape": "wrapped",
@@ -47,16 +47,26 @@ _OPTION_CHOICES: dict[str, tuple[Any, ...]] = {
     "webhook_delete_absent_status": (200, 204, 404),
 }
 STATE_FILE_FORMAT = 1
+__all__ = [
+    "ORDER_WEBHOOK_FIELDS",
+    "STATE_KEYS",
+    "STORE_ID_RE",
+    "WEBHOOK_FIELDS",
+    "TenantState",
+    "default_associate_app_config",
+]
 
 
 MASKED_KEY = "(masked)"
+# Where an api_key may sit: the top level of every value but the Associate App documents'.
+MASKED_STATE_KEYS = tuple(entry.state_key for entry in ENDPOINTS if entry.shape != DOCUMENT)
 
 
 def masked_keys(state: dict[str, Any]) -> dict[str, Any]:
     """A state (`TenantState.view`) with every webhook api_key replaced by MASKED_KEY: what the
     admin endpoints answer unless the sandbox was started to show keys."""
     shown = copy.deepcopy(state)
-    for key in ("availability_webhook", "external_order_webhook"):
+    for key in MASKED_STATE_KEYS:
         config = shown.get(key)
         if isinstance(config, dict) and "api_key" in config:
             config["api_key"] = MASKED_KEY
@@ -68,105 +78,23 @@ def check_tenant(tenant: str) -> None:
         raise ConfigError(f"invalid tenant name {tenant!r}: use lowercase letters, digits and '-'")
 
 
-def default_associate_app_config() -> dict[str, Any]:
-    """A complete global Associate App document as a NewStore-as-OMS tenant might have it.
-
-    It validates against the spec's strict `configSchema`, and deliberately touches most
-    sections so that a client that rewrites the document (GET, change one field, PUT) is caught
-    if it drops or reorders anything.
-    """
-    return {
-        "capabilities": {
-            "add_products_from_listing": True,
-            "cash_management": True,
-            "mixed_cart": False,
-            "offline_mode": True,
-            "offline_mode_catalog_backup": True,
-            "offline_mode_prices_backup": False,
-            "printer_management": {"air_print": True, "air_print_paper_width": 80},
-            "reason_codes_enabled": True,
-            "send_email_receipt_from_order_history": True,
-            "ship_to_store_enabled": False,
-            "survey_selling": {"alias": "sell-nps", "enabled": False, "label": "How was it?"},
-            "customer_explicit_search": True,
-        },
-        "commerce_components": {
-            "barcode_types": ["EAN13", "UPCA", "QR", "Code128"],
-            "document_printer_types": {
-                "sales_receipt": "documentPrinter",
-                "refund_note": "documentPrinter",
-                "shipping_label": "labelPrinter",
-                "packing_slip": "documentPrinter",
-                "default": "documentPrinter",
-            },
-            "gift_card_product_id": "giftcard-1",
-            "gift_card_regexp": "^[0-9]{16}$",
-        },
-        "return_process_configuration": {
-            "blind_return_enabled": False,
-            "quality_inspection_options": [
-                {"code": 1, "option": "Sellable"},
-                {"code": 2, "option": "Damaged"},
-            ],
-            "return_reasons": [
-                {
-                    "code": 10,
-                    "reason": "Too small",
-                    "reasons": {"en": "Too small", "de": "Zu klein"},
-                },
-                {"code": 20, "reason": "Changed mind", "reasons": {"en": "Changed mind"}},
-            ],
-        },
-        "ui_configurations": {
-            "display_product_identifier": "product_id",
-            "seconds_until_logout_on_inactivity": 900,
-            "show_preorders_filter": False,
-            "suggested_email_domains": ["gmail.com", "outlook.com"],
-            "tax_exemption_enabled": False,
-            "use_new_om_ui": False,
-            "hide_selling": False,
-        },
-        "customizations": {
-            "hang_tag_printing_enabled": False,
-            "gift_receipt_printing_enabled": True,
-            "cart_management": ["orderDiscount", "itemDiscount", "coupon"],
-            "email_opt_in": {"privacy_policy_url": "https://example.com/privacy"},
-            "disabled_contact_buttons": ["SMS"],
-        },
-        "release_toggles": {
-            "drawer_navigation": True,
-            "login_v2": True,
-            "new_customer_profile": False,
-            "push_notifications": True,
-        },
-        "external_integration": {
-            "post_login_callback_urls": [
-                {"identity_provider": "okta", "url": "https://example.com/callback"}
-            ]
-        },
-        "last_published_release": "1.62.0",
-    }
+def _default_values() -> dict[str, Any]:
+    return {entry.state_key: entry.default() for entry in ENDPOINTS}
 
 
 @dataclass
 class TenantState:
-    external_oms: dict[str, Any] | None = None
-    availability_webhook: dict[str, Any] | None = None
-    uses_external_atp: bool | None = None
-    associate_app_config: dict[str, Any] | None = field(
-        default_factory=default_associate_app_config
-    )
-    external_order_webhook: dict[str, Any] | None = None
-    associate_app_store_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """One tenant: a value per endpoint (`endpoints.ENDPOINTS`, by state key), the time each
+    stamped one was last written, the sandbox options and when the tenant was created."""
+
+    values: dict[str, Any] = field(default_factory=_default_values)
+    updated_at: dict[str, str | None] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_OPTIONS))
-    external_order_webhook_updated_at: str | None = None
     created_at: str = field(default_factory=now_iso)
-    external_oms_updated_at: str | None = None
-    uses_external_atp_updated_at: str | None = None
 
     def snapshot(self) -> dict[str, Any]:
         """The contract's state shape (a deep copy: callers may keep it)."""
-        return copy.deepcopy({key: getattr(self, key) for key in STATE_KEYS})
+        return copy.deepcopy({key: self.values[key] for key in STATE_KEYS})
 
     def view(self) -> dict[str, Any]:
         """What GET /_sandbox/tenants/<t>/state shows: the snapshot, plus non-default options."""
@@ -175,14 +103,19 @@ class TenantState:
             view["options"] = dict(self.options)
         return view
 
+    def stamp_seeded(self) -> None:
+        """A seeded value counts as written now (its `updated_at`)."""
+        stamp = now_iso()
+        for key in STAMPED_KEYS:
+            if self.values[key] is not None:
+                self.updated_at[key] = stamp
+
     def to_json(self) -> dict[str, Any]:
         return {
             "state": self.snapshot(),
             "options": dict(self.options),
             "created_at": self.created_at,
-            "external_oms_updated_at": self.external_oms_updated_at,
-            "uses_external_atp_updated_at": self.uses_external_atp_updated_at,
-            "external_order_webhook_updated_at": self.external_order_webhook_updated_at,
+            **{f"{key}_updated_at": self.updated_at.get(key) for key in STAMPED_KEYS},
         }
 
     @classmethod
@@ -191,9 +124,8 @@ class TenantState:
             raise ConfigError("tenant entry is not an object")
         state = parse_seed({**raw.get("state", {}), "options": raw.get("options", {})})
         state.created_at = str(raw.get("created_at") or state.created_at)
-        state.external_oms_updated_at = raw.get("external_oms_updated_at")
-        state.uses_external_atp_updated_at = raw.get("uses_external_atp_updated_at")
-        state.external_order_webhook_updated_at = raw.get("external_order_webhook_updated_at")
+        for key in STAMPED_KEYS:
+            state.updated_at[key] = raw.get(f"{key}_updated_at")
         return state
 
 
@@ -210,62 +142,18 @@ def parse_seed(body: Any) -> TenantState:
     if unknown:
         problems.append(f"unknown keys {unknown}; allowed: {[*STATE_KEYS, 'options']}")
     state = TenantState()
-
-    oms = body.get("external_oms")
-    if oms is not None and not (
-        isinstance(oms, dict) and set(oms) == {"enabled"} and isinstance(oms["enabled"], bool)
-    ):
-        problems.append('external_oms must be null or {"enabled": true|false}')
-    state.external_oms = copy.deepcopy(oms)
-
-    hook = body.get("availability_webhook")
-    if hook is not None:
-        if not isinstance(hook, dict) or set(hook) != set(WEBHOOK_FIELDS):
-            problems.append(f"availability_webhook must be null or an object with {WEBHOOK_FIELDS}")
-        else:
-            for key in ("url", "api_key", "external_identifier"):
-                if not isinstance(hook[key], str):
-                    problems.append(f"availability_webhook.{key} must be a string")
-            if not isinstance(hook["timeout"], int) or isinstance(hook["timeout"], bool):
-                problems.append("availability_webhook.timeout must be an integer")
-    state.availability_webhook = copy.deepcopy(hook)
-
-    atp = body.get("uses_external_atp")
-    if atp is not None and not isinstance(atp, bool):
-        problems.append("uses_external_atp must be null, true or false")
-    state.uses_external_atp = atp
-
-    if "associate_app_config" in body:
-        doc = body["associate_app_config"]
-        if doc is not None and not isinstance(doc, dict):
-            problems.append("associate_app_config must be null or an object")
-        state.associate_app_config = copy.deepcopy(doc)
-
-    order_hook = body.get("external_order_webhook")
-    if order_hook is not None:
-        if not isinstance(order_hook, dict) or set(order_hook) != set(ORDER_WEBHOOK_FIELDS):
-            problems.append(
-                f"external_order_webhook must be null or an object with {ORDER_WEBHOOK_FIELDS}"
-            )
-        elif not all(isinstance(order_hook[key], str) for key in ("url", "api_key")) or not (
-            isinstance(order_hook["timeout"], int) and not isinstance(order_hook["timeout"], bool)
-        ):
-            problems.append(
-                "external_order_webhook: url and api_key must be strings, timeout an integer"
-            )
-    state.external_order_webhook = copy.deepcopy(order_hook)
-
-    stores = body.get("associate_app_store_configs") or {}
-    if not isinstance(stores, dict) or not all(
-        isinstance(doc, dict) and isinstance(store, str) and STORE_ID_RE.fullmatch(store)
-        for store, doc in stores.items()
-    ):
-        problems.append(
-            "associate_app_store_configs must be an object of store id "
-            "(letters, digits, '_', '-') to configuration object"
-        )
-        stores = {}
-    state.associate_app_store_configs = copy.deepcopy(stores)
+    for entry in ENDPOINTS:
+        if entry.state_key not in body:
+            continue
+        value = body[entry.state_key]
+        if value is None and entry.per_store:
+            value = entry.default()  # no store has a document of its own
+        if value is not None:
+            found = entry.seed_problems(value)
+            problems.extend(found)
+            if found:
+                value = entry.default()
+        state.values[entry.state_key] = copy.deepcopy(value)
 
     options = body.get("options", {})
     if not isinstance(options, dict):

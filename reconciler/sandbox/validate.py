@@ -22,6 +22,7 @@ SPECS_DIR = Path(__file__).with_name("specs")
 ASSOCIATE_APP_SPEC = "configuration-apps-associate-app-config-api_config.yaml"
 AVAILABILITY_HOOK_SPEC = "webhooks-availability_hook.yaml"
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+STORE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAX_MESSAGES = 20
 
 
@@ -115,6 +116,12 @@ def check_availability_request(body: Any) -> list[str]:
     return _schema_problems(_availability_request_validator(), body)
 
 
+def request_problems(spec: str, path: str, method: str, body: Any) -> list[str]:
+    """A request body's problems against the request schema of `method path` in `spec` (an
+    endpoint without a check of its own)."""
+    return _schema_problems(_request_validator(spec, path, method.lower()), body)
+
+
 def _schema_problems(validator: Validator, doc: Any) -> list[str]:
     problems = []
     for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.path))):
@@ -126,7 +133,7 @@ def _schema_problems(validator: Validator, doc: Any) -> list[str]:
 
 
 @functools.cache
-def _load_spec(name: str) -> dict[str, Any]:
+def load_spec(name: str) -> dict[str, Any]:
     # lazy: start-up time (the specs are read on first use)
     import yaml
 
@@ -140,7 +147,7 @@ def _associate_app_validator() -> Validator:
     # lazy: start-up time (jsonschema)
     from jsonschema import Draft202012Validator
 
-    schema = _load_spec(ASSOCIATE_APP_SPEC)["components"]["schemas"]["configSchema"]
+    schema = load_spec(ASSOCIATE_APP_SPEC)["components"]["schemas"]["configSchema"]
     validator: Validator = Draft202012Validator(schema)
     return validator
 
@@ -150,7 +157,18 @@ def _availability_request_validator() -> Validator:
     # lazy: start-up time (jsonschema)
     from jsonschema import Draft202012Validator
 
-    operation = _load_spec(AVAILABILITY_HOOK_SPEC)["paths"]["/availabilities"]["post"]
+    operation = load_spec(AVAILABILITY_HOOK_SPEC)["paths"]["/availabilities"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    validator: Validator = Draft202012Validator(schema)
+    return validator
+
+
+@functools.cache
+def _request_validator(spec: str, path: str, method: str) -> Validator:
+    # lazy: start-up time (jsonschema)
+    from jsonschema import Draft202012Validator
+
+    operation = load_spec(spec)["paths"][path][method]
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     validator: Validator = Draft202012Validator(schema)
     return validator
