@@ -813,11 +813,50 @@ def init(directory: Path, ci: str, source: str | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the schema to this file instead of printing it.",
 )
-def schema(out: Path | None) -> None:
-    """Print the environment files' JSON schema (for editors and other tools)."""
-    from reconciler.resources import schema_path  # lazy: start-up time
+@click.option(
+    "--write",
+    "write_generated",
+    is_flag=True,
+    help="Regenerate the schemas made from the settings' declarations (environment, drift) "
+    "in --dir.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1, naming them, when the schemas in --dir differ from the generated ones.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("schemas"),
+    show_default=True,
+    help="The repository's schemas directory, for --write and --check.",
+)
+def schema(out: Path | None, write_generated: bool, check: bool, directory: Path) -> None:
+    """Print the environment files' JSON schema (for editors and other tools); --write and
+    --check keep the repository's generated schemas in step with the settings."""
+    from reconciler.config import schema_gen  # lazy: start-up time
 
-    text = schema_path("environment.schema.json").read_text()
+    if write_generated or check:
+        if write_generated and check:
+            raise ConfigError("schema: give --write or --check, not both")
+        if not directory.is_dir():
+            raise ConfigError(f"schema: {directory} is not a directory (give --dir)")
+        if check:
+            names = schema_gen.stale(directory)
+            if names:
+                raise ConfigError(
+                    f"{', '.join(str(directory / n) for n in names)}: differ from the schemas "
+                    "the settings generate; run `reconciler schema --write`"
+                )
+            click.echo(f"{directory}: the generated schemas are up to date.")
+            return
+        names = schema_gen.write(directory)
+        written = ", ".join(str(directory / n) for n in names) or "nothing (up to date)"
+        click.echo(f"Wrote {written}.")
+        return
+    text = schema_gen.generated("environment.schema.json")
     if out is None:
         click.echo(text, nl=False)
         return

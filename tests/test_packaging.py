@@ -47,6 +47,10 @@ def test_wheel_installs_and_runs_on_its_own(tmp_path: Path) -> None:
             f"reconciler/sandbox/specs/{p.name}"
             for p in (ROOT / "reconciler/sandbox/specs").glob("*.yaml")
         ),
+        *(
+            f"reconciler/config/schema_frames/{p.name}"
+            for p in (ROOT / "reconciler/config/schema_frames").glob("*.json")
+        ),
         "reconciler/py.typed",
     }
     assert {
@@ -84,6 +88,9 @@ def test_wheel_installs_and_runs_on_its_own(tmp_path: Path) -> None:
         f"reconciler, version {__version__}\n"
     )
     out = _run(reconciler, "validate", "--allow-missing-secrets", cwd=config_repo, env=clean)
+    # The schema is generated from the settings and the frames shipped beside them.
+    printed = _run(reconciler, "schema", cwd=config_repo, env=clean)
+    assert printed == (ROOT / "schemas/environment.schema.json").read_text()
     count = len([p for p in (ROOT / "environments").glob("*.yaml") if not p.name.startswith("_")])
     assert out.startswith(f"{count} environments valid")
 

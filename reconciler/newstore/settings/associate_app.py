@@ -77,6 +77,63 @@ class AssociateApp(Setting):
     deletable = False
     default: ClassVar[Value] = {FIELD: False}
     field_order = (FIELD,)
+    schema: ClassVar[Mapping[str, Any]] = {
+        "title": "Associate App config",
+        "description": (
+            "The managed field of the global Associate App configuration, and of the listed"
+            " stores' documents; every other field is kept as NewStore holds it. Omit to "
+            "leave unmanaged."
+        ),
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["use_new_om_ui"],
+        "properties": {
+            "use_new_om_ui": {
+                "title": "Use the new order-management UI",
+                "description": (
+                    "true: the app shows order history and details from the external OMS. "
+                    "Needs the external OMS flag on and the external order webhook "
+                    "configured."
+                ),
+                "type": "boolean",
+            },
+            "stores": {
+                "title": "Store-level Associate App documents",
+                "description": (
+                    "Store id: `{use_new_om_ui: bool}` (the store's own document; created "
+                    "from the global one when the store has none) or `absent` (delete the "
+                    "store's document, so the store falls back to the global one). "
+                    "NewStore's API cannot list stores: stores not listed here are not "
+                    "checked."
+                ),
+                "type": "object",
+                "propertyNames": {
+                    "pattern": "^[A-Za-z0-9_-]{1,64}$",
+                    "patternErrorMessage": "a store id is 1-64 letters, digits, '_' or '-'",
+                },
+                "additionalProperties": {
+                    "if": {
+                        "type": "string",
+                    },
+                    "then": {
+                        "const": "absent",
+                        "errorMessage": "must be a mapping (use_new_om_ui) or `absent`",
+                    },
+                    "else": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["use_new_om_ui"],
+                        "properties": {
+                            "use_new_om_ui": {
+                                "title": ("Use the new order-management UI in this store"),
+                                "type": "boolean",
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    }
 
     # -- the file -------------------------------------------------------------------------------
 

@@ -65,6 +65,69 @@ class AvailabilityWebhook(Setting):
     url_fields = frozenset({"url"})
     url_query_allowed = True
     integer_fields = frozenset({"timeout"})
+    schema: ClassVar[Mapping[str, Any]] = {
+        "title": "Availability (ATP) webhook config",
+        "description": (
+            "The webhook NewStore calls for availability when external ATP is on: a mapping"
+            " (it must exist with exactly these values) or `absent` (it must not exist: "
+            "delete it). Omit to leave unmanaged."
+        ),
+        "if": {
+            "type": "string",
+        },
+        "then": {
+            "const": "absent",
+            "errorMessage": "must be a mapping (url, api_key, timeout) or `absent`",
+        },
+        "else": {
+            "$ref": "#/$defs/availability_webhook",
+        },
+    }
+    schema_defs: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "availability_webhook": {
+            "title": "Availability webhook config",
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url", "api_key", "timeout"],
+            "properties": {
+                "url": {
+                    "title": "Webhook URL",
+                    "description": (
+                        "Absolute URL NewStore POSTs availability requests to. Must be https, "
+                        "except for loopback hosts."
+                    ),
+                    "type": "string",
+                    "format": "uri",
+                    "minLength": 1,
+                },
+                "api_key": {
+                    "title": "API key",
+                    "description": (
+                        "Secret sent as the `Authorization` header, at least 20 characters: "
+                        "must be exactly one `${NAME}` reference, never a literal."
+                    ),
+                    "type": "string",
+                    "minLength": 20,
+                },
+                "external_identifier": {
+                    "title": "External identifier",
+                    "description": (
+                        "How the webhook identifies products. Only `product_id` is supported "
+                        "(the default)."
+                    ),
+                    "const": "product_id",
+                    "errorMessage": "only `product_id` is supported",
+                },
+                "timeout": {
+                    "title": "Webhook timeout (seconds)",
+                    "description": "Whole seconds NewStore waits for the webhook, 5-60.",
+                    "type": "integer",
+                    "minimum": 5,
+                    "maximum": 60,
+                },
+            },
+        },
+    }
 
     def read(self, client: NewStoreClient) -> Value:
         response = client.request(self.key, "GET", self.path, ok=(200, 204))

@@ -2,8 +2,10 @@
 
 A setting module subclasses `Setting`, declares its API path, its secret and server-managed
 fields, and implements `read`/`write` (and `delete` where the API has one). The planner, the
-renderers, drift and dump only ever use this interface, so a fifth setting is one new module
-plus one line in `reconciler.newstore.settings.REGISTRY`.
+renderers, drift, dump and the generated schemas only ever use this interface, so a new setting
+is one new module plus one line in `reconciler.newstore.settings.REGISTRY` (and, for the
+sandbox, one entry in `reconciler.sandbox.endpoints.ENDPOINTS`); docs/adding-a-setting.md.
+An on/off flag subclasses `flag.Flag` instead, which does the rest.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ class Setting(ABC):
     url_query_allowed: ClassVar[bool] = False
     # Fields the file gives as whole numbers (YAML may spell them 15.0).
     integer_fields: ClassVar[frozenset[str]] = frozenset()
+    # The JSON Schema of the file's `<key>:` (`schemas/environment.schema.json` is generated
+    # from these by `reconciler schema --write`), and the `$defs` entries it refers to. It must
+    # accept `absent` exactly when the setting is `deletable`.
+    schema: ClassVar[Mapping[str, Any]] = {}
+    schema_defs: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     @abstractmethod
     def read(self, client: NewStoreClient) -> Value:
@@ -72,6 +79,10 @@ class Setting(ABC):
     def to_file(self, value: Fields) -> dict[str, Any]:
         """The mapping an environment file gives for `value` (the inverse of `from_file`)."""
         return dict(value)
+
+    def file_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the file's `<key>:` (`schema`, unless a subclass builds it)."""
+        return dict(self.schema)
 
     def notes(self, desired: Value) -> list[str]:
         """What the plan should say about managing `desired` that no diff shows."""

@@ -18,3 +18,6 @@ class ExternalOMS(Flag):
     wire_field = "enabled"
     flat_answers = True
     retries_conflicts = True
+    title = "External OMS flag"
+    description = "Whether the tenant's orders are managed by an external OMS."
+    enabled_description = "true: NewStore routes orders to the external OMS."

@@ -36,6 +36,68 @@ class ExternalOrderWebhook(Setting):
     field_defaults: ClassVar[Mapping[str, Any]] = {"timeout": DEFAULT_TIMEOUT}
     url_fields = frozenset({"url"})
     integer_fields = frozenset({"timeout"})
+    schema: ClassVar[Mapping[str, Any]] = {
+        "title": "External order webhook config",
+        "description": (
+            "The webhook NewStore calls (a base URL it adds routes to) for external order "
+            "details and purchase history, which the Associate App's new order UI shows. "
+            "NewStore's API has no DELETE for it, so `absent` is not allowed; omit to leave"
+            " unmanaged. Needed while `use_new_om_ui` is true anywhere (rule 4)."
+        ),
+        "if": {
+            "type": "string",
+        },
+        "then": {
+            "not": True,
+            "errorMessage": (
+                "NewStore's API cannot delete the external order webhook, so `absent` is "
+                "not allowed: give a mapping (url, api_key, timeout), or remove the key to "
+                "leave it unmanaged"
+            ),
+        },
+        "else": {
+            "$ref": "#/$defs/external_order_webhook",
+        },
+    }
+    schema_defs: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "external_order_webhook": {
+            "title": "External order webhook config",
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url", "api_key"],
+            "properties": {
+                "url": {
+                    "title": "Webhook base URL",
+                    "description": (
+                        "Base URL NewStore adds the order routes to. Must be https, except for "
+                        "loopback hosts."
+                    ),
+                    "type": "string",
+                    "format": "uri",
+                    "minLength": 1,
+                },
+                "api_key": {
+                    "title": "API key",
+                    "description": (
+                        "Secret NewStore sends to the webhook, at least 20 characters (a "
+                        "shorter one cannot be told apart from NewStore's masked answers): must"
+                        " be exactly one `${NAME}` reference, never a literal."
+                    ),
+                    "type": "string",
+                    "minLength": 20,
+                },
+                "timeout": {
+                    "title": "Webhook timeout (seconds)",
+                    "description": (
+                        "Whole seconds NewStore waits for the webhook, 1-25 (default 15)."
+                    ),
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 25,
+                },
+            },
+        },
+    }
 
     def read(self, client: NewStoreClient) -> Value:
         response = client.request(self.key, "GET", self.path, ok=(200, 204, 404))

@@ -4,8 +4,9 @@ NewStore answers `{"value": <flag>, "updated_at": ..}` and takes `{"value": <fla
 `<flag>` is a boolean (`wire_field = None`, e.g. `uses_external_atp`) or an object holding one
 (`wire_field = "enabled"`: `{"value": {"enabled": bool}}`, e.g. `external_oms`). A flag never
 set (null, missing) reads as off, so "off" is a write of false, never a delete. The file says
-`<key>: {enabled: bool}`. A flag module declares `key`, `path` and what differs; `Flag` does
-the reading, writing and checking.
+`<key>: {enabled: bool}`. A flag module declares `key`, `path`, the words of its schema
+(`title`, `description`, `enabled_description`) and what differs; `Flag` does the reading,
+writing, checking and the schema.
 """
 
 from __future__ import annotations
@@ -32,6 +33,26 @@ class Flag(Setting):
     flat_answers: ClassVar[bool] = False
     # Whether a 409 (a concurrent update won) is re-read and retried (`retry_on_conflict`).
     retries_conflicts: ClassVar[bool] = False
+    # The words of its schema (`file_schema`): what the flag is, and what `enabled: true` does.
+    title: ClassVar[str]
+    description: ClassVar[str]
+    enabled_description: ClassVar[str]
+
+    def file_schema(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "description": f"{self.description} Omit to leave unmanaged.",
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["enabled"],
+            "properties": {
+                "enabled": {
+                    "title": "Enabled",
+                    "description": self.enabled_description,
+                    "type": "boolean",
+                }
+            },
+        }
 
     def enabled_of(self, value: Any) -> bool | None:
         """The flag in NewStore's `value` (what GET wraps, POST sends): True/False, or None when
