@@ -7,11 +7,22 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test reliability lint check bench dist clean
 
+# The stamp holds a copy of the pyproject.toml it installed: a newer pyproject.toml with the same
+# text (a checkout, a merge) only refreshes the stamp; an existing .venv is installed into, never
+# created again.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@if [ -f $(STAMP) ] && [ -x $(BIN)/python ] && cmp -s pyproject.toml $(STAMP); then \
+		touch $(STAMP); \
+	else \
+		set -e; \
+		if [ ! -x $(BIN)/python ]; then \
+			echo "$(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); \
+			$(BIN)/python -m pip install --quiet --upgrade pip; \
+		fi; \
+		echo "$(BIN)/python -m pip install --quiet -e '.[dev]'"; \
+		$(BIN)/python -m pip install --quiet -e '.[dev]'; \
+		cp pyproject.toml $(STAMP); \
+	fi
 
 demo: $(STAMP)
 	$(BIN)/python -m reconciler.demo

@@ -1,4 +1,4 @@
-"""What a setting module declares is what every layer uses: a fifth setting's secret is covered
+"""What a setting module declares is what every layer uses: a new setting's secret is covered
 everywhere its `secret_fields` say, and `absent` is accepted exactly where `deletable` says,
 without a second list to keep in step."""
 

@@ -1,5 +1,6 @@
 """The managed settings, in their canonical order (the order the documentation applies them in
-when turning the external OMS on). Adding a setting = one module + one entry here."""
+when turning the external OMS on). Adding a setting = one module + one entry here (and one in
+the sandbox's `reconciler.sandbox.endpoints.ENDPOINTS`): docs/adding-a-setting.md."""
 
 from __future__ import annotations
 
