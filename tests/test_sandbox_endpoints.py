@@ -9,9 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.newstore.settings import REGISTRY
 from reconciler.sandbox import SandboxApp
 from reconciler.sandbox.endpoints import ENDPOINTS, STATE_KEYS, WRAPPED, Endpoint
 from reconciler.sandbox.validate import load_spec
+from reconciler.sandbox.values import state_to_values
 
 TENANT = "acme"
 
@@ -65,3 +67,12 @@ def test_an_entry_without_a_check_validates_against_its_spec(body: Any, valid: b
     assert (entry.write_problems(body) == []) is valid
     if isinstance(body, dict) and "value" in body:
         assert (entry.seed_problems(body["value"]) == []) is valid
+
+
+def test_a_sandbox_state_reads_as_every_registered_setting(sandbox: SandboxApp) -> None:
+    """`state_to_values` (the rule checks over sandbox states) covers REGISTRY: a flag setting
+    through the table entry of its path, the others by name."""
+    values = state_to_values(sandbox.state(TENANT))
+    assert list(values) == [setting.key for setting in REGISTRY]
+    for setting in REGISTRY:
+        assert values[setting.key] == setting.default, setting.key
