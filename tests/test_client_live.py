@@ -8,12 +8,13 @@ from client_helpers import TENANT, WEBHOOK, api_requests, live_client, make_app,
 from reconciler.errors import IPBlockedError
 from reconciler.model import ABSENT
 from reconciler.newstore.settings import BY_KEY, REGISTRY
+from reconciler.newstore.settings.flag import Flag
 from reconciler.sandbox.app import SandboxApp
 
+# Every setting turned on: each flag, and a value for each of the others.
 ON = {
-    "external_oms": {"enabled": True},
+    **{setting.key: {"enabled": True} for setting in REGISTRY if isinstance(setting, Flag)},
     "availability_webhook": WEBHOOK,
-    "external_atp": {"enabled": True},
     "external_order_webhook": {
         "url": "https://oms.acme.example/newstore",
         "api_key": "order-webhook-key-0123456789",
