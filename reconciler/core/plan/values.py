@@ -77,6 +77,9 @@ class Step:
     # Written even when the live value compares equal (`--replace`, or a masked key that is
     # re-asserted): apply must not skip it as "already done".
     rewrite: bool = False
+    # The numbers of the safety rules the state right after this step still breaks (the
+    # planner never adds one; a broken live state is repaired step by step): () = safe.
+    broken_after: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class EnvPlan:
     steps: Sequence[Step] = ()
     blocked_by: Sequence[str] = ()
     live_violations: Sequence[str] = ()  # rules live already breaks
+    # The ids of those rules (`Rule.id`), in the same order: for outputs that show a rule's harm.
+    live_rules: Sequence[str] = ()
     notes: Sequence[str] = ()  # e.g. "api_key masked by NewStore: unverified"
     fingerprints: Mapping[str, str] = field(default_factory=dict)  # setting key → fingerprint
     # setting key → live value as read, masked (shown_value): what `apply --plan` compares with
@@ -112,7 +117,15 @@ class EnvPlan:
 
     def __post_init__(self) -> None:
         # Private copies: a caller's list appended to later cannot change the plan.
-        for name in ("steps", "blocked_by", "live_violations", "notes", "replaced", "unhealthy"):
+        for name in (
+            "steps",
+            "blocked_by",
+            "live_violations",
+            "live_rules",
+            "notes",
+            "replaced",
+            "unhealthy",
+        ):
             object.__setattr__(self, name, list(getattr(self, name)))
         object.__setattr__(self, "fingerprints", dict(self.fingerprints))
         object.__setattr__(self, "live", dict(self.live))
