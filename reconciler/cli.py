@@ -758,24 +758,9 @@ def drift(
     click.echo(renderer(report) if fmt != "text" else _drift_text(report, g.color), nl=False)
     write_outputs(files, report, DRIFT_RENDERERS)
 
-    failures: list[str] = []
-    if gateway is not None:
-        from reconciler.notify.pushgateway import push  # lazy: start-up time
-
-        failed = push(report, gateway)
-        if failed is not None:
-            failures.append(failed)
-    undelivered = False
-    if targets:
-        from reconciler import notify  # lazy: start-up time (httpx)
-
-        message = notify.message_for(report, every_run=notify_every_run)
-        if message is not None:
-            secret = os.environ.get(notify.SECRET_VARIABLE) or None
-            for delivery in notify.notify(message, targets, secret=secret, sleep=g.sleep):
-                if not delivery.delivered:
-                    undelivered = True
-                    failures.append(str(delivery))
+    failures, undelivered = _send(
+        report, targets, gateway, every_run=notify_every_run, sleep=g.sleep
+    )
     if state_file is not None:
         # After the notifications: an undelivered change stays a change for the next run.
         write_state(state_file, next_state(report, state, undelivered=undelivered))
@@ -791,6 +776,22 @@ def drift(
     return ExitCode.CHANGES if worst in (DriftStatus.DRIFT, DriftStatus.UNHEALTHY) else ExitCode.OK
 
 
+def _send(
+    report: Any, targets: list[Any], gateway: Any, *, every_run: bool, sleep: Any
+) -> tuple[tuple[str, ...], bool]:
+    """The pushed metrics and the notifications: what could not be delivered, and whether a
+    notification was among it. Nothing to send imports nothing."""
+    if not targets and gateway is None:
+        return (), False
+    from reconciler.notify import SECRET_VARIABLE, send  # lazy: start-up time (httpx)
+
+    secret = os.environ.get(SECRET_VARIABLE) or None
+    sent = send(
+        report, targets=targets, gateway=gateway, every_run=every_run, secret=secret, sleep=sleep
+    )
+    return sent.failures, sent.undelivered
+
+
 def _drift_text(report: Any, color: bool) -> str:
     from reconciler.render.drift import render_drift_text  # lazy: start-up time
 
@@ -801,9 +802,7 @@ def _notify_targets(urls: Sequence[str], pushgateway: str | None) -> tuple[list[
     """The notification targets and the Pushgateway, checked (a `${VAR}` read now)."""
     if not urls and pushgateway is None:
         return [], None
-    # lazy: start-up time (httpx, prometheus_client)
-    from reconciler.notify import parse_targets
-    from reconciler.notify.pushgateway import parse_gateway
+    from reconciler.notify import parse_gateway, parse_targets  # lazy: start-up time (httpx)
 
     targets = parse_targets([u for u in urls if u.strip()], os.environ)
     gateway = parse_gateway(pushgateway, os.environ) if pushgateway is not None else None

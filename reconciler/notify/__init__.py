@@ -18,10 +18,13 @@ delivered, for the CLI to report after every other output is written.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from reconciler.core.drift import DriftReport
 from reconciler.notify.deliver import Delivery, RetryPolicy, post
 from reconciler.notify.message import Backend, Message, Request, message_for
+from reconciler.notify.pushgateway import Gateway, parse_gateway, push
 from reconciler.notify.slack import SlackBackend
 from reconciler.notify.targets import Target, parse_target, parse_targets
 from reconciler.notify.webhook import WebhookBackend
@@ -32,14 +35,18 @@ if TYPE_CHECKING:
 __all__ = [
     "Backend",
     "Delivery",
+    "Gateway",
     "Message",
     "Request",
     "RetryPolicy",
+    "Sent",
     "Target",
     "message_for",
     "notify",
+    "parse_gateway",
     "parse_target",
     "parse_targets",
+    "send",
 ]
 
 SECRET_VARIABLE: Final = "RECONCILER_NOTIFY_SECRET"
@@ -76,3 +83,41 @@ def notify(
             )
         )
     return deliveries
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What `send` could not deliver, in words without a URL; `undelivered`: a notification
+    (not the push) failed, so its changes must stay unsent in the state file."""
+
+    failures: tuple[str, ...] = ()
+    undelivered: bool = False
+
+
+def send(
+    report: DriftReport,
+    *,
+    targets: Sequence[Target] = (),
+    gateway: Gateway | None = None,
+    every_run: bool = False,
+    secret: str | None = None,
+    sleep: Callable[[float], None] | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> Sent:
+    """Everything of a drift run that leaves the machine: the metrics to the Pushgateway, then
+    the notification (if there is anything to tell) to every target. Never raises for a
+    receiver's failure: the CLI reports them after every file is written."""
+    failures: list[str] = []
+    if gateway is not None:
+        failed = push(report, gateway)
+        if failed is not None:
+            failures.append(failed)
+    undelivered = False
+    message = message_for(report, every_run=every_run) if targets else None
+    if message is not None:
+        deliveries = notify(message, targets, secret=secret, sleep=sleep, transport=transport)
+        for delivery in deliveries:
+            if not delivery.delivered:
+                undelivered = True
+                failures.append(str(delivery))
+    return Sent(tuple(failures), undelivered)
