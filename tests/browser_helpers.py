@@ -4,6 +4,7 @@ line, where the browser is missing (`.ci/run` installs it)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -36,8 +37,21 @@ def _run(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess
         f"--user-data-dir={profile}",
         *args,
     ]
+    # Chromium writes a crash-report folder, a dconf cache and a certificate database under
+    # $HOME and the XDG folders: all of them point into the test's own directory. (Not
+    # TMPDIR: its singleton socket's path must stay short, and it removes it on exit.)
+    home = profile.parent / "chromium-home"
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_RUNTIME_DIR": str(home / "run"),
+    }
+    (home / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
     # The timeout only guards against a browser that hangs; the test asserts no duration.
-    return subprocess.run(command, capture_output=True, text=True, timeout=180)
+    return subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
 
 
 def screenshot(
