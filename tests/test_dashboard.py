@@ -88,7 +88,11 @@ def sample_report() -> DriftReport:
         "/auth/realms/acme-uk-prod/protocol/openid-connect/token answered 401). Request id: "
         "req-7f3a",
     )
-    healthy = dataclasses.replace(staging, probe="passed: 1 product at 1 location")
+    healthy = dataclasses.replace(
+        staging,
+        probe="passed: 1 product at 1 location",
+        uncompared_secrets=["availability_webhook.api_key"],
+    )
     report = DriftReport(
         [drift_of(p) for p in (calm, healthy, back, prod, gone)],
         checked_at=WHEN,
@@ -136,6 +140,9 @@ def test_every_status_in_words_worst_first_and_self_contained() -> None:
     assert "acme-us-prod (drift → unhealthy" in shown, "what changed since the last run"
     assert "passed: 1 product at 1 location" in shown, "the probe's result"
     assert "Request id: req-7f3a" in shown
+    assert "availability_webhook.api_key: NewStore answers it masked" in shown, (
+        "a key that could not be compared is said, as in every drift report"
+    )
 
     tags = elements(html)
     assert not [t for t, _ in tags if t in ("script", "img", "link", "iframe", "object")]

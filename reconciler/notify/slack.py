@@ -69,6 +69,9 @@ def _section(env: EnvDrift, change: EnvChange | None) -> dict[str, Any]:
         fields = sum(len(s.fields) for s in env.settings)
         settings = ", ".join(s.setting for s in env.settings)
         lines.append(f"Drifted: {escape(settings)} ({plural(fields, 'field')})")
+    lines += _bullets(
+        [f"{path}: the key NewStore holds could not be compared" for path in env.uncompared_secrets]
+    )
     if env.blocked_by:
         lines.append("The fix is blocked:")
         lines += _bullets(list(env.blocked_by))

@@ -22,7 +22,7 @@ import jinja2
 from reconciler._version import __version__
 from reconciler.core.drift import SEVERITY, DriftReport, DriftStatus, EnvDrift
 from reconciler.render._format import plural, show_value
-from reconciler.render.drift import HARM, LABEL, MEANING, provenance_line, run_link
+from reconciler.render.drift import HARM, LABEL, MEANING, provenance_line, run_link, uncompared
 
 
 @cache
@@ -86,11 +86,16 @@ def _row(index: int, env: EnvDrift, report: DriftReport) -> dict[str, Any]:
         ],
         # Violations no rule object backs (a plan made before rule ids existed): words only.
         "other_violations": env.live_violations[len(env.broken_rules) :],
+        "uncompared": [uncompared(path) for path in env.uncompared_secrets],
+        "read_for_rules": [
+            f"{key} (rule{'s' if len(numbers) != 1 else ''} {', '.join(map(str, numbers))})"
+            for key, numbers in env.read_for_rules.items()
+        ],
         "probe_word": probe_word,
         "probe_class": probe_class,
         "since": _when(since) if since is not None else "",
         "detailed": env.status is not DriftStatus.IN_SYNC
-        or bool(env.live_violations or env.notes or env.probe),
+        or bool(env.live_violations or env.notes or env.probe or env.uncompared_secrets),
     }
 
 
