@@ -371,7 +371,7 @@ def plan(
         from reconciler.render.text import render_text  # lazy: start-up time
 
         click.echo(render_text(run, color=g.color), nl=False)
-    write_outputs(files, run, plan_renderers(generated_at))
+    write_outputs(files, run, plan_renderers())
     if out is not None:
         write_plan_file(run, out)
         _say_how_to_apply(g, run, out, to_stdout=fmt == "text")

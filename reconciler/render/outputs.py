@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -100,9 +99,10 @@ DRIFT_RENDERERS: Final[Mapping[str, Callable[[DriftReport], str]]] = {
 }
 
 
-def plan_renderers(generated_at: datetime) -> Mapping[str, Callable[[RunPlan], str]]:
-    """The plan's renderers; json is the plan file itself, stamped `generated_at` like the
-    run's other JSON outputs (stdout, `--out`), so all of them are the very same document."""
+def plan_renderers() -> Mapping[str, Callable[[RunPlan], str]]:
+    """The plan's renderers; json is the plan file itself, stamped with the plan's own
+    `created_at` like the run's other JSON outputs (stdout, `--out`), so all of them are the
+    very same document."""
 
     def text(run: RunPlan) -> str:
         from reconciler.render.text import render_text  # lazy: start-up time
@@ -112,7 +112,7 @@ def plan_renderers(generated_at: datetime) -> Mapping[str, Callable[[RunPlan], s
     def json(run: RunPlan) -> str:
         from reconciler.core.planfile import plan_to_json  # lazy: start-up time
 
-        return plan_to_json(run, generated_at=generated_at)
+        return plan_to_json(run)
 
     def markdown(run: RunPlan) -> str:
         from reconciler.render.markdown import render_markdown  # lazy: start-up time
