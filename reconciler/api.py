@@ -28,6 +28,7 @@ from pathlib import Path
 from reconciler.clock import Clock, system_clock
 from reconciler.config import discover, load_each, load_environments
 from reconciler.core.apply import (
+    ApplyOptions,
     EnvResult,
     OnEvent,
     apply_run,
@@ -294,19 +295,16 @@ def apply(
             raise ApplyError("apply cancelled: nothing was written.")
         with Journal(journal_path) as opened, deferred_stops(stop) as stopping:
             on_start(opened.path)
-            results = apply_run(
-                environments,
-                run,
-                opened,
+            options = ApplyOptions(
                 keep_going=keep_going,
                 skip_probe=skip_probe,
-                client_factory=client_factory,
-                on_event=on_event,
-                locks=locks,
-                clock=clock,
                 break_glass=break_glass,
+                clock=clock,
                 stop=stopping,
+                on_event=on_event,
+                client_factory=client_factory,
             )
+            results = apply_run(environments, run, opened, options, locks=locks)
         return ApplyResult(run, tuple(results), opened.path, tuple(locks))
 
 

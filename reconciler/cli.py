@@ -31,7 +31,7 @@ import click.shell_completion
 from reconciler._version import __version__
 from reconciler.clock import Clock, system_clock
 from reconciler.core.interrupt import Terminated
-from reconciler.errors import ConfigError, ExitCode, ReconcilerError
+from reconciler.errors import ConfigError, ExitCode, ReconcilerError, ReportedError
 from reconciler.fsutil import check_output_file
 from reconciler.parallelism import DEFAULT_PARALLELISM
 
@@ -63,6 +63,15 @@ class Injected:
 def _error(message: str, code: int = ExitCode.ERROR) -> int:
     click.echo(f"Error: {message}", err=True)
     return code
+
+
+def _words(exc: ReconcilerError) -> str:
+    """An error's message, and the stop report it carries in words."""
+    if not isinstance(exc, ReportedError) or not exc.stop:
+        return str(exc)
+    from reconciler.render.stop_report import render_error  # lazy: start-up time (the core)
+
+    return render_error(exc)
 
 
 def _exit(code: int) -> NoReturn:
@@ -152,7 +161,7 @@ class ReconcilerGroup(click.Group):
             # Usage errors exit 1, not click's 2: 2 means "changes pending" in this tool.
             code = ExitCode.ERROR
         except ReconcilerError as exc:
-            code = _error(str(exc), exc.exit_code)
+            code = _error(_words(exc), exc.exit_code)
         except KeyboardInterrupt:
             code = _error("interrupted.", ExitCode.INTERRUPTED)
         except Terminated:

@@ -296,11 +296,12 @@ def test_a_signal_between_environments_leaves_the_rest_not_attempted(
     live_sandbox: Sandbox, write_env: WriteEnv, tmp_path: Path
 ) -> None:
     from reconciler.config import load_environments
-    from reconciler.core.apply import EnvironmentConverged, Event, apply_run
+    from reconciler.core.apply import ApplyOptions, EnvironmentConverged, Event, apply_run
     from reconciler.core.interrupt import StopRequest
     from reconciler.core.journal import Journal
     from reconciler.core.plan import plan_environments
     from reconciler.errors import Interrupted
+    from reconciler.render.stop_report import render_report
 
     sandbox, base = live_sandbox
     for tenant in ("sig-a", "sig-b"):
@@ -313,12 +314,16 @@ def test_a_signal_between_environments_leaves_the_rest_not_attempted(
             stop.request(signal.SIGTERM)  # as the CLI's handler does
 
     with Journal(tmp_path / "j.jsonl") as journal, pytest.raises(Interrupted) as caught:
-        apply_run(envs, plan_environments(envs), journal, on_event=on_event, stop=stop)
+        apply_run(
+            envs, plan_environments(envs), journal, ApplyOptions(on_event=on_event, stop=stop)
+        )
 
     assert caught.value.exit_code == 143
     assert "SIGTERM received between environments" in caught.value.message
-    assert "sig-a: applied, converged" in caught.value.report
-    assert "sig-b: not attempted (SIGTERM received before it started)" in caught.value.report
+    assert "sig-a: applied, converged" in render_report(caught.value)
+    assert "sig-b: not attempted (SIGTERM received before it started)" in render_report(
+        caught.value
+    )
     assert writes(sandbox, "sig-a") == FORWARD
     assert writes(sandbox, "sig-b") == []
     closing = read_journal(tmp_path / "j.jsonl")[-1]

@@ -1,5 +1,7 @@
 """The stop report in words: what `reconciler apply` prints when it stops part-way.
 
+render_error(error)          an error's message, then its stop report (what the CLI prints)
+render_report(error)         an error's stop report alone ("" without one)
 render_run_report(report)    every failed environment's report, then the others' fates
 render_stop_report(stop)     one environment's: steps applied / failed / not attempted,
                              then what a fresh read says about the safety rules
@@ -21,6 +23,7 @@ from reconciler.core.apply.report import (
     SafetyCheck,
     StopReport,
 )
+from reconciler.errors import ReconcilerError, ReportedError
 from reconciler.rules import Rule
 
 _LABEL: Final = {
@@ -161,3 +164,17 @@ def render_run_report(report: RunReport) -> str:
     if report.others:
         parts.append("Other environments:\n" + "\n".join(_fate(f) for f in report.others))
     return "\n\n".join(parts)
+
+
+def render_report(error: ReconcilerError) -> str:
+    """The stop report `error` carries, in words ("" when it carries none)."""
+    stop = error.stop if isinstance(error, ReportedError) else None
+    if not isinstance(stop, RunReport) or not stop:
+        return ""
+    return render_run_report(stop)
+
+
+def render_error(error: ReconcilerError) -> str:
+    """What a user reads of an error: its message, then its stop report, if any."""
+    report = render_report(error)
+    return f"{error}\n{report}" if report else str(error)

@@ -17,19 +17,18 @@ import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from reconciler.clock import Clock, system_clock, today_utc
+from reconciler.clock import today_utc
 from reconciler.core.apply.events import (
     EnvironmentConverged,
     GateChecked,
-    OnEvent,
     Outcome,
     StepFinished,
-    ignore,
+    StepStarted,
 )
 from reconciler.core.apply.guard import AfterWrite, Guard
+from reconciler.core.apply.options import DEFAULT_OPTIONS, ApplyOptions
 from reconciler.core.apply.recheck import Compensation, did
 from reconciler.core.apply.report import NotAttempted, RunReport, StopReport, check_safety
-from reconciler.core.interrupt import StopRequest
 from reconciler.core.plan import (
     STOCK_CONFIRMED,
     WEBHOOK,
@@ -60,8 +59,6 @@ from reconciler.policy import Decision, decide, decision_dict, explain
 from reconciler.rules import Rule
 
 if TYPE_CHECKING:
-    import httpx
-
     from reconciler.core.journal import Journal
     from reconciler.newstore.client import NewStoreClient
 
@@ -107,20 +104,14 @@ class _EnvironmentApply:
         plan: EnvPlan,
         client: NewStoreClient,
         journal: Journal,
-        *,
-        skip_probe: bool,
-        on_event: OnEvent,
-        probe_transport: httpx.BaseTransport | None,
-        clock: Clock = system_clock,
-        break_glass: str | None = None,
-        stop: StopRequest | None = None,
+        options: ApplyOptions = DEFAULT_OPTIONS,
     ) -> None:
         self.env, self.plan, self.client, self.journal = env, plan, client, journal
-        self.clock, self.break_glass = clock, break_glass
-        self.stop = stop
-        self.skip_probe = skip_probe
-        self.on_event = on_event
-        self.probe_transport = probe_transport
+        self.clock, self.break_glass = options.clock, options.break_glass
+        self.stop = options.stop
+        self.skip_probe = options.skip_probe
+        self.on_event = options.on_event
+        self.probe_transport = options.probe_transport
         self.total = len(plan.steps)
         self.guard = Guard(env, plan, client)
         self.finished: list[StepFinished] = []
@@ -131,6 +122,9 @@ class _EnvironmentApply:
         for number, step in enumerate(self.plan.steps, 1):
             try:
                 self._check_stop(number, step)
+                self.on_event(
+                    StepStarted(self.env.name, number, self.total, step.setting, step.action)
+                )
                 self._policy(number, step)
                 self._gates(number, step)
                 self._step(number, step)
@@ -540,28 +534,11 @@ def apply_environment(
     plan: EnvPlan,
     client: NewStoreClient,
     journal: Journal,
-    *,
-    skip_probe: bool = False,
-    on_event: OnEvent = ignore,
-    probe_transport: httpx.BaseTransport | None = None,
-    clock: Clock = system_clock,
-    break_glass: str | None = None,
-    stop: StopRequest | None = None,
+    options: ApplyOptions = DEFAULT_OPTIONS,
 ) -> list[StepFinished]:
     """Apply one environment's planned steps, then check it converged; returns what each step
     came to. Raises ApplyError / ChangedUnderneath / BlockedError / Interrupted (with the
-    safe-state report); `stop` is checked before every write.
-    Before each step the environment's policy is asked at `clock()`; `break_glass` (a reason)
-    overrides it."""
-    return _EnvironmentApply(
-        env,
-        plan,
-        client,
-        journal,
-        skip_probe=skip_probe,
-        on_event=on_event,
-        probe_transport=probe_transport,
-        clock=clock,
-        break_glass=break_glass,
-        stop=stop,
-    ).run()
+    safe-state report); `options.stop` is checked before every write.
+    Before each step the environment's policy is asked at `options.clock()`;
+    `options.break_glass` (a reason) overrides it."""
+    return _EnvironmentApply(env, plan, client, journal, options).run()

@@ -33,6 +33,17 @@ class GateChecked:
 
 
 @dataclass(frozen=True)
+class StepStarted:
+    """A step is about to be checked (policy, gates, re-read) and, if all agree, written."""
+
+    environment: str
+    number: int
+    total: int
+    setting: str
+    action: Action
+
+
+@dataclass(frozen=True)
 class StepFinished:
     environment: str
     number: int
@@ -50,7 +61,7 @@ class EnvironmentConverged:
     steps: int
 
 
-Event: TypeAlias = GateChecked | StepFinished | EnvironmentConverged
+Event: TypeAlias = StepStarted | GateChecked | StepFinished | EnvironmentConverged
 OnEvent: TypeAlias = Callable[[Event], None]
 
 
