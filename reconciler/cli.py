@@ -20,7 +20,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -36,7 +36,6 @@ from reconciler.fsutil import check_output_file
 from reconciler.parallelism import DEFAULT_PARALLELISM
 
 if TYPE_CHECKING:
-    from reconciler.core.lock import Holder, TenantLock
     from reconciler.core.plan import RunPlan
 
 
@@ -405,24 +404,7 @@ def _say_how_to_apply(g: Globals, run: Any, out: Path, *, to_stdout: bool) -> No
     click.echo(line, err=not to_stdout)
 
 
-def _waiting(tenant: str, holder: Holder, timeout: float) -> None:
-    click.echo(
-        f"Waiting up to {timeout:g} s for another `reconciler apply` ({holder.describe()}) "
-        f"to finish applying tenant {tenant}…",
-        err=True,
-    )
-
-
-def _say_locks(locks: Sequence[TenantLock]) -> None:
-    from reconciler.core.lock import SKIPPED_UNSUPPORTED  # lazy: start-up time
-
-    if any(lock.skipped_because == SKIPPED_UNSUPPORTED for lock in locks):
-        click.echo(
-            f"Warning: {SKIPPED_UNSUPPORTED}: applying without the per-tenant lock.", err=True
-        )
-
-
-def _confirmation(plan_file: Path | None) -> Callable[[RunPlan], bool]:
+def _confirmation(plan_file: Path | None, *, err: bool = False) -> Callable[[RunPlan], bool]:
     """`apply`'s question before the first write: on a terminal, asked; elsewhere refused."""
 
     def confirm(run: RunPlan) -> bool:
@@ -442,7 +424,7 @@ def _confirmation(plan_file: Path | None) -> Callable[[RunPlan], bool]:
         pending = [env for env in run.environments if env.status is Status.CHANGES]
         steps = sum(len(env.steps) for env in pending)
         targets = ", ".join(env.name for env in pending)
-        return click.confirm(f"Apply these {steps} changes to {targets}?", default=False)
+        return click.confirm(f"Apply these {steps} changes to {targets}?", default=False, err=err)
 
     return confirm
 
@@ -488,14 +470,49 @@ def _confirmation(plan_file: Path | None) -> Callable[[RunPlan], bool]:
     default=0,
     metavar="SECONDS",
     show_default=True,
-    help="Wait this long for another apply of the same tenant on this machine to finish "
-    "(0: refuse at once).",
+    help="Wait this long for another apply of the same tenant to finish (0: refuse at once).",
 )
 @click.option(
     "--no-lock",
     is_flag=True,
     help="Do not take the per-tenant apply lock (recorded in the journal); only when you are "
     "sure no other apply of these tenants runs.",
+)
+@click.option(
+    "--lock",
+    "lock_backend",
+    type=click.Choice(["local", "git"]),
+    help="Which apply lock: local (a file lock on this machine) or git (a ref in the "
+    "configuration repository's remote, shared by every runner; refuses a commit older than "
+    "the one applied last) [default: the files' apply_lock, else local].",
+)
+@click.option(
+    "--lock-remote",
+    metavar="NAME",
+    help="The git remote holding the git lock [default: the files' apply_lock.remote, else "
+    "origin].",
+)
+@click.option(
+    "--lock-ttl",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="git lock: after this long, another apply may break this run's lock (set it above "
+    "your longest apply) [default: the files' apply_lock.ttl_minutes, else never: only "
+    "`reconciler unlock` breaks it].",
+)
+@click.option(
+    "--allow-older-commit",
+    is_flag=True,
+    help="git lock: apply even when this checkout's commit is older than the one applied last "
+    "to the tenant (a deliberate rollback; a revert commit is better).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: JSON lines on stdout (schemas/apply-events.schema.json), the text on stderr.",
 )
 @click.option(
     "--break-glass",
@@ -517,59 +534,91 @@ def apply(
     parallelism: int,
     lock_timeout: float,
     no_lock: bool,
+    lock_backend: str | None,
+    lock_remote: str | None,
+    lock_ttl: float | None,
+    allow_older_commit: bool,
+    fmt: str,
     break_glass: str | None,
     replace: tuple[str, ...],
 ) -> int:
     """Make the live state match the environment files, one checked step at a time."""
     # lazy: start-up time
     from reconciler import api
-    from reconciler.core.plan import Status
-    from reconciler.render.steps import render_event
-    from reconciler.render.text import render_text
+    from reconciler.provenance import of_run
+    from reconciler.render.apply_output import apply_output
 
-    def show_plan(run: RunPlan) -> None:
-        click.echo(render_text(run, color=g.color), nl=False)
-        for env in run.environments:
-            if env.status is Status.ERROR:
-                click.echo(f"Error: {env.error}", err=True)
-
-    def started(journal: Path) -> None:
-        click.echo(f"Journal: {journal}")
-        if break_glass is not None:
-            click.echo(
-                f"Break glass: {' '.join(break_glass.split())} (apply windows and freezes are "
-                "overridden for this run; gates and safety rules still hold)"
-            )
-
-    result = api.apply(
-        g.environments_dir,
-        envs,
-        plan_file=plan_file,
-        confirm=(lambda run: True) if auto_approve else _confirmation(plan_file),
-        journal=journal_file,
-        keep_going=keep_going,
-        skip_probe=skip_probe,
-        break_glass=break_glass,
-        replace=replace,
-        parallelism=parallelism,
-        lock=not no_lock,
-        lock_timeout=lock_timeout,
-        clock=g.clock,
-        on_event=lambda event: click.echo(render_event(event), nl=False),
-        on_plan=show_plan,
-        on_locks=_say_locks,
-        on_lock_wait=_waiting,
-        on_start=started,
-    )
-    if result.journal is None:
-        click.echo("Nothing to do: the live state already matches.")
-        return ExitCode.OK
-    total, applied = result.steps, len(result.applied)
-    click.echo(
-        f"Apply complete: {total} step{'s' if total != 1 else ''} in "
-        f"{applied} environment{'s' if applied != 1 else ''}, all converged."
-    )
+    if no_lock and lock_backend is not None:
+        raise ConfigError(f"--no-lock and --lock {lock_backend} contradict each other: give one.")
+    origin = of_run(g.environments_dir)
+    output = apply_output(fmt, color=g.color, break_glass=break_glass, provenance=origin)
+    try:
+        result = api.apply(
+            g.environments_dir,
+            envs,
+            plan_file=plan_file,
+            confirm=(lambda run: True)
+            if auto_approve
+            else _confirmation(plan_file, err=fmt == "json"),
+            journal=journal_file,
+            keep_going=keep_going,
+            skip_probe=skip_probe,
+            break_glass=break_glass,
+            replace=replace,
+            parallelism=parallelism,
+            lock=False if no_lock else (lock_backend or True),
+            lock_timeout=lock_timeout,
+            lock_remote=lock_remote,
+            lock_ttl=lock_ttl,
+            allow_older_commit=allow_older_commit,
+            clock=g.clock,
+            on_event=output.event,
+            on_plan=output.plan,
+            on_locks=output.locks,
+            on_lock_wait=output.waiting,
+            on_start=output.started,
+            provenance=origin,
+        )
+    except ReconcilerError as exc:
+        output.failed(exc)
+        raise
+    except KeyboardInterrupt:
+        output.interrupted("SIGINT")
+        raise
+    except Terminated:
+        output.interrupted("SIGTERM")
+        raise
+    output.done(result.results, result.journal)
     return ExitCode.OK
+
+
+@cli.command()
+@click.argument("env", metavar="ENV", shell_complete=_complete_environments)
+@click.option("--lock-id", "lock_id", required=True, metavar="ID", help="The lock's id, as "
+              "the messages of the apply it blocks name it.")  # fmt: skip
+@click.option(
+    "--lock-remote",
+    metavar="NAME",
+    help="The git remote holding the lock [default: the file's apply_lock.remote, else origin].",
+)
+@click.option("--force", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@click.pass_obj
+def unlock(g: Globals, env: str, lock_id: str, lock_remote: str | None, force: bool) -> None:
+    """Break a stale git apply lock of ENV's tenant (a killed CI job's), only by its id.
+
+    Like Terraform's force-unlock: the id proves you read the lock you break. Breaking the lock
+    of an apply that still runs lets a second apply interleave with it; make sure it is gone.
+    """
+    from reconciler import api_lock  # lazy: start-up time
+
+    if not force and sys.stdin.isatty():
+        holder = api_lock.read_lock(g.environments_dir, env, remote=lock_remote)
+        if holder is not None and holder.lock_id == lock_id:
+            click.echo(f"The git apply lock of {env}'s tenant: {holder.describe()}.")
+            if not click.confirm("Break it? Only if that apply is gone for good", default=False):
+                raise ConfigError("unlock cancelled: the lock is still held.")
+    holder = api_lock.unlock(g.environments_dir, env, lock_id, remote=lock_remote)
+    click.echo(f"Unlocked {env}'s tenant: broke lock id {holder.lock_id} ({holder.describe()}).")
 
 
 @cli.command()

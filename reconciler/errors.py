@@ -18,6 +18,10 @@
         │                            `render.stop_report.render_error`'s)
         ├── ApplyError               apply stopped; carries the safe-state report
         │   ├── ChangedUnderneath    live state moved away from what was planned
+        │   ├── LockError            the apply lock could not be taken, checked or let go (a
+        │   │   │                    git failure)
+        │   │   ├── LockHeldError    another apply holds it (the message names the holder)
+        │   │   └── OlderCommitError the run's config commit is older than the one applied last
         │   └── Interrupted          exit 130 / 143: SIGINT / SIGTERM stopped apply before a write
         └── BlockedError             exit 3: a gate or safety rule stops a needed change;
                                      carries the safe-state report when apply stopped
@@ -198,6 +202,21 @@ class ApplyError(ReportedError):
 
 class ChangedUnderneath(ApplyError):
     """The live state moved since it was planned (another run, or a hand edit)."""
+
+
+class LockError(ApplyError):
+    """The apply lock could not be taken (held by another apply, a git remote that cannot be
+    reached or pushed to), the run's commit is older than the one applied last, or a lock
+    could not be let go. Raised before any write, except when letting go."""
+
+
+class LockHeldError(LockError):
+    """Another apply holds a tenant's lock (still, after `--lock-timeout`); the message names
+    the holder."""
+
+
+class OlderCommitError(LockError):
+    """The git lock found a newer config commit applied to the tenant than the run's."""
 
 
 @dataclass

@@ -67,7 +67,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ),
     ("render", ["reconciler.render"]),
     # The Python API, and the package itself, which exports it (lazily).
-    ("api", ["reconciler.api", "reconciler"]),
+    ("api", ["reconciler.api", "reconciler.api_lock", "reconciler"]),
     ("cli", ["reconciler.cli", "reconciler.__main__", "reconciler.demo"]),
 ]
 # Beside the layers: a local NewStore that imports only the base layer, and that only the

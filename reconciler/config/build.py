@@ -18,7 +18,15 @@ from reconciler.config.resolve import Merged
 from reconciler.config.yamlsafe import child_path
 from reconciler.errors import Problem
 from reconciler.identity import tenant_in_base_url, tenant_in_token_url
-from reconciler.model import ABSENT, Connection, Environment, Gates, Value, WebhookProbe
+from reconciler.model import (
+    ABSENT,
+    Connection,
+    Environment,
+    Gates,
+    LockChoice,
+    Value,
+    WebhookProbe,
+)
 from reconciler.net import is_loopback
 from reconciler.newstore.settings import REGISTRY
 from reconciler.policy import DAYS, Freeze, Policy, Window
@@ -319,6 +327,21 @@ class _EnvironmentBuilder:
             timezone = "UTC"
         return Policy(timezone=timezone, windows=tuple(windows), freezes=tuple(freezes))
 
+    def apply_lock(self) -> LockChoice | None:
+        """`apply_lock`: `local`, `git`, or a mapping with `backend`, `remote`, `ttl_minutes`
+        (the schema checked the shape)."""
+        value = self.data.get("apply_lock")
+        if value is None or not self.ok("apply_lock"):
+            return None
+        if isinstance(value, str):
+            return LockChoice(backend=value)
+        ttl = value.get("ttl_minutes")
+        return LockChoice(
+            backend=str(value.get("backend", "local")),
+            remote=str(value.get("remote", "origin")),
+            ttl_seconds=None if ttl is None else float(ttl) * 60,
+        )
+
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -401,6 +424,7 @@ def build_environment(
             policy=policy,
             locations=merged.locations,
             allow_shared_tenant=merged.data.get("allow_shared_tenant") is True,
+            apply_lock=builder.apply_lock(),
             secret_urls=dict(secrets_in_urls or {}),
         ),
         [],

@@ -29,6 +29,7 @@ from reconciler.core.apply.events import (
     GateChecked,
     OnEvent,
     Outcome,
+    PlanAccepted,
     StepFinished,
     StepStarted,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "NothingWritten",
     "OnEvent",
     "Outcome",
+    "PlanAccepted",
     "RunReport",
     "SafetyCheck",
     "StepFinished",

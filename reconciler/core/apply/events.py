@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from reconciler.core.plan import Action
+from reconciler.core.plan import Action, RunPlan
 
 
 class Outcome(enum.StrEnum):
@@ -59,6 +59,16 @@ class StepFinished:
 class EnvironmentConverged:
     environment: str
     steps: int
+
+
+@dataclass(frozen=True)
+class PlanAccepted:
+    """The run's plan passed every check made before the first write (nothing unplannable or
+    blocked, the change policy, the locks and the older-commit check); `checksum` is its plan
+    file's (`apply --plan`) or, planned by this run, that of the plan file it would make."""
+
+    plan: RunPlan
+    checksum: str
 
 
 Event: TypeAlias = StepStarted | GateChecked | StepFinished | EnvironmentConverged
