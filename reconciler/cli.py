@@ -354,9 +354,15 @@ def plan(
     if fmt == "json":
         click.echo(plan_to_json(run, generated_at=generated_at), nl=False)
     elif fmt == "markdown":
-        from reconciler.render.markdown import render_markdown  # lazy: start-up time
+        # lazy: start-up time
+        from reconciler.core.planfile import plan_to_dict
+        from reconciler.provenance import config_commit
+        from reconciler.render.markdown import render_markdown
 
-        click.echo(render_markdown(run), nl=False)
+        # The checksum of the very plan file `--out` writes (the same moment, the same run).
+        checksum = plan_to_dict(run, generated_at=generated_at)["checksum"]
+        commit = config_commit(g.environments_dir)
+        click.echo(render_markdown(run, commit=commit, checksum=checksum), nl=False)
     else:
         from reconciler.render.text import render_text  # lazy: start-up time
 
