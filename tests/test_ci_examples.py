@@ -357,6 +357,11 @@ def repo(live_sandbox: tuple[SandboxApp, str], tmp_path: Path) -> Path:
         (workdir / "environments" / f"{name}.yaml").write_text(text)
     _git(workdir, "add", "environments")
     _git(workdir, "commit", "--quiet", "-m", "the pull request")
+    # The repository's own remote, which holds the apply lock (`--lock git`).
+    remote = tmp_path / "remote.git"
+    _git(tmp_path, "init", "--quiet", "--bare", str(remote))
+    _git(workdir, "remote", "add", "origin", remote.as_uri())
+    _git(workdir, "push", "--quiet", "origin", "HEAD:refs/heads/main")
     return workdir
 
 
@@ -610,8 +615,9 @@ def test_github_triggers() -> None:
 def test_github_permissions_are_minimal_per_job() -> None:
     expected = {
         "plan.yml": {"plan": {"contents": "read"}, "comment": {"pull-requests": "write"}},
+        # contents: write, for the apply lock's refs in the repository (refs/reconciler/*).
         "apply.yml": {
-            "apply": {"contents": "read", "actions": "read", "pull-requests": "read"},
+            "apply": {"contents": "write", "actions": "read", "pull-requests": "read"},
         },
         "drift.yml": {"drift": {"contents": "read"}, "report": {"issues": "write"}},
     }
@@ -621,15 +627,59 @@ def test_github_permissions_are_minimal_per_job() -> None:
         assert {job_id: job["permissions"] for job_id, job in workflow["jobs"].items()} == jobs
 
 
-def test_two_applies_never_run_at_once() -> None:
-    concurrency = _load(GITHUB / "apply.yml")["concurrency"]
-    assert concurrency == {"group": "reconciler-apply", "cancel-in-progress": False}
-    # GitHub still cancels a waiting run when a newer one queues: the run's last step checks
-    # that nothing is left unapplied, so a cancelled run never goes unnoticed.
-    last = _load(GITHUB / "apply.yml")["jobs"]["apply"]["steps"][-2]
-    assert last["uses"].startswith(ACTION_PREFIX)
-    assert last["with"]["command"] == "drift" and last["with"]["allowed-exit-codes"] == "0"
-    assert _gitlab_jobs()["apply"]["resource_group"] == "reconciler-apply"
+def test_no_apply_is_cancelled_while_it_waits() -> None:
+    """No concurrency group (GitHub cancels a waiting run of a group when a third one queues)
+    and no resource group: every apply waits for the git lock, and an older one is refused."""
+    apply = _load(GITHUB / "apply.yml")
+    assert "concurrency" not in apply and "concurrency" not in apply["jobs"]["apply"]
+    steps = apply["jobs"]["apply"]["steps"]
+    (run,) = [s for s in steps if s.get("with", {}).get("command") == "apply"]
+    assert "--lock git --lock-timeout 1200" in run["with"]["args"]
+    assert apply["jobs"]["apply"]["timeout-minutes"] * 60 > 1200, "the job outlives the wait"
+    assert not [s for s in steps if s.get("with", {}).get("command") == "drift"]
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))
+    assert "persist-credentials" not in checkout.get("with", {}), "git push needs the token"
+    job = _gitlab_jobs()["apply"]
+    assert "resource_group" not in job and job["interruptible"] is False
+    (script,) = [s for s in job["script"] if _tested(s) and "reconciler apply" in s]
+    assert "--lock git --lock-timeout 1200 --format json" in script
+
+
+@pytest.mark.e2e
+def test_an_apply_older_than_the_one_applied_passes_writing_nothing(
+    pipeline: Pipeline, live_sandbox: tuple[SandboxApp, str]
+) -> None:
+    """Two merges, their runs in the wrong order: the newer one applies first and records its
+    commit; the older one's run is refused before any write and passes, saying why."""
+    sandbox, _ = live_sandbox
+    work = pipeline.workdir
+    assert pipeline.plan().ok
+    older = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (work / "environments" / "README.md").write_text("a newer merge\n")
+    _git(work, "add", "environments")
+    _git(work, "commit", "--quiet", "-m", "a newer merge")
+    run = pipeline.apply()
+    assert run.ok, run.log
+    writes = len(sandbox.history("acme-staging"))
+    assert writes > 0
+    if isinstance(pipeline, GitHub):
+        assert run.outputs["applied"] == "5" and run.outputs["not-attempted"] == "0"
+        assert run.outputs["error-kind"] == ""
+        assert run.summary.startswith("## reconciler apply\n\n**applied** (exit 0): 5 applied")
+        assert "| acme-staging | applied | 5 | 0 | 0 | 0 |" in run.summary
+
+    _git(work, "checkout", "--quiet", older)
+    assert pipeline.plan().ok
+    run = pipeline.apply()
+    assert run.ok, run.log
+    assert "newer configuration already applied to tenant acme-" in run.log
+    assert "it holds this merge's changes. Nothing was written." in run.log
+    assert len(sandbox.history("acme-staging")) == writes
+    if isinstance(pipeline, GitHub):
+        assert run.outputs["error-kind"] == "older_commit"
+        assert "**failed** (exit 1)" in run.summary
 
 
 def test_secrets_reach_only_the_tested_reconciler_steps() -> None:
@@ -657,7 +707,13 @@ def test_secrets_reach_only_the_tested_reconciler_steps() -> None:
         for script in job["script"]:
             assert not any(s in script for s in SECRET_NAMES[1:]), script
             tokens = re.findall(r".*RECONCILER_GITLAB_TOKEN.*", script)
-            assert all('PRIVATE-TOKEN: $RECONCILER_GITLAB_TOKEN"' in line for line in tokens)
+            # The API's header, or git's credential helper (which never writes it down).
+            helper = 'password=%s\\n" "$RECONCILER_GITLAB_TOKEN"; }; f\''
+            assert all(
+                'PRIVATE-TOKEN: $RECONCILER_GITLAB_TOKEN"' in line or line.endswith(helper)
+                for line in tokens
+                if not line.lstrip().startswith("#")
+            ), tokens
 
 
 def test_every_reconciler_command_is_in_a_tested_script() -> None:
@@ -665,7 +721,7 @@ def test_every_reconciler_command_is_in_a_tested_script() -> None:
         "reconciler validate",
         "reconciler plan --format markdown --detailed-exitcode --out plan.json",
         "reconciler apply --plan plan.json --auto-approve --journal apply-journal.jsonl"
-        ' "${glass[@]}"',
+        ' --lock git --lock-timeout 1200 --format json "${glass[@]}"',
         "reconciler drift --format markdown",
     }
     gitlab = [s for job in _gitlab_jobs().values() for s in job["script"]]
@@ -679,8 +735,12 @@ def test_every_reconciler_command_is_in_a_tested_script() -> None:
         ("validate", "", ""),
         ("validate", "--allow-missing-secrets", ""),
         ("plan", "", "markdown"),
-        ("apply", "--plan plan.json --auto-approve --journal apply-journal.jsonl", ""),
-        ("drift", "", ""),
+        (
+            "apply",
+            "--plan plan.json --auto-approve --journal apply-journal.jsonl --lock git "
+            "--lock-timeout 1200",
+            "",
+        ),
         ("drift", "", "markdown"),
     }
     for scripts in (gitlab,):
@@ -724,9 +784,12 @@ def test_api_scripts_use_the_marker_and_the_files_the_tested_ones_write() -> Non
     plan, apply, drift = (_gitlab_jobs()[job]["script"] for job in ("plan", "apply", "drift"))
     (note,) = [s for s in plan if "/notes" in s]
     assert MARKER in note and '"body@note.md"' in note
-    (fetch,) = [s for s in apply if not _tested(s)]
+    fetch, push = [s for s in apply if not _tested(s)]
     assert '"jobs/$job/artifacts/plan.json" > plan.json' in fetch
     assert fetch.count("Nothing was applied.") == 2 and fetch.count("exit 1") == 2
+    # The lock's pushes go to the project with the token, from the variable, never stored.
+    assert 'git remote set-url --push origin "$CI_SERVER_URL/$CI_PROJECT_PATH.git"' in push
+    assert "git config credential.helper '!f()" in push
     (issue,) = [s for s in drift if not _tested(s)]
     assert "labels=drift" in issue and '"description@issue.md"' in issue
 
