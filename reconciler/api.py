@@ -19,6 +19,7 @@ the journal path and the locks.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,7 +57,14 @@ from reconciler.core.lock import (
 )
 from reconciler.core.plan import ClientFactory, EnvPlan, RunPlan, Status, plan_environments
 from reconciler.core.planfile import load_plan_file, plan_to_dict, run_plan_from_dict
-from reconciler.errors import ApplyError, ConfigError, LockError, PlanFileError, ReportedError
+from reconciler.errors import (
+    ApplyError,
+    ConfigError,
+    JournalError,
+    LockError,
+    PlanFileError,
+    ReportedError,
+)
 from reconciler.fsutil import check_output_file
 from reconciler.model import Environment
 from reconciler.newstore.settings import BY_KEY
@@ -135,19 +143,30 @@ def plan(
     with status `error` (its `error` says why); the others are planned regardless. With
     `probe`, webhook probes run now and a failing one blocks its environment. `replace`:
     settings rewritten even where they compare equal. `on_done(plan)` is called (from worker
-    threads) as each environment finishes."""
+    threads) as each environment finishes. The plan records when it was made (`clock()`), the
+    configuration's git commit, who made it and the CI run (`reconciler.provenance`)."""
     check_replace(replace)
     _forget_hosts()
     environments = load_each(Path(environments_dir), names, environ=environ, today=today)
-    return plan_environments(
+    now = clock()
+    run = plan_environments(
         environments,
         parallelism=parallelism,
         client_factory=client_factory,
         probe=probe,
         on_done=on_done,
-        now=clock(),
+        now=now,
         replace=replace,
         today=today,
+    )
+    # Where the plan came from, for its file: it expires `plan_valid_hours` after `now`.
+    origin = of_run(Path(environments_dir), environ)
+    return dataclasses.replace(
+        run,
+        created_at=now,
+        config_commit=origin.config_commit,
+        created_by=origin.actor,
+        run_url=origin.run_url,
     )
 
 
@@ -378,12 +397,31 @@ def apply(
                     fates = exc.stop.others if isinstance(exc.stop, RunReport) else ()
                     done = [f.name for f in fates if f.status in ("applied", "converged")]
                     held.record_applied(applied_tenants(environments, done))
-                    raise
+                    raise _with_journal_failure(exc, opened) from None
                 held.record_applied(applied_tenants(environments, [r.name for r in results]))
+            if opened.failure is not None:
+                # Every write landed and converged; the record of it did not: an error to fix.
+                raise JournalError(
+                    f"every environment was applied and converged, but {opened.failure}: the "
+                    "journal lacks what came after (free the disk; `reconciler plan` shows the "
+                    "live state)."
+                )
             result = ApplyResult(run, tuple(results), opened.path, locks, origin, checksum)
     if held.release_problem:
         raise LockError(f"apply finished, but {held.release_problem}.")
     return result
+
+
+def _with_journal_failure(exc: ReportedError, journal: Journal) -> ReportedError:
+    """`exc` (the apply's own outcome, whose exit code stands), saying that the journal failed
+    too unless it already does."""
+    if journal.failure is None or journal.failure in exc.message:
+        return exc
+    return dataclasses.replace(
+        exc,
+        message=f"{exc.message}\nAlso, {journal.failure}: the journal lacks what came after "
+        "(the report below is complete).",
+    )
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@
         │   │   │                    git failure)
         │   │   ├── LockHeldError    another apply holds it (the message names the holder)
         │   │   └── OlderCommitError the run's config commit is older than the one applied last
+        │   ├── JournalError         the apply journal cannot be written: no write without it
         │   └── Interrupted          exit 130 / 143: SIGINT / SIGTERM stopped apply before a write
         └── BlockedError             exit 3: a gate or safety rule stops a needed change;
                                      carries the safe-state report when apply stopped
@@ -217,6 +218,11 @@ class LockHeldError(LockError):
 
 class OlderCommitError(LockError):
     """The git lock found a newer config commit applied to the tenant than the run's."""
+
+
+class JournalError(ApplyError):
+    """The apply journal cannot be appended to (a full disk): apply writes nothing more, since
+    no write may go out without its intent on disk. What the run did is in the stop report."""
 
 
 @dataclass

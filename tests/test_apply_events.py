@@ -146,7 +146,7 @@ def test_a_failed_step_ends_with_its_stop_report(
         "applied": 2, "skipped": 0, "failed": 1, "blocked": 0, "undone": 0, "not_attempted": 2
     }  # fmt: skip
     assert summary["environments"][0]["outcome"] == "failed"
-    assert result.stderr.startswith("acme (tenant acme)")  # the plan, then the error
+    assert result.stderr.startswith("acme (tenant acme, read from ")  # the plan, then the error
     assert "Error: [acme]" in result.stderr and "stopped at step 3 of 5" in result.stderr
 
 
