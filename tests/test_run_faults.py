@@ -167,7 +167,7 @@ def test_a_signal_stops_apply_before_the_next_write_with_the_stop_report(
     closing = read_journal(journal)[-1]
     assert closing["phase"] == "interrupted"
     assert closing["signal"] == name
-    assert closing["environments"] == {"sig": "failed"}
+    assert closing["environments"] == {"sig": "interrupted"}
 
     # The lock is free (no waiting allowed), and running again converges.
     rerun = run_cli(
@@ -176,6 +176,49 @@ def test_a_signal_stops_apply_before_the_next_write_with_the_stop_report(
     assert rerun.exit_code == 0, rerun.output
     assert writes(sandbox, "sig") == FORWARD
     assert run_cli(directory, "plan", "--detailed-exitcode").exit_code == 0
+
+
+@pytest.mark.parametrize("sandbox_config", [SandboxConfig(latency_ms=150)], indirect=True)
+def test_the_steps_a_signal_stopped_say_interrupted_not_failed(
+    live_sandbox: Sandbox, write_env: WriteEnv, tmp_path: Path
+) -> None:
+    """Found as a new user: a Ctrl-C between steps is no failure. The step that never started,
+    and those after it, read "not attempted (interrupted)"; the environment's outcome, in the
+    text, the JSON summary and the journal, is "interrupted", never "failed"."""
+    from test_apply_events import records  # the schema-validating reader of JSON lines
+
+    sandbox, base = live_sandbox
+    directory = write_env("sig", "sig", base, ON_YAML).parent
+    journal = tmp_path / "sig.jsonl"
+    command = [sys.executable, "-m", "reconciler", "--environments-dir", str(directory)]
+    proc = subprocess.Popen(
+        [*command, "apply", "--auto-approve", "--format", "json", "--journal", str(journal)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=os.environ.copy(),
+    )
+    try:
+        _wait_for_intent(proc, journal)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+
+    assert proc.returncode == 130, out + err
+    report = err[err.index("Error: ") :]
+    assert "sig (tenant sig): interrupted by SIGINT before step 2 of 5." in report
+    assert "not attempted 2/5 availability_webhook: create (interrupted)" in report
+    assert "not attempted 5/5 associate_app: update (interrupted)" in report
+    assert "failed" not in report.lower() and "stopped at step" not in report
+    summary = records(out)[-1]
+    assert summary["outcome"] == "interrupted" and summary["error"]["kind"] == "interrupted"
+    (env,) = summary["environments"]
+    assert env["outcome"] == "interrupted", env
+    assert env["steps"]["failed"] == 0 and env["steps"]["not_attempted"] == 4
+    assert read_journal(journal)[-1]["environments"] == {"sig": "interrupted"}
+    assert writes(sandbox, "sig") == FORWARD[:1]
 
 
 @pytest.mark.parametrize("sandbox_config", [SandboxConfig(latency_ms=300)], indirect=True)

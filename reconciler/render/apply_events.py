@@ -296,7 +296,10 @@ class ApplyEventLog:
             blocked = isinstance(stop, StopReport) and any(
                 f.outcome is Outcome.BLOCKED for f in stop.finished
             )
-            outcome[stop.environment] = "blocked" if blocked else "failed"
+            interrupted = isinstance(stop, StopReport) and stop.interrupted is not None
+            outcome[stop.environment] = (
+                "blocked" if blocked else "interrupted" if interrupted else "failed"
+            )
         not_attempted = {
             stop.environment: len(stop.not_attempted)
             for stop in stops

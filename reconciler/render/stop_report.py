@@ -115,11 +115,14 @@ def render_stop_report(stop: EnvStop) -> str:
 
 
 def _render_stop(stop: StopReport) -> str:
-    where = (
-        f"stopped at step {stop.failed_at} of {stop.total}"
-        if stop.failed_at is not None
-        else f"all {stop.total} steps ran, then the convergence check failed"
-    )
+    if stop.interrupted is not None and stop.failed_at is not None:
+        # A signal between steps is no failure: the step it came before never started.
+        where = f"interrupted by {stop.interrupted} before step {stop.failed_at} of {stop.total}"
+    elif stop.failed_at is not None:
+        where = f"stopped at step {stop.failed_at} of {stop.total}"
+    else:
+        where = f"all {stop.total} steps ran, then the convergence check failed"
+    why = " (interrupted)" if stop.interrupted is not None else ""
     lines = [f"{stop.environment} (tenant {stop.tenant}): {where}."]
     for event in stop.finished:
         extra = [f"request id {event.request_id}"] if event.request_id else []
@@ -133,7 +136,7 @@ def _render_stop(stop: StopReport) -> str:
             f"{event.action}{shown}"
         )
     lines += [
-        f"  {'not attempted':<14}{step.number}/{stop.total} {step.setting}: {step.action}"
+        f"  {'not attempted':<14}{step.number}/{stop.total} {step.setting}: {step.action}{why}"
         for step in stop.not_attempted
     ]
     if stop.concurrent:

@@ -539,7 +539,8 @@ class _EnvironmentApply:
         return ApplyError(message, self.stop_report(number))
 
     def _stopped(self, exc: ReconcilerError, number: int | None) -> ApplyError | BlockedError:
-        report = self.stop_report(number)
+        signal = exc.signal_name if isinstance(exc, Interrupted) else None
+        report = self.stop_report(number, interrupted=signal)
         message = exc.message if isinstance(exc, ReportedError) else str(exc)
         if isinstance(exc, BlockedError):
             return BlockedError(message, report)
@@ -551,7 +552,7 @@ class _EnvironmentApply:
             return Interrupted(message, report, exc.signal_name)
         return ApplyError(message, report)
 
-    def stop_report(self, failed_at: int | None) -> RunReport:
+    def stop_report(self, failed_at: int | None, *, interrupted: str | None = None) -> RunReport:
         not_attempted = tuple(
             NotAttempted(number, step.setting, step.action)
             for number, step in enumerate(self.plan.steps, 1)
@@ -562,6 +563,7 @@ class _EnvironmentApply:
             tenant=self.env.tenant,
             total=self.total,
             failed_at=failed_at,
+            interrupted=interrupted,
             finished=tuple(self.finished),
             not_attempted=not_attempted,
             safety=check_safety(

@@ -96,6 +96,9 @@ class StopReport:
     not_attempted: tuple[NotAttempted, ...]
     safety: SafetyCheck
     concurrent: tuple[ConcurrentChange, ...] = ()
+    # The signal that stopped it before step `failed_at` started (None: a failure did): its
+    # steps not attempted were interrupted, none failed.
+    interrupted: str | None = None
 
 
 @dataclass(frozen=True)
