@@ -60,13 +60,15 @@ class DiskFillsUp(SandboxApp):
         return answer
 
 
-def _run_apply(app: DiskFillsUp, write_env: WriteEnv, tmp_path: Path) -> tuple[int, str, str]:
+def _run_apply(
+    app: DiskFillsUp, write_env: WriteEnv, tmp_path: Path, *extra: str
+) -> tuple[int, str, str]:
     with running(app) as base:
         directory = write_env(TENANT, TENANT, base, ON_YAML).parent
         journal = tmp_path / "j.jsonl"
         app.journal = journal
         command = [sys.executable, "-m", "reconciler", "--environments-dir", str(directory)]
-        command += ["apply", "--auto-approve", "--journal", str(journal)]
+        command += ["apply", "--auto-approve", "--journal", str(journal), *extra]
         proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -112,6 +114,25 @@ def test_a_full_disk_after_a_write_keeps_the_step_applied_and_the_stop_report(
     ]
     lines = _whole_lines(tmp_path / "j.jsonl")
     assert lines[-1]["phase"] == "intent" and lines[-1]["setting"] == "availability_webhook"
+
+
+def test_a_full_disk_is_its_own_error_kind_in_the_json_summary(
+    write_env: WriteEnv, tmp_path: Path
+) -> None:
+    """A CI system reading `apply --format json` learns that the journal failed (kind
+    `journal`), with the step that landed counted as applied."""
+    from test_apply_events import records  # the schema-validating reader of JSON lines
+
+    app = DiskFillsUp(("PUT", WEBHOOK_CONFIG), spare=7)
+
+    code, out, err = _run_apply(app, write_env, tmp_path, "--format", "json")
+
+    assert code == 1, out + err
+    summary = records(out)[-1]
+    assert summary["error"]["kind"] == "journal", summary
+    assert "cannot append to the apply journal" in summary["error"]["message"]
+    assert summary["steps"]["applied"] == 2 and summary["steps"]["not_attempted"] == 3
+    assert summary["steps"]["failed"] == 0
 
 
 def test_the_exit_code_stays_the_applys_when_the_journal_fails_on_a_blocked_gate(
