@@ -360,15 +360,24 @@ def apply(
             loaded = load_each(directory, names, environ=environ, today=today)
             environments = [env for env in loaded if isinstance(env, Environment)]
             held = take_locks(environments, None)
+            now = clock()
             run = plan_environments(
                 loaded,
                 parallelism=parallelism,
                 client_factory=client_factory,
-                now=clock(),
+                now=now,
                 replace=replace,
                 today=today,
             )
-            # The plan file this plan would be, as `plan --out` would write it now.
+            # The plan file this plan would be, as `plan --out` would write it now (made now,
+            # from this commit, by this actor: what `plan` records).
+            run = dataclasses.replace(
+                run,
+                created_at=now,
+                config_commit=origin.config_commit,
+                created_by=origin.actor,
+                run_url=origin.run_url,
+            )
             checksum = str(plan_to_dict(run)["checksum"])
         on_plan(run)
         refuse_unready(run, keep_going=keep_going)
