@@ -23,7 +23,17 @@ from pathlib import Path
 import pytest
 
 GIT = shutil.which("git")
-GIT_CORE = Path("/usr/lib/git-core")
+
+
+def _exec_path() -> Path:
+    """Where git keeps its programs (`git --exec-path`; /usr/lib/git-core on Debian)."""
+    if GIT is None:
+        return Path("/usr/lib/git-core")
+    done = subprocess.run([GIT, "--exec-path"], capture_output=True, text=True, timeout=60)
+    return Path(done.stdout.strip() or "/usr/lib/git-core")
+
+
+GIT_CORE = _exec_path()
 needs_git = pytest.mark.skipif(GIT is None, reason="needs the git program")
 
 _IDENTITY = ("-c", "user.name=test", "-c", "user.email=test@example.invalid")

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import pytest
 import yaml
 from env_helpers import OFF_YAML
+from git_helpers import GIT
 
 from reconciler import __version__
 from reconciler.core.planfile import load_plan_file
@@ -359,6 +360,8 @@ class GitLab:
 def repo(live_sandbox: tuple[SandboxApp, str], tmp_path: Path) -> Path:
     """A config repository's checkout: environments/ pointing at the sandbox, checked out as
     GitHub checks out a pull request (HEAD the merge, HEAD^1 the base without these files)."""
+    if GIT is None:
+        pytest.skip("needs the git program (the checkout, and the apply lock's remote)")
     _, base = live_sandbox
     workdir = tmp_path / "checkout"
     (workdir / "environments").mkdir(parents=True)

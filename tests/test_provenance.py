@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from env_helpers import ON_YAML, WriteEnv, run_cli
+from git_helpers import needs_git
 
 from reconciler.provenance import actor, config_commit, run_url
 from reconciler.sandbox import SandboxApp
@@ -18,6 +19,7 @@ def _git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+@needs_git
 def test_config_commit_of_a_repository_and_its_dirty_flag(tmp_path: Path) -> None:
     repo = tmp_path / "config"
     envs = repo / "environments"
@@ -59,6 +61,7 @@ def test_actor_and_run_url_from_the_ci_variables() -> None:
     assert run_url({}) is None
 
 
+@needs_git
 def test_the_markdown_plan_ends_with_its_commit_and_checksum(
     live_sandbox: tuple[SandboxApp, str], write_env: WriteEnv, tmp_path: Path
 ) -> None:
