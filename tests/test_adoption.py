@@ -66,6 +66,9 @@ def test_init_validate_and_rehearse_on_the_sandbox(
     base_file = yaml.safe_load((repo / "environments/_base.yaml").read_text())
     assert base_file["connection"]["client_id"] == "${NEWSTORE_CLIENT_ID}"
     assert base_file["connection"]["client_secret"] == "${NEWSTORE_CLIENT_SECRET}"
+    # With CI, a laptop's apply shares CI's lock; the rehearsal, on this machine, does not.
+    assert base_file["apply_lock"] == "git"
+    assert yaml.safe_load((repo / "rehearsal/staging.yaml").read_text())["apply_lock"] == "local"
     hook = yaml.safe_load((repo / ".pre-commit-config.yaml").read_text())["repos"][0]
     assert hook["hooks"] == [{"id": "reconciler-validate"}]
     # Every editor link in the files resolves inside the new repository.
@@ -138,6 +141,8 @@ def test_init_ci_choices(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "none/requirements.txt").exists()
     assert "rev: v9.9.9" in (tmp_path / "none/.pre-commit-config.yaml").read_text()
+    # Without CI, no remote is assumed: the file lock of this machine, as before.
+    assert "apply_lock" not in (tmp_path / "none/environments/_base.yaml").read_text()
     assert "OWNER" not in result.output
     result = runner.invoke(
         cli,
