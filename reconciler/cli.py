@@ -772,15 +772,18 @@ def init(directory: Path, ci: str, source: str | None) -> None:
         click.echo(f"  created {directory / name}")
     where = "" if directory == Path(".") else f"cd {directory} && "
     steps = [
+        "set `tenant:` in environments/staging.yaml to your staging tenant's name",
         f"{where}reconciler validate --allow-missing-secrets   # offline, no secrets needed",
+        "reconciler vars   # the variables to export here and to add as CI secrets",
         "rehearse on a local sandbox: see rehearsal/staging.yaml",
-        "export NEWSTORE_CLIENT_ID=... NEWSTORE_CLIENT_SECRET=...; reconciler plan",
     ]
-    if source is None:
+    # Running init again would refuse to overwrite these files: name them, to edit.
+    owner = [name for name, text in files.items() if "OWNER" in text]
+    if owner:
         steps.insert(
             0,
-            "replace OWNER in the CI and pre-commit files with where you host "
-            "newstore-reconciler (or run init again with --source)",
+            f"replace OWNER in {', '.join(owner)} with the account that hosts your copy of "
+            "newstore-reconciler (`init --source GIT_URL@REF` fills it in for a new repository)",
         )
     click.echo("Next:\n" + "\n".join(f"  {i}. {step}" for i, step in enumerate(steps, 1)))
 

@@ -167,7 +167,7 @@ def test_a_signal_stops_apply_before_the_next_write_with_the_stop_report(
     closing = read_journal(journal)[-1]
     assert closing["phase"] == "interrupted"
     assert closing["signal"] == name
-    assert closing["environments"] == {"sig": "failed"}
+    assert closing["environments"] == {"sig": "interrupted"}
 
     # The lock is free (no waiting allowed), and running again converges.
     rerun = run_cli(

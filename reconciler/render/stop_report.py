@@ -79,11 +79,12 @@ def render_stop_report(stop: EnvStop) -> str:
 
 
 def _render_stop(stop: StopReport) -> str:
-    where = (
-        f"stopped at step {stop.failed_at} of {stop.total}"
-        if stop.failed_at is not None
-        else f"all {stop.total} steps ran, then the convergence check failed"
-    )
+    if stop.failed_at is None:
+        where = f"all {stop.total} steps ran, then the convergence check failed"
+    elif stop.interrupted is not None:
+        where = f"stopped before step {stop.failed_at} of {stop.total} ({stop.interrupted})"
+    else:
+        where = f"stopped at step {stop.failed_at} of {stop.total}"
     lines = [f"{stop.environment} (tenant {stop.tenant}): {where}."]
     for event in stop.finished:
         extra = [f"request id {event.request_id}"] if event.request_id else []
@@ -96,10 +97,15 @@ def _render_stop(stop: StopReport) -> str:
             f"  {_LABEL[event.outcome]:<14}{event.number}/{stop.total} {event.setting}: "
             f"{event.action}{shown}"
         )
-    lines += [
-        f"  {'not attempted':<14}{step.number}/{stop.total} {step.setting}: {step.action}"
-        for step in stop.not_attempted
-    ]
+    for step in stop.not_attempted:
+        why = (
+            f" (interrupted: {stop.interrupted} before it started)"
+            if stop.interrupted is not None and step.number == stop.failed_at
+            else ""
+        )
+        lines.append(
+            f"  {'not attempted':<14}{step.number}/{stop.total} {step.setting}: {step.action}{why}"
+        )
     lines.append(render_safety(stop.safety))
     lines.append(
         "Running apply again continues from the live state (no local state is needed); "

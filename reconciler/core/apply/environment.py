@@ -314,6 +314,8 @@ class _EnvironmentApply:
                 )
                 self._record("verify", step, result=str(Outcome.FAILED), error=message)
                 raise ApplyError(message)
+        except Interrupted:
+            raise  # before the write: the step was not started, so it did not fail either
         except ReconcilerError as exc:
             if isinstance(exc, NewStoreError) and exc.request_id:
                 request_id = exc.request_id
@@ -398,7 +400,8 @@ class _EnvironmentApply:
         return ApplyError(message, self.stop_report(number))
 
     def _stopped(self, exc: ReconcilerError, number: int | None) -> ApplyError | BlockedError:
-        report = self.stop_report(number)
+        signal_name = exc.signal_name if isinstance(exc, Interrupted) else None
+        report = self.stop_report(number, signal_name)
         message = exc.message if isinstance(exc, ReportedError) else str(exc)
         if isinstance(exc, BlockedError):
             return BlockedError(message, report)
@@ -408,7 +411,7 @@ class _EnvironmentApply:
             return Interrupted(message, report, exc.signal_name)
         return ApplyError(message, report)
 
-    def stop_report(self, failed_at: int | None) -> RunReport:
+    def stop_report(self, failed_at: int | None, interrupted: str | None = None) -> RunReport:
         not_attempted = tuple(
             NotAttempted(number, step.setting, step.action)
             for number, step in enumerate(self.plan.steps, 1)
@@ -419,6 +422,7 @@ class _EnvironmentApply:
             tenant=self.env.tenant,
             total=self.total,
             failed_at=failed_at,
+            interrupted=interrupted,
             finished=tuple(self.finished),
             not_attempted=not_attempted,
             safety=check_safety(self.env, self.client, self.latest, self.broken_at_start),

@@ -54,7 +54,8 @@ class NotAttempted:
 @dataclass(frozen=True)
 class StopReport:
     """One environment's apply that stopped: at step `failed_at` of `total`, or (None) in the
-    convergence check after every step ran."""
+    convergence check after every step ran. `interrupted` names the signal that stopped it
+    before step `failed_at` began (that step was not attempted, it did not fail)."""
 
     environment: str
     tenant: str
@@ -63,6 +64,7 @@ class StopReport:
     finished: tuple[StepFinished, ...]
     not_attempted: tuple[NotAttempted, ...]
     safety: SafetyCheck
+    interrupted: str | None = None
 
 
 @dataclass(frozen=True)

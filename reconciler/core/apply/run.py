@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 class EnvResult:
     name: str
     # "applied" | "converged" | "blocked" | "error" (could not be planned; --keep-going
-    # skipped it) | "failed" | "not attempted"
+    # skipped it) | "failed" | "interrupted" (a signal stopped it between two steps) |
+    # "not attempted"
     status: str
     steps: int = 0
     error: ReportedError | None = None
@@ -178,7 +179,8 @@ def apply_run(
                     stop=stop,
                 )
         except ReportedError as exc:
-            results.append(EnvResult(plan.name, "failed", len(plan.steps), exc))
+            status = "interrupted" if isinstance(exc, Interrupted) else "failed"
+            results.append(EnvResult(plan.name, status, len(plan.steps), exc))
             halted = _halted_by(exc, client, keep_going)
         except ReconcilerError as exc:  # e.g. the client could not be built
             error = ApplyError(str(exc), RunReport((NothingWritten(plan.name),)))
