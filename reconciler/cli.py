@@ -734,6 +734,44 @@ def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str,
     click.echo(f"Wrote {out}{variables}.")
 
 
+@cli.command("vars")
+@click.argument("envs", nargs=-1, metavar="[ENV]...", shell_complete=_complete_environments)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json follows schemas/vars.schema.json.",
+)
+@click.pass_obj
+def vars_(g: Globals, envs: tuple[str, ...], fmt: str) -> int:
+    """List the ${NAME} variables the environments use: where, and whether each is set now.
+
+    Never prints a value. What to export before a run, and the CI secrets to add.
+    """
+    # lazy: start-up time
+    from reconciler.config import discover
+    from reconciler.config.variables import report_to_dict, variables_of
+
+    report = variables_of(discover(g.environments_dir, envs))
+    if fmt == "json":
+        import json  # lazy: start-up time
+
+        click.echo(json.dumps(report_to_dict(report), indent=2))
+    else:
+        from reconciler.render.variables import render_variables  # lazy: start-up time
+
+        click.echo(render_variables(report), nl=False)
+    for broken in report.unresolved:
+        problems = "; ".join(str(p) for p in broken.problems)
+        click.echo(
+            f"Error: {broken.file} cannot be resolved, its variables are unknown: {problems}",
+            err=True,
+        )
+    return ExitCode.ERROR if report.unresolved else ExitCode.OK
+
+
 # -- starting a configuration repository (init, schema) -----------------------------------------
 
 

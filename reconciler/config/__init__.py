@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config.build import build_environment
-from reconciler.config.resolve import Merged, Resolver, substitute
+from reconciler.config.resolve import CREDENTIAL_DEFAULTS, Merged, Resolver, substitute
 from reconciler.config.schema import check_schema, closest
 from reconciler.errors import ConfigError, Problem, ValidationFailed
 from reconciler.model import Environment, Unresolved
@@ -129,13 +129,6 @@ def _build(
     bad |= {p.path for p in schema_problems}
     environment, build_problems = build_environment(path.stem, merged, bad, today=today)
     return environment, problems + build_problems
-
-
-# The contract's defaults: an environment may leave its credentials to the usual variables.
-CREDENTIAL_DEFAULTS = {
-    "connection.client_id": "${NEWSTORE_CLIENT_ID}",
-    "connection.client_secret": "${NEWSTORE_CLIENT_SECRET}",
-}
 
 
 def _default_credentials(merged: Merged) -> set[str]:

@@ -27,11 +27,17 @@ _HEADER_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
 # The client id is no secret (a file may spell it out), but it comes from the same CI secret
 # store as the client secret: an offline check that may skip one may skip the other.
 CREDENTIAL_PATHS = frozenset({"connection.client_id"})
+# The contract's defaults: an environment may leave its credentials to the usual variables.
+CREDENTIAL_DEFAULTS = {
+    "connection.client_id": "${NEWSTORE_CLIENT_ID}",
+    "connection.client_secret": "${NEWSTORE_CLIENT_SECRET}",
+}
 # Real chains are one or two bases deep; the cap keeps a generated chain from recursing forever.
 MAX_EXTENDS_DEPTH = 16
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _REFERENCE = re.compile(rf"\$\$\{{|\$\{{(?P<name>{_NAME})\}}|\$\{{")
+"""`$${` (an escaped `${`), a `${NAME}` reference, or a `${` that starts none."""
 _WHOLE_REFERENCE = re.compile(rf"\$\{{(?P<name>{_NAME})\}}")
 
 
@@ -53,6 +59,11 @@ class Merged:
     def problem(self, path: str, message: str) -> Problem:
         loc = self.locate(path)
         return Problem(loc.file, loc.line, loc.column, path, message)
+
+
+def references(text: str) -> list[str]:
+    """The variable names `text` refers to, in order (`$${` escapes are not references)."""
+    return [match["name"] for match in _REFERENCE.finditer(text) if match["name"]]
 
 
 def _under(path: str, prefix: str) -> bool:
