@@ -709,14 +709,17 @@ def drift(g: Globals, envs: tuple[str, ...], fmt: str, parallelism: int, probe: 
 )
 @click.pass_obj
 def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str, ...]) -> None:
-    """Write ENV's live state as an environment file that plans zero changes.
+    """Write ENV's live state into its environment file, so that it plans zero changes.
 
-    ENV's file supplies the tenant, connection, extends and gates (its settings may be left
-    out: that is how a tenant is adopted). Secrets are written as ${...} references only.
+    The file edited is --out when it exists (with --force), else ENV's own file, which supplies
+    the tenant and connection (a file with no settings yet is how a tenant is adopted). Its
+    extends, comments and ${NAME}s are kept; only what differs from NewStore, and no base file
+    says already, is written; a diff shows what changed. Secrets are written as ${...} only.
     """
     # lazy: start-up time
     from reconciler.config import discover
     from reconciler.core.dump import check_out, dump_environment, write_dump
+    from reconciler.render.dump import render_dump_diff, render_written
 
     (source,) = discover(g.environments_dir, [env])
     if out is not None:
@@ -724,14 +727,17 @@ def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str,
     result = dump_environment(source, out=out, stores=stores)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
+    for note in result.notes:
+        click.echo(f"Note: {note}", err=True)
     if out is None:
         click.echo(result.text, nl=False)
         return
+    if result.before is not None:
+        click.echo(render_dump_diff(result, out, color=g.color), nl=False)
+        if result.before == result.text:
+            return  # nothing to write: the file stays as it is, byte for byte
     write_dump(result.text, out, force=force)
-    variables = (
-        f"; set {', '.join(result.variables)} before planning it" if result.variables else ""
-    )
-    click.echo(f"Wrote {out}{variables}.")
+    click.echo(render_written(result, out))
 
 
 @cli.command("vars")

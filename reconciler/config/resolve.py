@@ -189,6 +189,17 @@ def not_set(name: str, environ: Mapping[str, str]) -> str:
     return f"environment variable {name} is not set{hint}"
 
 
+def merge_data(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """`child` merged over `base` as `extends` merges them (no locations kept)."""
+    return _merge(base, {}, child, {})[0]
+
+
+def whole_reference(value: Any) -> str | None:
+    """The variable `value` is exactly a reference to (`${NAME}`), else None."""
+    match = _WHOLE_REFERENCE.fullmatch(value) if isinstance(value, str) else None
+    return match["name"] if match is not None else None
+
+
 def _placeholder(name: str) -> str:
     # Long enough for every length rule, and obviously not a real secret in any output.
     return f"<missing:{name}>".ljust(SECRET_MIN_LENGTH, "-")

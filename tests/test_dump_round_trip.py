@@ -1,0 +1,236 @@
+"""`dump` over an existing file (issue 23.2): it keeps `extends`, the variable names and the
+listed stores, writes only what the base does not already say, prints a diff; over each
+shipped example whose tenant matches it, it is a zero-diff round trip."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from apply_helpers import seed
+from env_helpers import run_cli
+
+from reconciler.config import load_environment
+from reconciler.sandbox import SandboxApp, SandboxConfig
+from reconciler.sandbox.app import WEBHOOK_PATH
+from reconciler.sandbox.state import default_associate_app_config
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted(p.stem for p in (ROOT / "environments").glob("[!_]*.yaml"))
+KEYS = {
+    "NEWSTORE_CLIENT_ID": "sandbox",
+    "NEWSTORE_CLIENT_SECRET": "sandbox-secret",
+    "SANDBOX_CLIENT_ID": "sandbox",
+    "SANDBOX_CLIENT_SECRET": "sandbox-secret",
+    "ACME_STAGING_ATP_API_KEY": "staging-atp-key-for-the-round-trip",
+    "ACME_PRODUCTION_ATP_API_KEY": "production-atp-key-for-the-round-trip",
+    "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY": "production-order-key-for-the-round-trip",
+    "LOCAL_ATP_API_KEY": "local-atp-key-for-the-round-trip-01",
+    "LOCAL_ORDER_WEBHOOK_API_KEY": "local-order-key-for-the-round-trip-1",
+}
+
+
+def _examples_on(base: str, tmp_path: Path) -> Path:
+    """A copy of environments/, each tenant's API the sandbox's: a `connection` after the
+    `tenant:` line (local.yaml has its own, on port 8765)."""
+    directory = tmp_path / "environments"
+    shutil.copytree(ROOT / "environments", directory)
+    for path in directory.glob("[!_]*.yaml"):
+        text = path.read_text()
+        if "127.0.0.1:8765" in text:
+            text = text.replace("http://127.0.0.1:8765", base)
+        else:
+            tenant = next(line for line in text.splitlines() if line.startswith("tenant: "))
+            name = tenant.removeprefix("tenant: ")
+            text = text.replace(
+                f"{tenant}\n",
+                f"{tenant}\nconnection:\n  base_url: {base}/{name}\n"
+                f"  token_url: {base}/auth/realms/{name}/protocol/openid-connect/token\n",
+            )
+        path.write_text(text)
+    return directory
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+@pytest.mark.parametrize(
+    "sandbox_config",
+    [SandboxConfig(), SandboxConfig(mask_webhook_api_key=True)],
+    ids=["clear", "masked"],
+    indirect=True,
+)
+def test_dump_force_over_each_shipped_example_is_a_zero_diff_round_trip(
+    name: str,
+    sandbox_config: SandboxConfig,
+    live_sandbox: tuple[SandboxApp, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sandbox, base = live_sandbox
+    for variable, value in KEYS.items():
+        monkeypatch.setenv(variable, value)
+    directory = _examples_on(base, tmp_path)
+    path = directory / f"{name}.yaml"
+    env = load_environment(path)
+    seed(sandbox, env.tenant, env.desired)  # the tenant is as the file says
+    before = path.read_bytes()
+
+    result = run_cli(directory, "dump", name, "--out", str(path), "--force")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{path} already says what NewStore holds: nothing to change.\n"
+    assert path.read_bytes() == before
+    assert "Warning" not in result.stderr
+    if "stores:" in before.decode():
+        assert "were read (STORE-PILOT, STORE-OLD)" in result.stderr
+    for value in KEYS.values():
+        assert value == "sandbox" or value not in result.output
+
+
+BASE = """\
+connection:
+  client_id: sandbox
+  client_secret: ${SANDBOX_CLIENT_SECRET}
+external_oms:
+  enabled: true   # every acme tenant routes orders to the OMS
+gates:
+  webhook_probe:
+    products: ["1000061"]
+    fulfillment_locations: ["US01"]
+"""
+STAGING = """\
+# yaml-language-server: $schema=../schemas/environment.schema.json
+#
+# Staging: our rehearsal tenant.
+extends: _base.yaml
+tenant: acme-staging
+connection:
+  base_url: {base}/acme-staging
+  token_url: {base}/auth/realms/acme-staging/protocol/openid-connect/token
+
+availability_webhook:
+  url: https://atp-staging.acme.example/availabilities   # the old ATP host
+  api_key: ${{ACME_STAGING_ATP_API_KEY}}
+  timeout: 15
+external_atp:
+  enabled: false
+associate_app:
+  use_new_om_ui: false
+  stores:
+    US01:
+      use_new_om_ui: false
+    US02: absent
+
+policy:
+  timezone: Europe/Berlin
+"""
+
+
+def _live(*, oms: bool, url: str) -> dict[str, object]:
+    """US01 has no document of its own (the file says it has one); US02 has (the file says
+    `absent`)."""
+    return {
+        "external_oms": {"enabled": oms},
+        "availability_webhook": {
+            "url": url,
+            "api_key": "staging-atp-key-newstore-holds-01",
+            "external_identifier": "product_id",
+            "timeout": 15,
+        },
+        "uses_external_atp": False,
+        "associate_app_config": default_associate_app_config(),
+        "associate_app_store_configs": {"US02": default_associate_app_config()},
+    }
+
+
+@pytest.mark.e2e
+def test_dump_over_a_file_keeps_extends_names_and_stores_and_shows_the_diff(
+    live_sandbox: tuple[SandboxApp, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, base = live_sandbox
+    monkeypatch.setenv("SANDBOX_CLIENT_SECRET", "sandbox-secret")
+    monkeypatch.setenv("ACME_STAGING_ATP_API_KEY", "staging-atp-key-newstore-holds-01")
+    directory = tmp_path / "environments"
+    directory.mkdir()
+    (directory / "_base.yaml").write_text(BASE)
+    path = directory / "acme-staging.yaml"
+    path.write_text(STAGING.format(base=base))
+    new_url = f"https://atp.acme.example{WEBHOOK_PATH}"
+    sandbox.seed("acme-staging", _live(oms=True, url=new_url))
+
+    result = run_cli(directory, "dump", "acme-staging", "--out", str(path), "--force")
+
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    expected = (
+        STAGING.format(base=base)
+        .replace(
+            "  url: https://atp-staging.acme.example/availabilities   # the old ATP host\n"
+            "  api_key: ${ACME_STAGING_ATP_API_KEY}\n"
+            "  timeout: 15\n",
+            f"  url: {new_url}\n  api_key: ${{ACME_STAGING_ATP_API_KEY}}\n  timeout: 15\n",
+        )
+        .replace(
+            "    US01:\n      use_new_om_ui: false\n    US02: absent\n",
+            "    US01: absent\n    US02:\n      use_new_om_ui: false\n",
+        )
+    )
+    assert text == expected  # extends, comments, policy, the variable and US02 kept
+    assert "external_oms" not in text, "the base already says it"
+    out = result.stdout
+    assert out.startswith(f"--- {path} (before)\n+++ {path} (NewStore now)\n")
+    assert "-  url: https://atp-staging.acme.example/availabilities   # the old ATP host\n" in out
+    assert f"+  url: {new_url}\n" in out
+    assert "+    US01: absent\n+    US02:\n" in out and "-    US02: absent\n" in out
+    assert out.endswith(f"Wrote {path} (availability_webhook, associate_app changed).\n")
+    assert "were read (US01, US02)" in result.stderr
+    assert "staging-atp-key-newstore-holds-01" not in result.output + text
+
+    planned = run_cli(directory, "plan", "--detailed-exitcode")
+    assert planned.exit_code == 0, planned.output
+
+    # The base says the external OMS is on; this tenant turned it off: only the file overrides.
+    sandbox.seed("acme-staging", _live(oms=False, url=new_url))
+    again = run_cli(directory, "dump", "acme-staging", "--out", str(path), "--force")
+    assert again.exit_code == 0, again.output
+    assert "+external_oms:\n+  enabled: false\n" in again.stdout
+    assert path.read_text() == text.replace(
+        "\navailability_webhook:", "\nexternal_oms:\n  enabled: false\navailability_webhook:"
+    )
+    assert (directory / "_base.yaml").read_text() == BASE
+    assert run_cli(directory, "plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_a_stub_dumped_to_a_new_file_says_which_variables_to_set(
+    live_sandbox: tuple[SandboxApp, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, base = live_sandbox
+    monkeypatch.setenv("SANDBOX_CLIENT_SECRET", "sandbox-secret")
+    sandbox.seed("acme-new", _live(oms=True, url=f"https://atp.acme.example{WEBHOOK_PATH}"))
+    directory = tmp_path / "environments"
+    directory.mkdir()
+    (directory / "acme-new.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            tenant: acme-new
+            connection:
+              base_url: {base}/acme-new
+              token_url: {base}/auth/realms/acme-new/protocol/openid-connect/token
+              client_id: sandbox
+              client_secret: ${{SANDBOX_CLIENT_SECRET}}
+            """
+        )
+    )
+    out = directory / "adopted.yaml"
+    result = run_cli(directory, "dump", "acme-new", "--out", str(out), "--store", "US02")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"Wrote {out}; set SANDBOX_CLIENT_SECRET, ACME_NEW_ATP_API_KEY before planning it.\n"
+    )
+    text = out.read_text()
+    assert "#   export ACME_NEW_ATP_API_KEY=...\n" in text
+    assert "  stores:\n    US02:\n      use_new_om_ui: false\n" in text
+    assert "only the store documents the file lists or --store names were read (US02)" in (
+        result.stderr
+    )
