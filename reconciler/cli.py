@@ -239,7 +239,9 @@ def _use_color(no_color: bool) -> bool:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("environments"),
     show_default=True,
-    help="Directory holding the environment files.",
+    # Set once in a shell to rehearse every command on `reconciler init`'s rehearsal/ files.
+    envvar="RECONCILER_ENVIRONMENTS_DIR",
+    help="Directory holding the environment files [env: RECONCILER_ENVIRONMENTS_DIR].",
 )
 @click.option("--no-color", is_flag=True, help="Never colour output (NO_COLOR is honoured too).")
 @click.option("-v", "--verbose", count=True, help="Log HTTP calls (secrets masked) to stderr.")

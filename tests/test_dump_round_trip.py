@@ -4,53 +4,16 @@ shipped example whose tenant matches it, it is a zero-diff round trip."""
 
 from __future__ import annotations
 
-import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
-from apply_helpers import seed
 from env_helpers import run_cli
+from example_helpers import EXAMPLE_KEYS, EXAMPLES, examples_on, seed_as_written
 
-from reconciler.config import load_environment
 from reconciler.sandbox import SandboxApp, SandboxConfig
 from reconciler.sandbox.app import WEBHOOK_PATH
 from reconciler.sandbox.state import default_associate_app_config
-
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted(p.stem for p in (ROOT / "environments").glob("[!_]*.yaml"))
-KEYS = {
-    "NEWSTORE_CLIENT_ID": "sandbox",
-    "NEWSTORE_CLIENT_SECRET": "sandbox-secret",
-    "SANDBOX_CLIENT_ID": "sandbox",
-    "SANDBOX_CLIENT_SECRET": "sandbox-secret",
-    "ACME_STAGING_ATP_API_KEY": "staging-atp-key-for-the-round-trip",
-    "ACME_PRODUCTION_ATP_API_KEY": "production-atp-key-for-the-round-trip",
-    "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY": "production-order-key-for-the-round-trip",
-    "LOCAL_ATP_API_KEY": "local-atp-key-for-the-round-trip-01",
-    "LOCAL_ORDER_WEBHOOK_API_KEY": "local-order-key-for-the-round-trip-1",
-}
-
-
-def _examples_on(base: str, tmp_path: Path) -> Path:
-    """A copy of environments/, each tenant's API the sandbox's: a `connection` after the
-    `tenant:` line (local.yaml has its own, on port 8765)."""
-    directory = tmp_path / "environments"
-    shutil.copytree(ROOT / "environments", directory)
-    for path in directory.glob("[!_]*.yaml"):
-        text = path.read_text()
-        if "127.0.0.1:8765" in text:
-            text = text.replace("http://127.0.0.1:8765", base)
-        else:
-            tenant = next(line for line in text.splitlines() if line.startswith("tenant: "))
-            name = tenant.removeprefix("tenant: ")
-            text = text.replace(
-                f"{tenant}\n",
-                f"{tenant}\nconnection:\n  base_url: {base}/{name}\n"
-                f"  token_url: {base}/auth/realms/{name}/protocol/openid-connect/token\n",
-            )
-        path.write_text(text)
-    return directory
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -68,12 +31,11 @@ def test_dump_force_over_each_shipped_example_is_a_zero_diff_round_trip(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sandbox, base = live_sandbox
-    for variable, value in KEYS.items():
+    for variable, value in EXAMPLE_KEYS.items():
         monkeypatch.setenv(variable, value)
-    directory = _examples_on(base, tmp_path)
+    directory = examples_on(base, tmp_path / "environments")
     path = directory / f"{name}.yaml"
-    env = load_environment(path)
-    seed(sandbox, env.tenant, env.desired)  # the tenant is as the file says
+    seed_as_written(sandbox, path, EXAMPLE_KEYS)
     before = path.read_bytes()
 
     result = run_cli(directory, "dump", name, "--out", str(path), "--force")
@@ -84,7 +46,7 @@ def test_dump_force_over_each_shipped_example_is_a_zero_diff_round_trip(
     assert "Warning" not in result.stderr
     if "stores:" in before.decode():
         assert "were read (STORE-PILOT, STORE-OLD)" in result.stderr
-    for value in KEYS.values():
+    for value in EXAMPLE_KEYS.values():
         assert value == "sandbox" or value not in result.output
 
 

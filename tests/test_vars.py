@@ -157,3 +157,20 @@ def test_vars_of_the_shipped_examples(tmp_path: Path) -> None:
         "ACME_PRODUCTION_ATP_API_KEY",
         "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY",
     } <= names
+
+
+def test_the_environments_dir_can_come_from_the_environment(tmp_path: Path) -> None:
+    """`export RECONCILER_ENVIRONMENTS_DIR=rehearsal` once, and every command rehearses; the
+    flag still wins."""
+    directory = _repo(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "solo.yaml").write_text(DEFAULTS.replace("acme-eu", "acme-solo"))
+    runner = CliRunner()
+    env = {"RECONCILER_ENVIRONMENTS_DIR": str(directory)}
+    listed = runner.invoke(cli, ["vars", "--format", "json"], env=env)
+    assert json.loads(listed.output)["environments"] == ["eu", "staging"]
+    flag = runner.invoke(
+        cli, ["--environments-dir", str(other), "vars", "--format", "json"], env=env
+    )
+    assert json.loads(flag.output)["environments"] == ["solo"]
