@@ -210,6 +210,8 @@ def test_secrets_as_json_export_exactly_the_needed_variables_masked(
     sandbox, _ = live_sandbox
     unrelated = "an-unrelated-secret-of-another-repo-01"
     action.secrets["SOME_OTHER_SECRET"] = unrelated
+    # The reconciler's own settings come along (no environment file names them).
+    action.secrets["RECONCILER_SOME_KEY"] = "a-reconciler-setting-of-32-chars-0001"
     action.as_json = True
     # A `reconciler` on PATH before the real one records which variables its process got
     # (names only), then runs the real one.
@@ -239,7 +241,8 @@ def test_secrets_as_json_export_exactly_the_needed_variables_masked(
         assert "INPUT_SECRETS" not in got and "SOME_OTHER_SECRET" not in got, args
         assert not {"github_token", "GITHUB_TOKEN"} & got
     (plan_call,) = [names for args, names in calls.items() if " plan " in args]
-    assert set(needed) | {"NEWSTORE_CLIENT_ID"} <= set(plan_call.split())
+    assert set(needed) | {"NEWSTORE_CLIENT_ID", "RECONCILER_SOME_KEY"} <= set(plan_call.split())
+    assert "a-reconciler-setting-of-32-chars-0001" in masks
     assert sandbox.requests("acme-staging")
 
 
