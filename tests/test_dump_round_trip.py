@@ -196,3 +196,40 @@ def test_a_stub_dumped_to_a_new_file_says_which_variables_to_set(
     assert "only the store documents the file lists or --store names were read (US02)" in (
         result.stderr
     )
+
+
+def test_a_rehearsal_dumped_into_the_real_file_keeps_the_real_files_connection(
+    live_sandbox: tuple[SandboxApp, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENV's file (rehearsal/) says where to read; the file edited (--out, the real one) keeps
+    its own extends and connection: `extends: ../environments/staging.yaml` never lands in the
+    file it points at."""
+    sandbox, base = live_sandbox
+    monkeypatch.setenv("SANDBOX_CLIENT_SECRET", "sandbox-secret")
+    real = tmp_path / "environments"
+    real.mkdir()
+    (real / "_base.yaml").write_text("connection:\n  timeout: 10\n")
+    staging = real / "staging.yaml"
+    before = (
+        "extends: _base.yaml\ntenant: acme-staging\n\n"
+        "external_oms:\n  enabled: false\nexternal_atp:\n  enabled: false\n"
+        "associate_app:\n  use_new_om_ui: false\n"
+    )
+    staging.write_text(before)
+    rehearsal = tmp_path / "rehearsal"
+    rehearsal.mkdir()
+    (rehearsal / "staging.yaml").write_text(
+        "extends: ../environments/staging.yaml\nconnection:\n"
+        f"  base_url: {base}/acme-staging\n"
+        f"  token_url: {base}/auth/realms/acme-staging/protocol/openid-connect/token\n"
+        "  client_id: sandbox\n  client_secret: ${SANDBOX_CLIENT_SECRET}\n"
+    )
+    sandbox.seed("acme-staging", {"external_oms": {"enabled": True}})
+
+    result = run_cli(rehearsal, "dump", "staging", "--out", str(staging), "--force")
+
+    assert result.exit_code == 0, result.output
+    assert staging.read_text() == before.replace(
+        "external_oms:\n  enabled: false", "external_oms:\n  enabled: true"
+    )
+    assert "-  enabled: false\n+  enabled: true\n" in result.stdout
