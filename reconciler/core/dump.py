@@ -328,8 +328,13 @@ def dump_environment(
             text = replace_block(text, spans[key], block)
         else:
             new_blocks.append((key, block))
-    for key, block in new_blocks:
-        text = insert_block(text, file, key, block, ORDER)
+    if stub and new_blocks:
+        # One group in registry order, comment lines (a setting left unmanaged) in their place.
+        keys, blocks = zip(*new_blocks, strict=True)
+        text = insert_block(text, file, keys[0], "\n".join(blocks), ORDER)
+    else:
+        for key, block in new_blocks:
+            text = insert_block(text, file, key, block, ORDER)
 
     manages_app = stub or "associate_app" in template.own or "associate_app" in template.base
     if manages_app or wanted_stores:
