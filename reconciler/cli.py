@@ -283,6 +283,13 @@ def validate(g: Globals, envs: tuple[str, ...], allow_missing_secrets: bool) -> 
     count = len(environments)
     names = ", ".join(e.name for e in environments)
     click.echo(f"{count} environment{'s' if count != 1 else ''} valid: {names}")
+    for env in environments:
+        for path, variables in env.secret_urls.items():
+            shown = ", ".join(f"${{{name}}}" for name in variables)
+            click.echo(
+                f"note: {env.where(path)}: {path} has {shown} in its query: the whole url is a "
+                "secret (masked in every output, fingerprinted in plan files)"
+            )
 
 
 @cli.command()

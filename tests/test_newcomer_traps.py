@@ -3,6 +3,7 @@ met it: the real CLI, the sandbox on 127.0.0.1 where a tenant is involved."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import signal
 from pathlib import Path
@@ -10,12 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from client_helpers import make_client, make_env
 from env_helpers import ON_YAML, WriteEnv, run_cli
 
 from reconciler.cli import cli
 from reconciler.core.journal import read_journal
 from reconciler.core.scaffold import CI_CHOICES, scaffold
-from reconciler.sandbox import SandboxApp
+from reconciler.errors import AuthError
+from reconciler.newstore.settings import BY_KEY
+from reconciler.sandbox import SandboxApp, SandboxConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / "docs" / "install.md"
@@ -150,20 +154,54 @@ def test_a_step_interrupted_before_it_started_reads_not_attempted_never_failed(
 # -- a 403 from the wrong tenant in base_url ----------------------------------------------------
 
 
-def test_a_403_from_another_tenants_api_names_the_two_tenants_not_permissions(
+def test_a_base_url_naming_another_tenant_is_named_before_any_request(
     live_sandbox: tuple[SandboxApp, str], write_env: WriteEnv
 ) -> None:
-    _, base = live_sandbox
+    """The newcomer's typo: the token (realm acme-staging) would go to tenant acme-stagin's API
+    and come back 403. Validation (issue 20's tenant identity check) now says so at the URL's
+    line before anything is sent, naming both tenants, never permissions."""
+    sandbox, base = live_sandbox
     path = write_env("staging", "acme-staging", base, OFF)
-    # A typo in base_url: the token (realm acme-staging) is sent to tenant acme-stagin's API.
     path.write_text(path.read_text().replace(f"{base}/acme-staging\n", f"{base}/acme-stagin\n"))
+    line = path.read_text().splitlines().index(f"  base_url: {base}/acme-stagin") + 1
     result = run_cli(path.parent, "plan")
     assert result.exit_code == 1
     err = result.stderr
-    assert "→ 403" in err
-    assert "connection.base_url is the API of tenant `acme-stagin`" in err
-    assert "realm `acme-staging`" in err
-    assert "permission" not in err
+    assert f"{path}:{line}:3: connection.base_url: names tenant acme-stagin" in err
+    assert "`tenant:` says acme-staging" in err
+    assert "permission" not in err and "Traceback" not in err
+    assert sandbox.requests("acme-stagin") == [] and sandbox.requests("acme-staging") == []
+
+
+def _forbidden(app: SandboxApp, base_url: str, token_url: str) -> str:
+    """The hint of the 403 NewStore gives a token from another tenant's realm, for a
+    connection no file check vouched for (the Python API, a proxy's URLs)."""
+    env = make_env(tenant="acme-staging")
+    connection = dataclasses.replace(env.connection, base_url=base_url, token_url=token_url)
+    env = dataclasses.replace(env, connection=connection)
+    with make_client(app, env) as client, pytest.raises(AuthError) as caught:
+        BY_KEY["external_oms"].read(client)
+    assert caught.value.status == 403
+    return str(caught.value)
+
+
+def test_a_403_from_another_tenants_api_names_the_two_tenants_not_permissions() -> None:
+    app = SandboxApp(SandboxConfig())
+    realm = "http://127.0.0.1/auth/realms/acme-staging/protocol/openid-connect/token"
+    text = _forbidden(app, "http://127.0.0.1/acme-stagin", realm)
+    assert "connection.base_url is the API of tenant `acme-stagin`" in text
+    assert "realm `acme-staging`" in text
+    assert "permission" not in text
+
+
+def test_a_403_behind_urls_that_name_no_tenant_gives_both_causes_the_tenant_first() -> None:
+    """A proxy's URLs say nothing of the tenant: the hint cannot tell which cause it is."""
+    app = SandboxApp(SandboxConfig())
+    proxy = "https://newstore-proxy.acme.example"
+    token = f"{proxy}/auth/realms/acme-staging/protocol/openid-connect/token"
+    text = _forbidden(app, f"{proxy}/acme-stagin", token)
+    assert "Either connection.base_url is not the API of the tenant whose realm issued" in text
+    assert text.index("tenant whose realm") < text.index("lacks access")
 
 
 # -- URLs, variables, key lengths ---------------------------------------------------------------

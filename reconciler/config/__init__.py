@@ -25,10 +25,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from reconciler.config.build import build_environment
+from reconciler.config.build import build_environment, secret_urls
 from reconciler.config.resolve import CREDENTIAL_DEFAULTS, Merged, Resolver, substitute
 from reconciler.config.schema import check_schema, closest
 from reconciler.errors import ConfigError, Problem, ValidationFailed
+from reconciler.identity import tenant_identity
 from reconciler.model import Environment, Unresolved
 from reconciler.newstore.settings import REGISTRY
 
@@ -111,6 +112,7 @@ def _build(
 ) -> tuple[Environment | None, list[Problem]]:
     """Substitute, check the schema, build: everything after `extends` is merged."""
     defaulted = _default_credentials(merged)
+    in_urls = secret_urls(merged.data)  # before substitution: which urls a ${VAR} makes secret
     substitution_problems, bad = substitute(
         merged, environ, allow_missing_secrets=allow_missing_secrets
     )
@@ -127,8 +129,38 @@ def _build(
     schema_problems = check_schema(merged, bad)
     problems += schema_problems
     bad |= {p.path for p in schema_problems}
-    environment, build_problems = build_environment(path.stem, merged, bad, today=today)
+    environment, build_problems = build_environment(
+        path.stem, merged, bad, today=today, secrets_in_urls=in_urls
+    )
     return environment, problems + build_problems
+
+
+def shared_tenants(environments: Sequence[Environment]) -> dict[str, Problem]:
+    """Environments that resolve to one tenant identity (`reconciler.identity`) without every
+    one of them saying `allow_shared_tenant: true`: environment name -> the problem, which
+    names every file of the group. Two files for one tenant undo each other's changes, and
+    each would plan from a state the other just moved."""
+    groups: dict[object, list[Environment]] = {}
+    for env in environments:
+        groups.setdefault(tenant_identity(env.connection.base_url), []).append(env)
+    problems: dict[str, Problem] = {}
+    for identity, group in groups.items():
+        if len(group) < 2 or all(env.allow_shared_tenant for env in group):
+            continue
+        files = " and ".join(env.file for env in group)
+        tenants = ", ".join(dict.fromkeys(env.tenant for env in group))
+        for env in group:
+            loc = env.locations.get("connection.base_url") or env.locations.get("tenant")
+            problems[env.name] = Problem(
+                loc.file if loc else env.file,
+                loc.line if loc else 1,
+                loc.column if loc else 1,
+                "connection.base_url" if "connection.base_url" in env.locations else "tenant",
+                f"{files} both manage tenant {tenants} ({identity}): two files for one tenant "
+                "undo each other's changes; keep one, or set `allow_shared_tenant: true` in "
+                "each of them if two views of one tenant are really wanted",
+            )
+    return problems
 
 
 def _default_credentials(merged: Merged) -> set[str]:
@@ -163,6 +195,7 @@ def _load_all(
         problems.update(dict.fromkeys(found))
         if environment is not None:
             environments.append(environment)
+    problems.update(dict.fromkeys(shared_tenants(environments).values()))
     if problems:
         raise ValidationFailed(list(problems))
     return sorted(environments, key=lambda e: e.name)
@@ -225,6 +258,14 @@ def load_each(
                 f"{shown}",
             )
         )
+    shared = shared_tenants([env for env in loaded if isinstance(env, Environment)])
+    every.update(dict.fromkeys(shared.values()))
+    loaded = [
+        Unresolved(env.name, env.file, env.tenant, f"{env.file} cannot be used: {shared[env.name]}")
+        if env.name in shared
+        else env
+        for env in loaded
+    ]
     if not any(isinstance(env, Environment) for env in loaded):
         raise ValidationFailed(list(every))
     return sorted(loaded, key=lambda e: e.name)

@@ -60,6 +60,12 @@ def env_plan_to_dict(env: EnvPlan) -> dict[str, Any]:
         "notes": list(env.notes),
         "error": env.error,
         "replaced": list(env.replaced),
+        # Only where a setting is read for a rule, so other plans keep their shape.
+        **(
+            {"read_for_rules": {k: list(v) for k, v in env.read_for_rules.items()}}
+            if env.read_for_rules
+            else {}
+        ),
         # Only where a policy has something to say, so plans of tenants without one keep
         # their shape.
         **({"policy": decision_dict(env.policy)} if env.policy is not None else {}),
@@ -99,6 +105,9 @@ def env_plan_from_dict(doc: Mapping[str, Any]) -> EnvPlan:
         notes=[str(n) for n in doc["notes"]],
         error=str(doc["error"]),
         replaced=[str(k) for k in doc.get("replaced", [])],
+        read_for_rules={
+            str(k): tuple(int(n) for n in v) for k, v in doc.get("read_for_rules", {}).items()
+        },
         policy=decision_from_dict(policy) if policy is not None else None,
     )
 

@@ -150,6 +150,12 @@ class NewStoreClient:
         # one): NewStore may echo either back in an error.
         self._seen_secrets: set[str] = set()
         self._secrets_lock = threading.Lock()
+        # URLs the environment makes secret (a ${VAR} fills their query): scrubbed like keys.
+        for path in env.secret_urls:
+            setting, _, name = path.partition(".")
+            value = env.desired.get(setting)
+            if isinstance(value, dict) and isinstance(value.get(name), str):
+                self._seen_secrets.add(value[name])
 
     def __enter__(self) -> NewStoreClient:
         return self
@@ -186,7 +192,7 @@ class NewStoreClient:
     ) -> E:
         """A `NewStoreError` of type `cls` for this environment, filled from `response`."""
         if response is not None and not detail:
-            detail = problem_detail(response)
+            detail = problem_detail(response, self._known_secrets())
         return cls(
             message,
             setting=setting,
@@ -454,7 +460,7 @@ class NewStoreClient:
                 f"NewStore answered {status}",
                 status=status,
                 request_id=request_id,
-                detail=scrub(problem_detail(response), self._known_secrets()),
+                detail=problem_detail(response, self._known_secrets()),
                 retry_after=retry_after,
             )
         raise self._classify(setting, method, path, response)

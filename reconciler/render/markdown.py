@@ -10,6 +10,7 @@ from reconciler.render._format import (
     env_summary,
     gate_state,
     policy_state,
+    read_for_rules,
     run_summary,
     show_value,
 )
@@ -30,6 +31,9 @@ def _env_section(env: EnvPlan) -> list[str]:
         lines.append("> [!WARNING]")
         lines.append("> The live state already breaks safety rules; the steps repair them first:")
         lines += [f"> - {v}" for v in env.live_violations]
+        lines.append("")
+    if env.read_for_rules:
+        lines += [f"- 🔎 {cell(line)}" for line in read_for_rules(env)]
         lines.append("")
     if env.status is Status.BLOCKED:
         lines += ["⛔ **Blocked** (reasons above): apply refuses this environment.", ""]

@@ -9,6 +9,7 @@ from reconciler.render._format import (
     env_summary,
     gate_state,
     policy_state,
+    read_for_rules,
     run_summary,
     show_value,
 )
@@ -35,6 +36,7 @@ def _env_lines(env: EnvPlan, color: bool) -> list[str]:
     if env.blocked_by:
         lines.append(style("  Blocked (apply refuses this environment):", fg="red", bold=True))
         lines += [style(f"    ⛔ {reason}", fg="red") for reason in env.blocked_by]
+    lines += [f"  {line}" for line in read_for_rules(env)]
     if env.status is Status.CONVERGED:
         lines.append("  No changes: the live state matches the desired state.")
     for number, step in enumerate(env.steps, 1):

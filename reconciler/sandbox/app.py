@@ -15,6 +15,7 @@ One WSGI app serves, by path:
     GET|POST|DELETE /_sandbox/faults                      scripted faults (see `faults`)
     POST            /_sandbox/webhook/availabilities      a healthy availability webhook
     GET|DELETE      /_sandbox/webhook/requests            what that webhook received
+    GET|PUT         /_sandbox/webhook/behaviour           make that webhook lie (see `webhook`)
 
 Bodies, status codes and validation follow NewStore's specs; every response carries
 `X-Request-ID` and every error body the same `request_id`. One re-entrant lock guards all state:
@@ -69,9 +70,11 @@ from reconciler.sandbox.state import (
     parse_seed,
     save_tenants,
 )
-from reconciler.sandbox.webhook import sample_webhook
+from reconciler.sandbox.webhook import WebhookBehaviour, sample_webhook
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import httpx
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
@@ -111,6 +114,7 @@ _ROUTES = (
     ("admin_faults", "/_sandbox/faults", ("GET", "POST", "DELETE")),
     ("webhook", WEBHOOK_PATH, ("POST",)),
     ("admin_webhook_requests", "/_sandbox/webhook/requests", ("GET", "DELETE")),
+    ("admin_webhook_behaviour", "/_sandbox/webhook/behaviour", ("GET", "PUT")),
 )
 _API_ENDPOINTS = frozenset(
     {
@@ -163,6 +167,11 @@ class SandboxApp:
         self._faults = FaultBook(self.config.fault_rate, self.config.seed)
         self._urls = _URL_MAP
         self._settings = SettingsAPI(mask_webhook_api_key=self.config.mask_webhook_api_key)
+        self._webhook_behaviour = WebhookBehaviour()
+        # Tests that play a concurrent writer: called with every request before it is handled
+        # (outside the lock, so it may itself call the app), e.g. to change a tenant exactly
+        # before the N-th request of an apply. Python face only.
+        self.before_request: Callable[[Request], None] | None = None
 
     # -- the Python face (what the admin endpoints do) -----------------------------------------
 
@@ -217,6 +226,17 @@ class SandboxApp:
         with self._lock:
             self._webhook_requests.clear()
 
+    def set_webhook_behaviour(self, **behaviour: Any) -> None:
+        """How the sample webhook answers from now on (`webhook.WebhookBehaviour`; no
+        arguments: healthy again). ConfigError naming what is wrong."""
+        parsed = WebhookBehaviour.parse(behaviour)
+        with self._lock:
+            self._webhook_behaviour = parsed
+
+    def webhook_behaviour(self) -> dict[str, Any]:
+        with self._lock:
+            return self._webhook_behaviour.to_json()
+
     def set_faults(self, rules: list[dict[str, Any]]) -> None:
         """Replace the scripted fault rules (ConfigError naming the bad rule)."""
         self._arm(parse_rules(rules))
@@ -240,6 +260,9 @@ class SandboxApp:
         request = Request(environ)
         request.max_content_length = _MAX_BODY
         request_id = uuid.uuid4().hex
+        request.environ["sandbox.request_id"] = request_id
+        if self.before_request is not None:
+            self.before_request(request)
         try:
             response = self._respond(request, request_id)
         except HTTPException as exc:  # e.g. 413 from a body over _MAX_BODY
@@ -277,7 +300,11 @@ class SandboxApp:
         elif kind == "admin":
             response = self._admin(str(endpoint), request, rid, tenant)
         elif kind == "webhook":
-            response = sample_webhook(request, rid, self.config.webhook_api_key)
+            with self._lock:
+                behaviour = self._webhook_behaviour
+            if behaviour.latency_ms:
+                time.sleep(behaviour.latency_ms / 1000)
+            response = sample_webhook(request, rid, self.config.webhook_api_key, behaviour)
             with self._lock:
                 self._log(kind, tenant, request, response.status_code)
         else:
@@ -305,9 +332,16 @@ class SandboxApp:
             save_tenants(self.config.state_file, self._tenants)
 
     def _log(self, kind: str, tenant: str | None, request: Request, status: int) -> None:
-        entry: dict[str, Any] = {"method": request.method, "path": request.path, "status": status}
+        entry: dict[str, Any] = {
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            # What the client saw as X-Request-ID: a test tells its own writes from others'.
+            "request_id": request.environ.get("sandbox.request_id"),
+        }
         if kind == "webhook":
-            self._webhook_requests.append({"seq": len(self._webhook_requests) + 1, **entry})
+            shown = {k: v for k, v in entry.items() if k != "request_id"}
+            self._webhook_requests.append({"seq": len(self._webhook_requests) + 1, **shown})
         if tenant is None or kind not in ("api", "token"):
             return
         seq = self._request_seq[tenant] = self._request_seq.get(tenant, 0) + 1
@@ -359,6 +393,10 @@ class SandboxApp:
                 elif method == "DELETE":
                     self.clear_faults()
                 return json_response({"rules": self.faults()})
+            if endpoint == "admin_webhook_behaviour":
+                if method == "PUT":
+                    self.set_webhook_behaviour(**_object(json_body(request)))
+                return json_response(self.webhook_behaviour())
             if method == "DELETE":
                 self.clear_webhook_requests()
             return json_response(self.webhook_requests())
@@ -366,3 +404,9 @@ class SandboxApp:
             return problem(400, rid, message="The request body is not valid JSON.")
         except ConfigError as exc:
             return problem(400, rid, message=str(exc))
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ConfigError("expected a JSON object")
+    return body

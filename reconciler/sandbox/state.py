@@ -41,8 +41,9 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 _OPTION_CHOICES: dict[str, tuple[Any, ...]] = {
     "external_oms_shape": ("wrapped", "flat"),
-    # true shows the key's last four characters (`****cdef`); "full" shows none of it.
-    "mask_webhook_api_key": (True, False, "full"),
+    # true shows the key's last four characters (`****cdef`); "edges" its first and last four
+    # (`sand****0001`); "full" shows none of it. The order webhook's key is masked alike.
+    "mask_webhook_api_key": (True, False, "full", "edges"),
     "webhook_delete_absent_status": (200, 204, 404),
 }
 STATE_FILE_FORMAT = 1

@@ -47,9 +47,12 @@ def plan_file_environments(planned: RunPlan, selected: Sequence[str]) -> list[st
     return [name for name in in_file if not selected or name in selected]
 
 
-def _moved(setting: Setting, planned: Any, now: Value) -> list[str]:
-    """What moved in one setting since the plan, field by field, masked."""
-    current = shown_value(setting, now)
+def _moved(
+    setting: Setting, planned: Any, now: Value, secret: frozenset[str] = frozenset()
+) -> list[str]:
+    """What moved in one setting since the plan, field by field, masked (`secret`: the fields
+    the environment makes secret beyond the setting's own)."""
+    current = shown_value(setting, now, secret)
     if planned is None or current is None or not isinstance(planned, dict):
         shown_planned = show_value(planned, sort_keys=True)
         shown_now = show_value(current, sort_keys=True)
@@ -66,7 +69,7 @@ def _moved(setting: Setting, planned: Any, now: Value) -> list[str]:
         # Equal once masked, different fingerprint: a secret changed.
         lines += [
             f"{setting.key}.{name}: planned from (sensitive), now (sensitive, changed)"
-            for name in sorted(setting.secret_fields)
+            for name in sorted(setting.secret_fields | secret)
         ]
     return lines
 
@@ -148,10 +151,11 @@ def check_plan_file(
         if set(live) != set(planned.fingerprints):
             moved.append(f"{env.name}: the plan read other settings than the environment manages")
         for name, value in live.items():
-            setting = BY_KEY[name]
-            if fingerprint(setting, value, key) != planned.fingerprints.get(name):
+            setting, secret = BY_KEY[name], env.secret_names(name)
+            if fingerprint(setting, value, key, secret) != planned.fingerprints.get(name):
                 moved += [
-                    f"{env.name} {line}" for line in _moved(setting, planned.live.get(name), value)
+                    f"{env.name} {line}"
+                    for line in _moved(setting, planned.live.get(name), value, secret)
                 ]
         plan = build_plan(env, live, replace=planned.replaced)
         if now is not None:

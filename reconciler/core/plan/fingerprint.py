@@ -27,7 +27,9 @@ def _canonical(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _value_doc(setting: Setting, value: Value, key: bytes) -> Any:
+def _value_doc(
+    setting: Setting, value: Value, key: bytes, secret: frozenset[str] = frozenset()
+) -> Any:
     normal = setting.normalize(value)
     if normal is ABSENT:
         return None
@@ -39,7 +41,7 @@ def _value_doc(setting: Setting, value: Value, key: bytes) -> Any:
             # What the mask shows, keyed like a secret: a re-read showing another key differs.
             shown = f"{field_value.prefix}\0{field_value.suffix}".encode()
             doc[name] = {"masked": hmac.new(key, shown, hashlib.sha256).hexdigest()}
-        elif name in setting.secret_fields:
+        elif name in setting.secret_fields or name in secret:
             # Keyed, so a stolen plan file cannot be brute-forced into the secret without
             # the environment's client secret too.
             mac = hmac.new(key, str(field_value).encode(), hashlib.sha256).hexdigest()
@@ -53,11 +55,15 @@ def _sha256(doc: Any) -> str:
     return "sha256:" + hashlib.sha256(_canonical(doc)).hexdigest()
 
 
-def fingerprint(setting: Setting, value: Value, key: bytes) -> str:
-    """The normalised value as "sha256:<hex>". Secret fields enter only as HMAC-SHA256(key, ·);
-    a wholly masked (UNKNOWN) field hashes as a fixed marker, so re-reading it gives the same
-    hash; a partly masked one as the HMAC of what the mask shows."""
-    return _sha256({"setting": setting.key, "value": _value_doc(setting, value, key)})
+def fingerprint(
+    setting: Setting, value: Value, key: bytes, secret: frozenset[str] = frozenset()
+) -> str:
+    """The normalised value as "sha256:<hex>". Secret fields (the setting's, and `secret`:
+    those the environment makes secret, `Environment.secret_names`) enter only as
+    HMAC-SHA256(key, ·); a wholly masked (UNKNOWN) field hashes as a fixed marker, so
+    re-reading it gives the same hash; a partly masked one as the HMAC of what the mask
+    shows."""
+    return _sha256({"setting": setting.key, "value": _value_doc(setting, value, key, secret)})
 
 
 def fingerprint_key(env: Environment) -> bytes:
@@ -74,7 +80,7 @@ def desired_fingerprint(env: Environment) -> str:
         {
             "tenant": env.tenant,
             "settings": {
-                s.key: _value_doc(s, env.desired[s.key], key)
+                s.key: _value_doc(s, env.desired[s.key], key, env.secret_names(s.key))
                 for s in REGISTRY
                 if s.key in env.desired
             },
@@ -84,6 +90,12 @@ def desired_fingerprint(env: Environment) -> str:
                 else {
                     "products": list(probe.products),
                     "fulfillment_locations": list(probe.fulfillment_locations),
+                    # Only when set: plans made before the field existed keep their print.
+                    **(
+                        {"min_available": probe.min_available}
+                        if probe.min_available is not None
+                        else {}
+                    ),
                 },
                 "newstore_stock_confirmed": None
                 if env.gates.newstore_stock_confirmed is None

@@ -109,13 +109,31 @@ class EnvPlan:
     # not probed); `probe` says what the probe did.
     unhealthy: Sequence[str] = ()
     probe: str = ""
+    # Settings the file does not manage but that share a rule with one it does: read (their
+    # live value is in `live` and `fingerprints`), judged, never written. Setting key → the
+    # numbers of the rules it is read for.
+    read_for_rules: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # Their live values, unmasked, for apply's rule checks (a plan read from a file has none:
+    # `apply --plan` re-plans from the live state). Out of repr: a webhook holds a key.
+    read_only: Mapping[str, Value] = field(default_factory=dict, repr=False, compare=False)
+    # `drift`: the secrets NewStore answered masked, so the one it holds could not be compared
+    # with the file's ("availability_webhook.api_key").
+    uncompared_secrets: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         # Private copies: a caller's list appended to later cannot change the plan.
-        for name in ("steps", "blocked_by", "live_violations", "notes", "replaced", "unhealthy"):
+        for name in (
+            "steps",
+            "blocked_by",
+            "live_violations",
+            "notes",
+            "replaced",
+            "unhealthy",
+            "uncompared_secrets",
+        ):
             object.__setattr__(self, name, list(getattr(self, name)))
-        object.__setattr__(self, "fingerprints", dict(self.fingerprints))
-        object.__setattr__(self, "live", dict(self.live))
+        for name in ("fingerprints", "live", "read_for_rules", "read_only"):
+            object.__setattr__(self, name, dict(getattr(self, name)))
 
 
 def status_of(steps: Sequence[Step], blocked_by: Sequence[str]) -> Status:
@@ -139,3 +157,5 @@ ATP = "external_atp"
 WEBHOOK = "availability_webhook"
 WEBHOOK_PROBE = "webhook_probe"
 STOCK_CONFIRMED = "newstore_stock_confirmed"
+PARTNER_NOT_WRITTEN = "not managed here, never written"
+"""How a plan describes a setting it reads for a rule."""
