@@ -6,11 +6,13 @@ in docs/development.md; the README's "Your first tenant" is followed end to end 
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from docs_harness import (
     LINKED_PAGES,
     PAGES,
@@ -28,6 +30,7 @@ from docs_harness import (
 )
 from example_helpers import EXAMPLE_KEYS, examples_on, seed_as_written
 
+from reconciler.cli import cli
 from reconciler.sandbox import SandboxApp
 
 README = ROOT / "README.md"
@@ -150,6 +153,11 @@ def test_your_first_tenant_followed_literally_reaches_a_converged_staging(
 
     repo = next(p.parent for p in session.work.rglob("_base.yaml")).parent
     assert (repo / ".github" / "workflows" / "plan.yml").is_file()
+    # What the README says init wrote is there (it once promised a requirements.txt).
+    said = README.read_text().split("`init` writes ", 1)[1].split("\n\n", 1)[0]
+    named = re.findall(r"`([\w./-]+\.(?:yaml|yml|json|txt))`", said)
+    assert "environments/_base.yaml" in named and "rehearsal/staging.yaml" in named
+    assert [name for name in named if not (repo / name).is_file()] == []
     state = sandbox.state("acme-staging")
     assert state["external_oms"] == {"enabled": True}, "the tour's first change was applied"
     assert sandbox.history("acme-staging"), "written through the reconciler"
@@ -159,6 +167,54 @@ def test_your_first_tenant_followed_literally_reaches_a_converged_staging(
         assert not re.findall(r"secrets\.\w", text), workflow.name
         assert not [name for name in names if name in text], workflow.name
     assert not [out for out in session.outputs if "sandbox-secret" in out], "a secret printed"
+
+
+def test_the_readme_leads_in_at_most_300_lines() -> None:
+    """What it is, the quick start, then the tour a newcomer follows, the commands, and a link
+    to every topic page (issue 23.4): the rest lives in docs/."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 300
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert headings == ["Quick start", "Your first tenant", "Commands", "Documentation"]
+    tour = text.split("## Your first tenant\n", 1)[1].split("\n## ", 1)[0]
+    steps = re.findall(r"^### \d+\. (.+)$", tour, re.M)
+    for topic in (
+        "API client",
+        "configuration repository",
+        "secrets",
+        "Validate",
+        "applied",
+        "pull-request",
+        "drift",
+    ):
+        assert [s for s in steps if topic in s], f"the tour has no step about {topic}: {steps}"
+    linked = {target.partition("#")[0] for target in links(README)}
+    assert {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} <= linked
+
+
+def test_the_output_the_tour_shows_for_vars_is_what_vars_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README shows `reconciler vars` in a new repository before the secrets are set:
+    that text is what the command prints there."""
+    blocks = code_blocks(README)
+    (shown,) = [
+        after
+        for block, after in itertools.pairwise(blocks)
+        if block.text == "reconciler vars\n" and after.language == "text"
+    ]
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(cli, ["init", "acme-config", "--ci", "github"]).exit_code == 0
+    monkeypatch.chdir(tmp_path / "acme-config")
+    unset: dict[str, str | None] = {
+        "NEWSTORE_CLIENT_ID": None,
+        "NEWSTORE_CLIENT_SECRET": None,
+        "RECONCILER_ENVIRONMENTS_DIR": None,
+    }
+    printed = runner.invoke(cli, ["vars"], env=unset)
+    assert printed.exit_code == 0, printed.output
+    assert printed.stdout == shown.text
 
 
 def test_the_endpoint_table_names_every_settings_path() -> None:

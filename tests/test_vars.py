@@ -4,6 +4,7 @@ written, whether it is set now; never a value. The GitHub Action exports exactly
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -174,3 +175,25 @@ def test_the_environments_dir_can_come_from_the_environment(tmp_path: Path) -> N
         cli, ["--environments-dir", str(other), "vars", "--format", "json"], env=env
     )
     assert json.loads(flag.output)["environments"] == ["solo"]
+
+
+def test_a_new_repository_names_its_variables_in_the_environment_files_only(
+    tmp_path: Path,
+) -> None:
+    """`init --ci github`: the names live in environments/ (which `vars` reads) and in no
+    workflow, so a new environment's secrets mean no workflow edit (issue 23.1)."""
+    repo = tmp_path / "config"
+    made = CliRunner().invoke(cli, ["init", str(repo), "--ci", "github"])
+    assert made.exit_code == 0, made.output
+    listed = _vars(repo / "environments", "--format", "json")
+    assert listed.exit_code == 0, listed.output
+    names = {v["name"] for v in json.loads(listed.stdout)["variables"]}
+    assert names == {"NEWSTORE_CLIENT_ID", "NEWSTORE_CLIENT_SECRET"}
+    workflows = sorted((repo / ".github" / "workflows").glob("*.yml"))
+    assert [p.name for p in workflows] == ["apply.yml", "drift.yml", "plan.yml"]
+    for path in [*workflows, repo / ".pre-commit-config.yaml"]:
+        text = path.read_text()
+        assert not re.findall(r"secrets\.\w", text), path.name
+        assert not [name for name in names if name in text], path.name
+        if "uses: OWNER/newstore-reconciler" in text:
+            assert text.count("secrets: ${{ toJSON(secrets) }}") >= 1, path.name
