@@ -57,7 +57,9 @@ GITLAB_VARIABLES = {
     "CI_MERGE_REQUEST_DIFF_BASE_SHA": "HEAD~1",  # the repo fixture's base commit
     "CI_JOB_URL": "https://gitlab.example/acme/newstore-config/-/jobs/4242",
 }
-SECRET_NAMES = (
+# The variables the environment files name (`reconciler vars` lists them), then the
+# reconciler's own secret, which no file names: the key of the plan file's fingerprints.
+FILE_SECRET_NAMES = (
     "NEWSTORE_CLIENT_ID",
     "NEWSTORE_CLIENT_SECRET",
     "ACME_STAGING_ATP_API_KEY",
@@ -65,6 +67,14 @@ SECRET_NAMES = (
     "ACME_STAGING_ORDER_WEBHOOK_API_KEY",
     "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY",
 )
+TOOL_SECRET_NAMES = ("RECONCILER_FINGERPRINT_KEY",)
+SECRET_NAMES = FILE_SECRET_NAMES + TOOL_SECRET_NAMES
+# Plan and apply use two different API clients (issue 25.2): GitLab's recipe has a plan client
+# for merge-request pipelines; on GitHub the test plays a plan workflow whose secrets name
+# another client than apply's (environment-scoped secrets, or a rotation in between).
+PLAN_CLIENT_ID = "sandbox-plan"
+PLAN_CLIENT_SECRET = "sandbox-plan-client-secret-01"
+FINGERPRINT_KEY = "a-fingerprint-key-for-the-ci-recipe-tests-0123456789"
 
 # A config repository like the examples/: a shared base, staging rehearsing the migration to
 # the external OMS, and EU converged on NewStore-managed ATP.
@@ -165,7 +175,8 @@ def _clean_env() -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in SECRET_NAMES and not k.startswith(("GITHUB_", "CI_", "SANDBOX_"))
+        if k not in SECRET_NAMES
+        and not k.startswith(("GITHUB_", "CI_", "SANDBOX_", "NEWSTORE_", "RECONCILER_"))
     }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
@@ -228,7 +239,16 @@ class GitHub:
         self.inputs: dict[str, str] = {}
 
     def plan(self) -> JobRun:
-        return self._job("plan.yml", "plan")
+        secrets = self.secrets
+        if "NEWSTORE_PLAN_CLIENT_ID" in secrets:  # a fork's pull request gets no secrets
+            self.secrets = secrets | {
+                "NEWSTORE_CLIENT_ID": secrets["NEWSTORE_PLAN_CLIENT_ID"],
+                "NEWSTORE_CLIENT_SECRET": secrets["NEWSTORE_PLAN_CLIENT_SECRET"],
+            }
+        try:
+            return self._job("plan.yml", "plan")
+        finally:
+            self.secrets = secrets
 
     def break_glass(self, reason: str) -> None:
         """The next runs are apply.yml run by hand with this break-glass reason."""
@@ -329,10 +349,7 @@ class GitLab:
         assert used <= GITLAB_VARIABLES.keys(), f"give the test these variables: {used}"
         # Masked CI/CD variables reach a job as plain environment variables; protected ones
         # only reach jobs on protected branches (apply, drift), never merge-request pipelines.
-        secrets = self.secrets | {
-            "NEWSTORE_PLAN_CLIENT_ID": self.secrets["NEWSTORE_CLIENT_ID"],
-            "NEWSTORE_PLAN_CLIENT_SECRET": self.secrets["NEWSTORE_CLIENT_SECRET"],
-        }
+        secrets = dict(self.secrets)
         if name == "plan":
             secrets = {k: v for k, v in secrets.items() if k not in PROTECTED}
         env = _clean_env() | GITLAB_VARIABLES | secrets
@@ -371,10 +388,19 @@ def _git(workdir: Path, *args: str) -> None:
 
 
 @pytest.fixture
+def sandbox_config() -> SandboxConfig:
+    """The sandbox accepts the plan client beside the apply client."""
+    return SandboxConfig(more_clients={PLAN_CLIENT_ID: PLAN_CLIENT_SECRET})
+
+
+@pytest.fixture
 def secrets(sandbox_config: SandboxConfig) -> dict[str, str]:
     return {
         "NEWSTORE_CLIENT_ID": sandbox_config.client_id,
         "NEWSTORE_CLIENT_SECRET": sandbox_config.client_secret,
+        "NEWSTORE_PLAN_CLIENT_ID": PLAN_CLIENT_ID,
+        "NEWSTORE_PLAN_CLIENT_SECRET": PLAN_CLIENT_SECRET,
+        "RECONCILER_FINGERPRINT_KEY": FINGERPRINT_KEY,
         "ACME_STAGING_ATP_API_KEY": sandbox_config.webhook_api_key,
         "ACME_PRODUCTION_ATP_API_KEY": PRODUCTION_KEY,
         "ACME_STAGING_ORDER_WEBHOOK_API_KEY": "staging-order-webhook-key-0001",
@@ -398,7 +424,7 @@ def _assert_no_secret(text: str, secrets: dict[str, str]) -> None:
     # The runner consumes `::add-mask::VALUE` commands: no reader of the log sees them.
     text = re.sub(r"^::add-mask::.*\n?", "", text, flags=re.M)
     for name, value in secrets.items():
-        if name != "NEWSTORE_CLIENT_ID":
+        if name not in ("NEWSTORE_CLIENT_ID", "NEWSTORE_PLAN_CLIENT_ID"):
             assert value not in text, f"{name} leaked"
 
 
@@ -483,7 +509,7 @@ def test_blocked_and_failed_plans_fail_the_check(
     assert "newstore_stock_confirmed" in comment
 
     # A wrong client secret: plan fails, the comment says so and shows the error, not the secret.
-    pipeline.secrets["NEWSTORE_CLIENT_SECRET"] = "not-the-sandbox-secret-0123"
+    pipeline.secrets["NEWSTORE_PLAN_CLIENT_SECRET"] = "not-the-sandbox-secret-0123"
     run = pipeline.plan()
     assert not run.ok
     assert _exitcode_of(run) == _exitcode(pipeline, "1")
@@ -636,8 +662,10 @@ def test_two_applies_never_run_at_once() -> None:
 
 
 def test_secrets_reach_only_the_tested_reconciler_steps() -> None:
-    """The workflows name no secret: each reconciler step gets them all as one JSON input, and
-    the action exports just those environments/ uses (tests/test_action.py)."""
+    """The workflows name no secret, not even the reconciler's own fingerprint key: each
+    reconciler step gets them all as one JSON input, and the action exports just those
+    environments/ uses plus the secrets named RECONCILER_* (tests/test_action.py; the plan and
+    apply tests here use two API clients, so the key does travel that way)."""
     for name in WORKFLOWS:
         text = (GITHUB / name).read_text()
         assert not re.findall(r"secrets\.\w+", text), name
@@ -665,7 +693,11 @@ def test_secrets_reach_only_the_tested_reconciler_steps() -> None:
             assert not any(s in script for s in SECRET_NAMES[1:]), script
             tokens = re.findall(r".*RECONCILER_GITLAB_TOKEN.*", script)
             assert all('PRIVATE-TOKEN: $RECONCILER_GITLAB_TOKEN"' in line for line in tokens)
-    assert not [s for s in SECRET_NAMES[2:] if s in GITLAB.read_text()]
+    # GitLab's header lists the CI/CD variables to create: no environment file's name (that
+    # is `reconciler vars`'s job), only the reconciler's own, which no file names.
+    header = GITLAB.read_text()
+    assert not [s for s in FILE_SECRET_NAMES[2:] if s in header]
+    assert all(s in header for s in TOOL_SECRET_NAMES)
 
 
 def test_every_reconciler_command_is_in_a_tested_script() -> None:
@@ -780,7 +812,13 @@ def test_example_requirements_pin_this_release() -> None:
 
 def test_readme_names_every_file_and_how_to_find_the_secrets() -> None:
     readme = (CI / "README.md").read_text()
-    for name in (*WORKFLOWS, "gitlab-ci.yml", "requirements.txt", *SECRET_NAMES[:2]):
+    for name in (
+        *WORKFLOWS,
+        "gitlab-ci.yml",
+        "requirements.txt",
+        *SECRET_NAMES[:2],
+        *TOOL_SECRET_NAMES,
+    ):
         assert name in readme, name
     assert "RECONCILER_GITLAB_TOKEN" in readme
     assert "reconciler vars" in readme and "toJSON(secrets)" in readme
