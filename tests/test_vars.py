@@ -197,3 +197,35 @@ def test_a_new_repository_names_its_variables_in_the_environment_files_only(
         assert not [name for name in names if name in text], path.name
         if "uses: OWNER/newstore-reconciler" in text:
             assert text.count("secrets: ${{ toJSON(secrets) }}") >= 1, path.name
+
+
+def test_a_rehearsal_needs_none_of_the_variables_its_secrets_came_from(tmp_path: Path) -> None:
+    """`rehearsal: true` (issue 25) sends the sandbox's demo credentials and keys and never
+    reads the variables the extended files name for them: `vars` must not ask for those (in
+    init's repository, `RECONCILER_ENVIRONMENTS_DIR=rehearsal reconciler vars` listed the real
+    client's NEWSTORE_CLIENT_ID/SECRET), while a non-secret reference is still needed."""
+    repo = tmp_path / "config"
+    assert CliRunner().invoke(cli, ["init", str(repo), "--ci", "none"]).exit_code == 0
+    staging = repo / "environments" / "staging.yaml"
+    staging.write_text(
+        staging.read_text()
+        + "external_order_webhook:\n  url: https://oms.${ACME_OMS_HOST}/newstore\n"
+        + "  api_key: ${ACME_STAGING_ORDER_KEY}\n  timeout: 15\n"
+    )
+    real = _vars(repo / "environments", "--format", "json")
+    assert {v["name"] for v in json.loads(real.stdout)["variables"]} == {
+        "ACME_OMS_HOST",
+        "ACME_STAGING_ORDER_KEY",
+        "NEWSTORE_CLIENT_ID",
+        "NEWSTORE_CLIENT_SECRET",
+    }
+    rehearsal = _vars(repo / "rehearsal", "--format", "json")
+    assert rehearsal.exit_code == 0, rehearsal.output
+    document = json.loads(rehearsal.stdout)
+    Draft202012Validator(json.loads(schema_path("vars.schema.json").read_text())).validate(document)
+    assert [v["name"] for v in document["variables"]] == ["ACME_OMS_HOST"]
+    assert document["rehearsals"] == ["staging"]
+    text = _vars(repo / "rehearsal")
+    assert text.exit_code == 0, text.output
+    assert "NEWSTORE_CLIENT" not in text.stdout and "RECONCILER_REHEARSAL" not in text.stdout
+    assert "staging is a rehearsal: the sandbox's demo credentials and keys" in text.stdout

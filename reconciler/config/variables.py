@@ -3,7 +3,9 @@
     variables_of(directory, names, environ)   a VariableReport: every variable the resolved
                                               files use (after `extends`: a base's reference
                                               that an environment overrides is not needed),
-                                              whether it is set now, file:line of each use
+                                              whether it is set now, file:line of each use;
+                                              a rehearsal's secrets (the sandbox's demo
+                                              values) need none
     report_to_dict(report)                    the JSON document (schemas/vars.schema.json)
 
 Values are never read beyond "is it set": the report holds names and places only, so it is
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from reconciler.config.rehearsal import rehearse_secrets
 from reconciler.config.resolve import CREDENTIAL_DEFAULTS, Merged, Resolver, references
 from reconciler.config.yamlsafe import child_path
 from reconciler.errors import Problem
@@ -68,6 +71,9 @@ class VariableReport:
     environments: tuple[str, ...]  # those whose variables are listed
     variables: tuple[Variable, ...]  # sorted by name
     unresolved: tuple[Unresolvable, ...] = ()
+    # `rehearsal: true` environments: their secrets are the sandbox's demo values, so the
+    # variables their bases name for them are neither read nor listed
+    rehearsals: tuple[str, ...] = ()
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -117,14 +123,20 @@ def variables_of(
     by_name: dict[str, list[Use]] = {}
     listed: list[str] = []
     unresolved: list[Unresolvable] = []
+    rehearsals: list[str] = []
     for path in paths:
         merged, problems = resolver.resolve(path, str(path))
         if merged is None:
             unresolved.append(Unresolvable(path.stem, str(path), tuple(problems)))
             continue
         listed.append(path.stem)
+        # What config.load does before substituting: a rehearsal's secrets name demo values.
+        supplied = rehearse_secrets(merged)
+        if supplied:
+            rehearsals.append(path.stem)
         for name, use in _uses_in(path.stem, merged):
-            by_name.setdefault(name, []).append(use)
+            if name not in supplied:
+                by_name.setdefault(name, []).append(use)
     variables = tuple(
         Variable(
             name,
@@ -133,7 +145,9 @@ def variables_of(
         )
         for name, uses in sorted(by_name.items())
     )
-    return VariableReport(tuple(sorted(listed)), variables, tuple(unresolved))
+    return VariableReport(
+        tuple(sorted(listed)), variables, tuple(unresolved), tuple(sorted(rehearsals))
+    )
 
 
 def report_to_dict(report: VariableReport) -> dict[str, Any]:
@@ -163,6 +177,7 @@ def report_to_dict(report: VariableReport) -> dict[str, Any]:
             for v in report.variables
         ],
         "missing": list(report.missing),
+        "rehearsals": list(report.rehearsals),
         "errors": [
             {
                 "environment": u.environment,

@@ -19,10 +19,18 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
+def _rehearsals(report: VariableReport) -> str:
+    return "".join(
+        f"{name} is a rehearsal: the sandbox's demo credentials and keys stand in for its "
+        "secrets, so it needs none of their variables.\n"
+        for name in report.rehearsals
+    )
+
+
 def render_variables(report: VariableReport) -> str:
     if not report.variables:
         shown = ", ".join(report.environments) or "none"
-        return f"No ${{NAME}} variables are used (environments: {shown}).\n"
+        return f"No ${{NAME}} variables are used (environments: {shown}).\n" + _rehearsals(report)
     width = max(len(v.name) for v in report.variables)
     lines: list[str] = []
     for variable in report.variables:
@@ -39,4 +47,4 @@ def render_variables(report: VariableReport) -> str:
     )
     missing = report.missing
     summary += f"; {len(missing)} not set: {', '.join(missing)}" if missing else "; all set"
-    return "\n".join(lines) + "\n\n" + summary + ".\n"
+    return "\n".join(lines) + "\n\n" + summary + ".\n" + _rehearsals(report)
