@@ -842,7 +842,9 @@ def init(directory: Path, ci: str, source: str | None) -> None:
     steps = [
         "set `tenant:` in environments/staging.yaml to your staging tenant's name",
         f"{where}reconciler validate --allow-missing-secrets   # offline, no secrets needed",
-        "reconciler vars   # the variables to export here and to add as CI secrets",
+        "reconciler vars   # the variables to export here and to add as CI secrets"
+        # No file names the reconciler's own key, so vars cannot list it; CI needs it.
+        + (", and RECONCILER_FINGERPRINT_KEY (`openssl rand -hex 32`)" if ci != "none" else ""),
         "rehearse on a local sandbox: see rehearsal/staging.yaml",
     ]
     # Running init again would refuse to overwrite these files: name them, to edit.

@@ -55,6 +55,10 @@ def test_init_hint_names_the_files_to_edit_and_never_says_run_init_again(tmp_pat
     for name in holding:
         assert name in hint, name
     assert "init again" not in hint
+    # The CI secret no file names (so `vars` cannot list it) is named here instead.
+    assert "RECONCILER_FINGERPRINT_KEY" in hint
+    offline = runner.invoke(cli, ["init", str(tmp_path / "local"), "--ci", "none"])
+    assert offline.exit_code == 0 and "RECONCILER_FINGERPRINT_KEY" not in offline.output
     # What the hint says instead of `init again` works: the files are plain text to edit.
     again = runner.invoke(cli, ["init", str(repo), "--source", "https://github.com/a/b@v1"])
     assert again.exit_code == 1 and "refusing to overwrite" in again.output
