@@ -233,3 +233,46 @@ def test_a_rehearsal_dumped_into_the_real_file_keeps_the_real_files_connection(
         "external_oms:\n  enabled: false", "external_oms:\n  enabled: true"
     )
     assert "-  enabled: false\n+  enabled: true\n" in result.stdout
+
+
+def test_a_rehearsal_true_dumped_into_the_real_file_never_writes_the_sandbox_webhook(
+    live_sandbox: tuple[SandboxApp, str], tmp_path: Path
+) -> None:
+    """`rehearsal: true` (issue 25) points the availability webhook at the sandbox's sample
+    one and sends demo keys: a rehearsed tenant holds those. Dumped back into the real file,
+    the real webhook url and variable stay; the real file must never learn the sandbox's."""
+    sandbox, base = live_sandbox
+    real = tmp_path / "environments"
+    real.mkdir()
+    staging = real / "staging.yaml"
+    before = (
+        "tenant: acme-staging\n"
+        "external_oms:\n  enabled: true\n"
+        "availability_webhook:\n  url: https://atp.acme.example/availabilities\n"
+        "  api_key: ${ACME_STAGING_ATP_API_KEY}\n  external_identifier: product_id\n"
+        "  timeout: 15\n"
+        "external_atp:\n  enabled: true\n"
+        'gates:\n  webhook_probe:\n    products: ["1000061"]\n'
+        '    fulfillment_locations: ["US01"]\n'
+    )
+    staging.write_text(before)
+    rehearsal = tmp_path / "rehearsal"
+    rehearsal.mkdir()
+    (rehearsal / "staging.yaml").write_text(
+        "extends: ../environments/staging.yaml\nrehearsal: true\nconnection:\n"
+        f"  base_url: {base}/acme-staging\n"
+        f"  token_url: {base}/auth/realms/acme-staging/protocol/openid-connect/token\n"
+    )
+    applied = run_cli(
+        rehearsal, "apply", "--auto-approve", "--journal", str(tmp_path / "journal.jsonl")
+    )
+    assert applied.exit_code == 0, applied.output
+    assert run_cli(rehearsal, "plan", "--detailed-exitcode").exit_code == 0
+    held = sandbox.state("acme-staging")["availability_webhook"]
+    assert held["url"] == f"{base}{WEBHOOK_PATH}", "what a rehearsal sends"
+
+    result = run_cli(rehearsal, "dump", "staging", "--out", str(staging), "--force")
+
+    assert result.exit_code == 0, result.output
+    assert staging.read_text() == before
+    assert WEBHOOK_PATH not in result.output

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from reconciler.config import load_unmanaged
+from reconciler.config.rehearsal import is_rehearsal, sample_webhook_url
 from reconciler.config.resolve import (
     CREDENTIAL_DEFAULTS,
     Resolver,
@@ -252,7 +253,9 @@ def dump_environment(
             f"--store {bad[0]!r} is not a store id: use 1-64 letters, digits, '_' or '-'."
         )
     environ = os.environ if environ is None else environ
-    env, _ = load_unmanaged(path, environ=environ)
+    env, resolved = load_unmanaged(path, environ=environ)
+    # A rehearsal sent the sandbox's sample webhook in place of the file's: see below.
+    sample = sample_webhook_url(env.connection.base_url) if is_rehearsal(resolved) else None
     existing = out is not None and out.exists()
     template = _template(out if existing and out is not None else path)
     file = str(template.path)
@@ -296,6 +299,15 @@ def dump_environment(
             continue
         raw = template.says(key)
         desired, unset = _desired(setting, raw, environ)
+        if sample is not None and isinstance(value, dict) and value.get("url") == sample:
+            if isinstance(desired, dict) and "url" in desired:
+                # What the rehearsal sent for the file's url: the file's url stands.
+                value = {**value, "url": desired["url"]}
+            else:
+                warnings.append(
+                    f"{key} in NewStore is the sandbox's sample webhook, which a rehearsal "
+                    f"sends: replace its url in {file} with your webhook's"
+                )
         extra_stores = key == "associate_app" and set(stores) - set(listed_stores or {})
         if unset is not None:
             warnings.append(
