@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as replace_options
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 from typing import TypeAlias
 
@@ -69,7 +69,7 @@ from reconciler.fsutil import check_output_file
 from reconciler.model import Environment
 from reconciler.newstore.settings import BY_KEY
 from reconciler.parallelism import DEFAULT_PARALLELISM
-from reconciler.provenance import Provenance, of_run
+from reconciler.provenance import Provenance, config_commit, of_run, run_url
 
 __all__ = ["ApplyResult", "Reconciler", "apply", "drift", "load", "plan"]
 
@@ -176,14 +176,18 @@ def drift(
     *,
     parallelism: int = DEFAULT_PARALLELISM,
     probe: bool = False,
+    clock: Clock = system_clock,
     today: date | None = None,
     environ: Mapping[str, str] | None = None,
     client_factory: ClientFactory | None = None,
     on_done: Callable[[EnvPlan], None] | None = None,
 ) -> DriftReport:
     """Report where the live state differs from the files (`reconciler drift`); never writes.
-    `report.worst` is the status to alert on; with `probe`, live webhooks are probed too."""
+    `report.worst` is the status to alert on; with `probe`, live webhooks are probed too. The
+    report records when it ran (`clock`), the config commit of `environments_dir` and the CI
+    run's URL (from `environ`)."""
     _forget_hosts()
+    now = clock().astimezone(UTC)
     environments = load_each(Path(environments_dir), names, environ=environ, today=today)
     return check_drift(
         environments,
@@ -191,6 +195,9 @@ def drift(
         client_factory=client_factory,
         on_done=on_done,
         probe=probe,
+        now=now,
+        config_commit=config_commit(Path(environments_dir)),
+        run_url=run_url(environ),
     )
 
 
@@ -490,6 +497,7 @@ class Reconciler:
             names,
             parallelism=self.parallelism,
             probe=probe,
+            clock=self.clock,
             today=self.today,
             environ=self.environ,
             client_factory=self.client_factory,

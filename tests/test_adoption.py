@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -267,3 +268,25 @@ def test_completion_offers_environment_names(tmp_path: Path) -> None:
     assert complete("reconciler drift ") == ["prod-eu", "production", "staging"]
     assert complete("reconciler dump st") == ["staging"]
     assert complete("reconciler --environments-dir nowhere plan ") == []
+
+
+def test_init_workflows_name_no_secret(tmp_path: Path) -> None:
+    """The names live in the environment files only: the workflows pass every secret as one
+    JSON input, and `reconciler vars` says which to add."""
+    runner = CliRunner()
+    repo = tmp_path / "config"
+    assert runner.invoke(cli, ["init", str(repo), "--ci", "github"]).exit_code == 0
+    listed = runner.invoke(
+        cli, ["--environments-dir", str(repo / "environments"), "vars", "--format", "json"]
+    )
+    assert listed.exit_code == 0, listed.output
+    names = [v["name"] for v in json.loads(listed.output)["variables"]]
+    assert names == ["NEWSTORE_CLIENT_ID", "NEWSTORE_CLIENT_SECRET"]
+    for workflow in (repo / ".github" / "workflows").glob("*.yml"):
+        text = workflow.read_text()
+        assert not re.findall(r"secrets\.\w", text), workflow.name
+        assert not [name for name in names if name in text], workflow.name
+        uses = [line for line in text.splitlines() if "uses: OWNER/newstore-reconciler" in line]
+        assert text.count("secrets: ${{ toJSON(secrets) }}") == len(uses) - (
+            1 if workflow.name == "plan.yml" else 0  # a fork's offline validation gets none
+        ), workflow.name

@@ -9,6 +9,7 @@ checked instead.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 import yaml
 from env_helpers import OFF_YAML
 from git_helpers import GIT
+from receiver_helpers import receiver
 
 from reconciler import __version__
 from reconciler.core.planfile import load_plan_file
@@ -35,6 +37,7 @@ WORKFLOWS = ("plan.yml", "apply.yml", "drift.yml")
 MARK = "# tested: tests/test_ci_examples.py"
 ACTION_MARK = "# tested: tests/test_action.py"
 MARKER = "<!-- newstore-reconciler-plan -->"
+DRIFT_ARGS = "--probe --state .reconciler/drift-state.json --output html=drift-dashboard.html"
 # The console scripts (`reconciler`, `check-jsonschema`) live beside this interpreter.
 BIN = Path(sys.executable).parent
 
@@ -57,15 +60,22 @@ GITLAB_VARIABLES = {
     "CI_MERGE_REQUEST_DIFF_BASE_SHA": "HEAD~1",  # the repo fixture's base commit
     "CI_JOB_URL": "https://gitlab.example/acme/newstore-config/-/jobs/4242",
 }
-SECRET_NAMES = (
+# The variables the environment files name (`reconciler vars` lists them), then the
+# reconciler's own secret, which no file names: the key of the plan file's fingerprints.
+FILE_SECRET_NAMES = (
     "NEWSTORE_CLIENT_ID",
     "NEWSTORE_CLIENT_SECRET",
     "ACME_STAGING_ATP_API_KEY",
     "ACME_PRODUCTION_ATP_API_KEY",
     "ACME_STAGING_ORDER_WEBHOOK_API_KEY",
     "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY",
-    "RECONCILER_FINGERPRINT_KEY",
 )
+TOOL_SECRET_NAMES = ("RECONCILER_FINGERPRINT_KEY",)
+SECRET_NAMES = FILE_SECRET_NAMES + TOOL_SECRET_NAMES
+# Optional (issue 22): where the drift job tells changes. Named where users read what to create
+# (the drift workflow's header comment, GitLab's header, the CI README), never wired by name:
+# as secrets named RECONCILER_* they reach the step through the same JSON.
+NOTIFY_SECRET_NAMES = ("RECONCILER_NOTIFY", "RECONCILER_NOTIFY_SECRET")
 # Plan and apply use two different API clients (issue 25.2): GitLab's recipe has a plan client
 # for merge-request pipelines; on GitHub the test plays a plan workflow whose secrets name
 # another client than apply's (environment-scoped secrets, or a rotation in between).
@@ -260,7 +270,7 @@ class GitHub:
     def _job(self, workflow_name: str, job_id: str) -> JobRun:
         workflow = _load(GITHUB / workflow_name)
         assert workflow["defaults"]["run"]["shell"] == "bash"
-        context = dict(GITHUB_CONTEXT) | {f"secrets.{k}": v for k, v in self.secrets.items()}
+        context = dict(GITHUB_CONTEXT) | {"toJSON(secrets)": json.dumps(self.secrets)}
         context |= {f"inputs.{k}": v for k, v in self.inputs.items()}
         summary = self.workdir.parent / "summary.md"
         summary.write_text("")
@@ -409,6 +419,9 @@ def secrets(sandbox_config: SandboxConfig) -> dict[str, str]:
         "ACME_PRODUCTION_ATP_API_KEY": PRODUCTION_KEY,
         "ACME_STAGING_ORDER_WEBHOOK_API_KEY": "staging-order-webhook-key-0001",
         "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY": "production-order-webhook-key-01",
+        # Not configured: GitHub passes an unset secret as the empty string.
+        "RECONCILER_NOTIFY": "",
+        "RECONCILER_NOTIFY_SECRET": "",
     }
 
 
@@ -425,8 +438,10 @@ def _hand_edit(sandbox: SandboxApp, tenant: str, **changes: Any) -> dict[str, An
 
 
 def _assert_no_secret(text: str, secrets: dict[str, str]) -> None:
+    # The runner consumes `::add-mask::VALUE` commands: no reader of the log sees them.
+    text = re.sub(r"^::add-mask::.*\n?", "", text, flags=re.M)
     for name, value in secrets.items():
-        if name not in ("NEWSTORE_CLIENT_ID", "NEWSTORE_PLAN_CLIENT_ID"):
+        if name not in ("NEWSTORE_CLIENT_ID", "NEWSTORE_PLAN_CLIENT_ID") and value:
             assert value not in text, f"{name} leaked"
 
 
@@ -491,6 +506,66 @@ def test_plan_review_apply_then_drift(
     assert "external_oms" in run.log
     assert sandbox.state("acme-staging") == moved
     assert len(sandbox.history("acme-staging")) == writes
+
+
+@pytest.mark.e2e
+def test_nightly_drift_probes_tells_a_change_once_and_keeps_the_dashboard(
+    pipeline: Pipeline, live_sandbox: tuple[SandboxApp, str]
+) -> None:
+    """Issue 22: the recipes' drift job passes --probe, publishes the dashboard and the
+    Markdown, keeps the state between runs (here: the same checkout) and tells changes to the
+    URL in RECONCILER_NOTIFY, once."""
+    sandbox, base = live_sandbox
+    work = pipeline.workdir
+    with receiver("/services/T0/B0/nightly-secret-part") as hook:
+        pipeline.secrets["RECONCILER_NOTIFY"] = f"{hook.url}/services/T0/B0/nightly-secret-part"
+        pipeline.secrets["RECONCILER_NOTIFY_SECRET"] = "nightly-signing-secret-0042"
+
+        # staging's migration was never applied: drift, told once.
+        run = pipeline.drift()
+        assert run.ok, run.log
+        assert _exitcode_of(run) == _exitcode(pipeline, "2")
+        (request,) = hook.requests
+        assert request.signed_by("nightly-signing-secret-0042")
+        assert [(c["name"], c["status"]) for c in request.json()["changes"]] == [
+            ("acme-staging", "drift")
+        ]
+        dashboard = (work / "drift-dashboard.html").read_text()
+        assert "acme-staging" in dashboard and "acme-eu" in dashboard
+        assert (work / ".reconciler" / "drift-state.json").is_file()
+        if isinstance(pipeline, GitHub):
+            assert run.summary.startswith("## NewStore drift report")
+
+        run = pipeline.drift()
+        assert run.ok and len(hook.requests) == 1, "the same drift the next night: quiet"
+
+        # Someone turns external ATP on by hand, with a webhook key the webhook refuses:
+        # --probe makes it the off-sale alarm.
+        _hand_edit(
+            sandbox,
+            "acme-staging",
+            uses_external_atp=True,
+            external_oms={"enabled": True},
+            availability_webhook={
+                "url": f"{base}/_sandbox/webhook/availabilities",
+                "api_key": "a-key-the-webhook-refuses-0001",
+                "external_identifier": "product_id",
+                "timeout": 5,
+            },
+        )
+        run = pipeline.drift()
+        assert run.ok, run.log
+        assert [
+            (c["name"], c["status"], c["previous_status"])
+            for c in hook.requests[1].json()["changes"]
+        ] == [("acme-staging", "unhealthy", "drift")]
+        assert "🚨 unhealthy" in (work / "drift.md").read_text()
+        text = (
+            run.log + (work / "drift.md").read_text() + (work / "drift-dashboard.html").read_text()
+        )
+        _assert_no_secret(text, pipeline.secrets)
+        # The runner consumes `::add-mask::VALUE` (the action masks the URL): no reader sees it.
+        assert "nightly-secret-part" not in re.sub(r"^::add-mask::.*\n?", "", text, flags=re.M)
 
 
 @pytest.mark.e2e
@@ -709,25 +784,31 @@ def test_an_apply_older_than_the_one_applied_passes_writing_nothing(
 
 
 def test_secrets_reach_only_the_tested_reconciler_steps() -> None:
+    """The workflows name no secret, not even the reconciler's own fingerprint key: each
+    reconciler step gets them all as one JSON input, and the action exports just those
+    environments/ uses plus the secrets named RECONCILER_* (tests/test_action.py; the plan and
+    apply tests here use two API clients, so the key does travel that way)."""
     for name in WORKFLOWS:
+        text = (GITHUB / name).read_text()
+        assert not re.findall(r"secrets\.\w+", text), name
+        assert not [s for s in SECRET_NAMES if s in text], name
         workflow = _load(GITHUB / name)
         assert "env" not in workflow, name
         for job_id, job in workflow["jobs"].items():
-            assert "secrets." not in str(job.get("env", {})), (name, job_id)
+            assert "secrets" not in str(job.get("env", {})), (name, job_id)
     for name, _job_id, step in _github_steps():
         run = step.get("run", "")
+        assert "secrets" not in str(step.get("env", {})), (name, step.get("name"))
         assert "secrets." not in run and "${{" not in (run if _tested(run) else "")
-        uses_secrets = "secrets." in str(step.get("env", {}))
+        uses_secrets = "secrets" in step.get("with", {})
+        if uses_secrets:
+            assert step["with"]["secrets"] == "${{ toJSON(secrets) }}"
         # The reconciler runs through the action only; a fork's offline validation gets none.
         runs_reconciler = step.get("uses", "").startswith(ACTION_PREFIX) and (
             "--allow-missing-secrets" not in step["with"].get("args", "")
         )
         assert not _runs_reconciler(run), (name, step.get("name"))
         assert uses_secrets == runs_reconciler, (name, step.get("name"))
-        # Each secret goes in under its own name, the one environments/ refers to.
-        for key, value in step.get("env", {}).items():
-            if "secrets." in str(value):
-                assert value == f"${{{{ secrets.{key} }}}}"
     # GitLab masks the variables; no script should print or pass them on anyway.
     for job in _gitlab_jobs().values():
         for script in job["script"]:
@@ -740,6 +821,11 @@ def test_secrets_reach_only_the_tested_reconciler_steps() -> None:
                 for line in tokens
                 if not line.lstrip().startswith("#")
             ), tokens
+    # GitLab's header lists the CI/CD variables to create: no environment file's name (that
+    # is `reconciler vars`'s job), only the reconciler's own, which no file names.
+    header = GITLAB.read_text()
+    assert not [s for s in FILE_SECRET_NAMES[2:] if s in header]
+    assert all(s in header for s in TOOL_SECRET_NAMES)
 
 
 def test_every_reconciler_command_is_in_a_tested_script() -> None:
@@ -748,7 +834,8 @@ def test_every_reconciler_command_is_in_a_tested_script() -> None:
         "reconciler plan --format markdown --detailed-exitcode --out plan.json",
         "reconciler apply --plan plan.json --auto-approve --journal apply-journal.jsonl"
         ' --lock git --lock-timeout 1200 --format json "${glass[@]}"',
-        "reconciler drift --format markdown",
+        "reconciler drift --probe --format markdown --state .reconciler/drift-state.json"
+        " --output html=drift-dashboard.html",
     }
     gitlab = [s for job in _gitlab_jobs().values() for s in job["script"]]
     # GitHub runs them through the action, whose script is run by these tests.
@@ -767,7 +854,7 @@ def test_every_reconciler_command_is_in_a_tested_script() -> None:
             "--lock-timeout 1200",
             "",
         ),
-        ("drift", "", "markdown"),
+        ("drift", DRIFT_ARGS, "markdown"),
     }
     for scripts in (gitlab,):
         invoking = [s for s in scripts if _runs_reconciler(s)]
@@ -859,11 +946,19 @@ def test_example_requirements_pin_this_release() -> None:
     assert "-r requirements.txt" in GITLAB.read_text()
 
 
-def test_readme_names_every_file_and_secret() -> None:
+def test_readme_names_every_file_and_how_to_find_the_secrets() -> None:
     readme = (CI / "README.md").read_text()
-    for name in (*WORKFLOWS, "gitlab-ci.yml", "requirements.txt", *SECRET_NAMES):
+    for name in (
+        *WORKFLOWS,
+        "gitlab-ci.yml",
+        "requirements.txt",
+        *SECRET_NAMES[:2],
+        *TOOL_SECRET_NAMES,
+        *NOTIFY_SECRET_NAMES,
+    ):
         assert name in readme, name
     assert "RECONCILER_GITLAB_TOKEN" in readme
+    assert "reconciler vars" in readme and "toJSON(secrets)" in readme
 
 
 @pytest.mark.e2e

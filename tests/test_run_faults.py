@@ -161,7 +161,11 @@ def test_a_signal_stops_apply_before_the_next_write_with_the_stop_report(
     assert "Traceback" not in err
     assert f"{name} received: stopped before step 2/5" in err
     assert "applied       1/5 external_oms: update" in err
-    assert "not attempted 2/5 availability_webhook: create" in err
+    assert (
+        f"not attempted 2/5 availability_webhook: create (interrupted: {name} before it started)"
+        in err
+    )
+    assert "FAILED" not in err and "failed" not in err  # issue 21.5: interrupted, not failed
     assert "The live state, re-read just now, satisfies every safety rule." in err
     assert writes(sandbox, "sig") == FORWARD[:1], "the write in flight finished; no other"
     closing = read_journal(journal)[-1]
@@ -208,8 +212,11 @@ def test_the_steps_a_signal_stopped_say_interrupted_not_failed(
 
     assert proc.returncode == 130, out + err
     report = err[err.index("Error: ") :]
-    assert "sig (tenant sig): interrupted by SIGINT before step 2 of 5." in report
-    assert "not attempted 2/5 availability_webhook: create (interrupted)" in report
+    assert "sig (tenant sig): stopped before step 2 of 5 (SIGINT)." in report
+    assert (
+        "not attempted 2/5 availability_webhook: create (interrupted: SIGINT before it started)"
+        in report
+    )
     assert "not attempted 5/5 associate_app: update (interrupted)" in report
     assert "failed" not in report.lower() and "stopped at step" not in report
     summary = records(out)[-1]

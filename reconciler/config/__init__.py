@@ -27,7 +27,7 @@ from typing import Any
 
 from reconciler.config.build import build_environment, secret_urls
 from reconciler.config.rehearsal import rehearse_secrets, rehearse_urls
-from reconciler.config.resolve import Merged, Resolver, substitute
+from reconciler.config.resolve import CREDENTIAL_DEFAULTS, Merged, Resolver, substitute
 from reconciler.config.schema import check_schema, closest
 from reconciler.errors import ConfigError, Problem, ValidationFailed
 from reconciler.identity import tenant_identity
@@ -191,13 +191,6 @@ def shared_tenants(environments: Sequence[Environment]) -> dict[str, Problem]:
                 "each of them if two views of one tenant are really wanted",
             )
     return problems
-
-
-# The contract's defaults: an environment may leave its credentials to the usual variables.
-CREDENTIAL_DEFAULTS = {
-    "connection.client_id": "${NEWSTORE_CLIENT_ID}",
-    "connection.client_secret": "${NEWSTORE_CLIENT_SECRET}",
-}
 
 
 def _default_credentials(merged: Merged) -> set[str]:

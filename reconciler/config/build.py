@@ -6,6 +6,7 @@ https-or-loopback URLs, files that must exist, and the safety rules on the desir
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from datetime import date, time
@@ -43,6 +44,11 @@ def url_problem(url: str, *, allow_query: bool) -> str | None:
         parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
     except ValueError:
         return "is not a valid URL (check the host and port)"
+    if parts.scheme not in ("http", "https") and url.startswith(f"{parts.scheme}://"):
+        # The scheme alone is safe to quote (what follows `://` could hold a password).
+        match = difflib.get_close_matches(parts.scheme.lower(), ["https", "http"], n=1)
+        hint = f"; did you mean `{match[0]}`?" if match else " (use https)"
+        return f"unknown scheme `{parts.scheme}`{hint}"
     if parts.scheme not in ("http", "https") or not host:
         return "must be an absolute URL such as `https://host/path`"
     if "@" in parts.netloc:

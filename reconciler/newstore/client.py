@@ -38,6 +38,7 @@ from reconciler.errors import (
     TransportError,
     UnreachableError,
 )
+from reconciler.identity import tenant_in_base_url, tenant_in_token_url
 from reconciler.model import Environment
 from reconciler.net import is_loopback
 from reconciler.newstore.auth import IP_BLOCKED, IP_BLOCKED_HINT, ClientCredentials
@@ -501,11 +502,31 @@ class NewStoreClient:
         if kind is StatusKind.IP_BLOCKED:
             self._limiter.trip()
         cls, message, hint = _STATUS_ERRORS[kind]
+        if kind is StatusKind.AUTH:
+            hint = self._auth_hint()
         if kind is StatusKind.REDIRECT:
             location = httpx.URL(response.headers.get("location", ""))
             target = location.host or self.env.connection.base_url
             message = message.format(target=target)
         return self.error(cls, setting, method, path, message, response=response, hint=hint)
+
+    def _auth_hint(self) -> str:
+        """Why NewStore may refuse a token its own token endpoint just issued. A token is only
+        good for its realm's tenant: a base_url naming another tenant (a typo) is the likelier
+        cause, and the one that can be told from the URLs, so it comes first."""
+        conn = self.env.connection
+        api, realm = tenant_in_base_url(conn.base_url), tenant_in_token_url(conn.token_url)
+        if api is not None and realm is not None and api != realm:
+            return (
+                f"connection.base_url is the API of tenant `{api}`, but the token comes from "
+                f"realm `{realm}` (connection.token_url), and a token is only accepted by its "
+                f"own tenant: make both name the same tenant (the file says `{self.env.tenant}`)."
+            )
+        return (
+            "Either connection.base_url is not the API of the tenant whose realm issued the "
+            "token (connection.token_url: both must name the same tenant), or the API client "
+            "lacks access to this setting in NewStore."
+        )
 
 
 # What each kind of unaccepted answer becomes (RETRYABLE ones only once the budget is spent).
@@ -514,7 +535,7 @@ _STATUS_ERRORS: dict[StatusKind, tuple[type[NewStoreError], str, str]] = {
     StatusKind.AUTH: (
         AuthError,
         "NewStore refused the access token, also after fetching a new one",
-        "Check that the API client has permission for this setting.",
+        "",  # worded from the connection: NewStoreClient._auth_hint
     ),
     StatusKind.REDIRECT: (
         RejectedError,

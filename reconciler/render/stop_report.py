@@ -115,14 +115,13 @@ def render_stop_report(stop: EnvStop) -> str:
 
 
 def _render_stop(stop: StopReport) -> str:
-    if stop.interrupted is not None and stop.failed_at is not None:
-        # A signal between steps is no failure: the step it came before never started.
-        where = f"interrupted by {stop.interrupted} before step {stop.failed_at} of {stop.total}"
-    elif stop.failed_at is not None:
-        where = f"stopped at step {stop.failed_at} of {stop.total}"
-    else:
+    if stop.failed_at is None:
         where = f"all {stop.total} steps ran, then the convergence check failed"
-    why = " (interrupted)" if stop.interrupted is not None else ""
+    elif stop.interrupted is not None:
+        # A signal between steps is no failure: the step it came before never started.
+        where = f"stopped before step {stop.failed_at} of {stop.total} ({stop.interrupted})"
+    else:
+        where = f"stopped at step {stop.failed_at} of {stop.total}"
     lines = [f"{stop.environment} (tenant {stop.tenant}): {where}."]
     for event in stop.finished:
         extra = [f"request id {event.request_id}"] if event.request_id else []
@@ -135,10 +134,16 @@ def _render_stop(stop: StopReport) -> str:
             f"  {_LABEL[event.outcome]:<14}{event.number}/{stop.total} {event.setting}: "
             f"{event.action}{shown}"
         )
-    lines += [
-        f"  {'not attempted':<14}{step.number}/{stop.total} {step.setting}: {step.action}{why}"
-        for step in stop.not_attempted
-    ]
+    for step in stop.not_attempted:
+        if stop.interrupted is None:
+            why = ""
+        elif step.number == stop.failed_at:
+            why = f" (interrupted: {stop.interrupted} before it started)"
+        else:
+            why = " (interrupted)"
+        lines.append(
+            f"  {'not attempted':<14}{step.number}/{stop.total} {step.setting}: {step.action}{why}"
+        )
     if stop.concurrent:
         lines.append("Changed by someone else while this apply ran (its own writes are above):")
         lines += [_concurrent(change, stop.total) for change in stop.concurrent]

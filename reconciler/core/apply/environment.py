@@ -364,6 +364,8 @@ class _EnvironmentApply:
                     )
                     self._record("verify", step, result=str(Outcome.FAILED), error=message)
                     raise ApplyError(message)
+        except Interrupted:
+            raise  # before the write: the step was not started, so it did not fail either
         except JournalError:
             raise  # its intent could not be recorded: the step was not attempted
         except ReconcilerError as exc:

@@ -86,7 +86,8 @@ class NotAttempted:
 @dataclass(frozen=True)
 class StopReport:
     """One environment's apply that stopped: at step `failed_at` of `total`, or (None) in the
-    convergence check after every step ran."""
+    convergence check after every step ran. `interrupted` names the signal that stopped it
+    before step `failed_at` began (that step was not attempted, it did not fail)."""
 
     environment: str
     tenant: str
@@ -95,10 +96,8 @@ class StopReport:
     finished: tuple[StepFinished, ...]
     not_attempted: tuple[NotAttempted, ...]
     safety: SafetyCheck
-    concurrent: tuple[ConcurrentChange, ...] = ()
-    # The signal that stopped it before step `failed_at` started (None: a failure did): its
-    # steps not attempted were interrupted, none failed.
     interrupted: str | None = None
+    concurrent: tuple[ConcurrentChange, ...] = ()
 
 
 @dataclass(frozen=True)
