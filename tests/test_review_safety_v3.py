@@ -329,6 +329,37 @@ def test_the_stop_report_calls_atp_on_with_an_unprobed_dead_webhook_safe(
     assert "someone else changed availability_webhook" in err, err
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "review: the safe-state report after a refused webhook write calls ATP on with a "
+        "dead live webhook safe"
+    ),
+)
+def test_the_safe_state_report_of_a_refused_webhook_write_vouches_for_a_dead_webhook(
+    live_sandbox: Sandbox, write_env: WriteEnv, dead_url: str
+) -> None:
+    """No concurrent writer: external ATP is on and NewStore's webhook config points at a
+    host nothing answers on (the retailer is off sale already). The file moves the webhook to
+    a url whose probe fails; the write is refused (right), and the "safe-state report" says
+    "The live state, re-read just now, satisfies every safety rule": nothing in it probed, or
+    can vouch for, the config NewStore holds (`drift --probe` of the same state says
+    unhealthy)."""
+    sandbox, base = live_sandbox
+    _seed(sandbox, base, atp=True, hook=_hook(dead_url))
+    sandbox.set_webhook_behaviour(answer="empty")
+    directory = write_env(TENANT, TENANT, base, _webhook_only(f"{base}{WEBHOOK_PATH}")).parent
+
+    applied = _apply(directory)
+    assert applied.exit_code == 1, applied.output
+    assert "refused to write a webhook config that failed the probe" in applied.stderr
+    assert sandbox.state(TENANT)["availability_webhook"]["url"] == dead_url
+    drift = run_cli(directory, "drift", "--probe", "--format", "json")
+    (env,) = json.loads(drift.stdout)["environments"]
+    assert env["status"] == "unhealthy", env
+    assert "satisfies every safety rule" not in applied.stderr, applied.stderr
+
+
 # -- 4. the probe's own result text leaks a prefix of the webhook key --------------------------
 
 LONG_KEY = "rk-live-5f2c1e9a7b3d4c6e8f0a1b2c3d4e5f60718293a4"  # 46 characters
