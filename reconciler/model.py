@@ -145,6 +145,10 @@ def locate(locations: Mapping[str, Location], path: str) -> Location | None:
         path = parent_path(path)
 
 
+FINGERPRINT_KEY_VARIABLE: Final = "RECONCILER_FINGERPRINT_KEY"
+"""The environment variable holding the key of plan files' secret fingerprints."""
+
+
 @dataclass(frozen=True)
 class Environment:
     """One tenant's desired state, fully resolved (extends merged, ${VAR}s substituted)."""
@@ -158,6 +162,12 @@ class Environment:
     desired: Mapping[str, Value] = field(repr=False)
     gates: Gates = Gates()
     policy: Policy = ALWAYS  # when apply may write (`policy:`); ALWAYS when the file has none
+    # How long a plan file made for this environment may be applied (`plan_valid_hours`).
+    plan_valid_hours: int = 24
+    # RECONCILER_FINGERPRINT_KEY: the key of the plan file's secret fingerprints, shared by the
+    # plan and apply jobs whatever API client each uses; None when unset (the client secret
+    # keys them then). Out of repr: it is a secret.
+    fingerprint_secret: str | None = field(default=None, repr=False)
     # key path ("availability_webhook.url") -> where it was written; for messages.
     locations: Mapping[str, Location] = field(default_factory=dict, repr=False, compare=False)
     # `allow_shared_tenant: true`: another environment file may resolve to the same tenant.

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config.build import build_environment, secret_urls
+from reconciler.config.rehearsal import rehearse_secrets, rehearse_urls
 from reconciler.config.resolve import Merged, Resolver, substitute
 from reconciler.config.schema import check_schema, closest
 from reconciler.errors import ConfigError, Problem, ValidationFailed
 from reconciler.identity import tenant_identity
-from reconciler.model import Environment, Unresolved
+from reconciler.model import FINGERPRINT_KEY_VARIABLE, Environment, Unresolved
 from reconciler.newstore.settings import REGISTRY
 
 SUFFIXES = (".yaml", ".yml")
@@ -102,6 +103,26 @@ def _load(
     return _build(path, merged, problems, environ, allow_missing_secrets, today)
 
 
+MIN_FINGERPRINT_KEY_LENGTH = 32
+
+
+def fingerprint_secret(environ: Mapping[str, str]) -> str | None:
+    """RECONCILER_FINGERPRINT_KEY, the key of plan files' secret fingerprints (surrounding
+    whitespace dropped: a CI secret pasted with a newline is the same key), or None when unset
+    or empty. A short one is refused: with it, a plan file's fingerprints could be tested
+    against guesses of the key."""
+    value = environ.get(FINGERPRINT_KEY_VARIABLE, "").strip()
+    if not value:
+        return None
+    if len(value) < MIN_FINGERPRINT_KEY_LENGTH:
+        raise ConfigError(
+            f"{FINGERPRINT_KEY_VARIABLE} holds {len(value)} characters; it needs at least "
+            f"{MIN_FINGERPRINT_KEY_LENGTH} random ones (e.g. the output of `openssl rand -hex "
+            "32`), the same value in every job that plans or applies"
+        )
+    return value
+
+
 def _build(
     path: Path,
     merged: Merged,
@@ -112,10 +133,15 @@ def _build(
 ) -> tuple[Environment | None, list[Problem]]:
     """Substitute, check the schema, build: everything after `extends` is merged."""
     defaulted = _default_credentials(merged)
+    # A rehearsal's secrets are the sandbox's demo values: its real variables are never read.
+    demo = rehearse_secrets(merged)
     in_urls = secret_urls(merged.data)  # before substitution: which urls a ${VAR} makes secret
     substitution_problems, bad = substitute(
-        merged, environ, allow_missing_secrets=allow_missing_secrets
+        merged,
+        {**environ, **demo} if demo else environ,
+        allow_missing_secrets=allow_missing_secrets,
     )
+    substitution_problems += rehearse_urls(merged)
     substitution_problems = [
         dataclasses.replace(
             p, message=f"{p.message} (`{p.path}` defaults to `{CREDENTIAL_DEFAULTS[p.path]}`)"
@@ -132,6 +158,10 @@ def _build(
     environment, build_problems = build_environment(
         path.stem, merged, bad, today=today, secrets_in_urls=in_urls
     )
+    if environment is not None:
+        environment = dataclasses.replace(
+            environment, fingerprint_secret=fingerprint_secret(environ)
+        )
     return environment, problems + build_problems
 
 
@@ -194,6 +224,7 @@ def _load_all(
 ) -> list[Environment]:
     resolver = Resolver()
     environ = os.environ if environ is None else environ
+    fingerprint_secret(environ)  # a bad key is said once, not once per environment
     environments: list[Environment] = []
     # dict keys: a base shared by several environments is reported once, in order
     problems: dict[Problem, None] = {}
@@ -242,6 +273,7 @@ def load_each(
     to run: ValidationFailed with every problem, as `load_environments` raises."""
     resolver = Resolver()
     environ = os.environ if environ is None else environ
+    fingerprint_secret(environ)  # a bad key is said once, not once per environment
     loaded: list[Environment | Unresolved] = []
     every: dict[Problem, None] = {}
     for path in discover(directory, names):

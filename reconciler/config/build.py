@@ -320,6 +320,8 @@ class _EnvironmentBuilder:
         return Policy(timezone=timezone, windows=tuple(windows), freezes=tuple(freezes))
 
 
+DEFAULT_PLAN_VALID_HOURS = 24
+
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -399,6 +401,7 @@ def build_environment(
             desired=desired,
             gates=builder.gates(stock_confirmed),
             policy=policy,
+            plan_valid_hours=int(merged.data.get("plan_valid_hours", DEFAULT_PLAN_VALID_HOURS)),
             locations=merged.locations,
             allow_shared_tenant=merged.data.get("allow_shared_tenant") is True,
             secret_urls=dict(secrets_in_urls or {}),

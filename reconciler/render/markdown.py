@@ -24,7 +24,8 @@ _BADGE = {
 
 
 def _env_section(env: EnvPlan) -> list[str]:
-    lines = [f"### {env.name} (`{env.tenant}`): {env_summary(env)}", ""]
+    read_from = f", read from {code(env.identity)}" if env.identity else ""
+    lines = [f"### {env.name} ({code(env.tenant)}{read_from}): {env_summary(env)}", ""]
     if env.status is Status.ERROR:
         return [*lines, f"❌ {env.error}", ""]
     if env.live_violations:

@@ -27,6 +27,7 @@ _LABEL: Final = {
     Outcome.APPLIED: "applied",
     Outcome.SKIPPED: "skipped",
     Outcome.FAILED: "FAILED",
+    Outcome.UNKNOWN: "UNKNOWN",
     Outcome.BLOCKED: "BLOCKED",
     Outcome.UNDONE: "undone",
 }
@@ -121,7 +122,7 @@ def _render_stop(stop: StopReport) -> str:
         extra = [f"request id {event.request_id}"] if event.request_id else []
         if event.outcome is Outcome.SKIPPED:
             extra.append("already done")
-        elif event.outcome in (Outcome.BLOCKED, Outcome.UNDONE):
+        elif event.outcome in (Outcome.BLOCKED, Outcome.UNKNOWN, Outcome.UNDONE):
             extra.append(event.detail)
         shown = f" ({'; '.join(extra)})" if extra else ""
         lines.append(

@@ -27,7 +27,9 @@ def _env_lines(env: EnvPlan, color: bool) -> list[str]:
     def style(text: str, **kwargs: object) -> str:
         return click.style(text, **kwargs) if color else text  # type: ignore[arg-type]
 
-    lines = [style(f"{env.name} (tenant {env.tenant})", bold=True)]
+    # Where the plan read: a reviewer checks the host, not just the tenant's label.
+    read_from = f", read from {env.identity}" if env.identity else ""
+    lines = [style(f"{env.name} (tenant {env.tenant}{read_from})", bold=True)]
     if env.status is Status.ERROR:
         lines.append(style(f"  ❌ error: {env.error}", fg="red"))
     if env.live_violations:

@@ -44,6 +44,7 @@ from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from reconciler.clock import now_iso
+from reconciler.demo_keys import SAMPLE_WEBHOOK_PATH
 from reconciler.errors import ConfigError
 from reconciler.sandbox.config import DEFAULT_WEBHOOK_API_KEY, SandboxConfig
 from reconciler.sandbox.faults import (
@@ -67,6 +68,7 @@ from reconciler.sandbox.state import (
     TenantState,
     check_tenant,
     load_tenants,
+    masked_keys,
     parse_seed,
     save_tenants,
 )
@@ -80,7 +82,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_WEBHOOK_API_KEY", "WEBHOOK_PATH", "SandboxApp", "SandboxConfig"]
 
-WEBHOOK_PATH = "/_sandbox/webhook/availabilities"
+WEBHOOK_PATH = SAMPLE_WEBHOOK_PATH
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The spec declares `security: []` for reading the Associate App config.
 _PUBLIC_OPERATIONS = frozenset({("associate_app", "GET"), ("associate_app_store", "GET")})
@@ -375,14 +377,29 @@ class SandboxApp:
 
     def _admin(self, endpoint: str, request: Request, rid: str, tenant: str | None) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
+        if method in ("POST", "PUT") and request.mimetype != "application/json":
+            # A page on any web site may send this machine a text/plain or form POST without
+            # asking first (no CORS preflight); a JSON one it may not.
+            return problem(
+                415,
+                rid,
+                error_code="unsupported_media_type",
+                message="Admin writes take a JSON body: send Content-Type: application/json.",
+            )
+        shown = (lambda state: state) if self.config.admin_shows_keys else masked_keys
         try:
             if endpoint == "admin_state":
                 assert tenant is not None
                 if method == "PUT":
                     self.seed(tenant, json_body(request))
-                return json_response(self.state(tenant))
+                return json_response(shown(self.state(tenant)))
             if endpoint == "admin_history":
-                return json_response(self.history(str(tenant)))
+                return json_response(
+                    [
+                        {**entry, "state_after": shown(entry["state_after"])}
+                        for entry in self.history(str(tenant))
+                    ]
+                )
             if endpoint == "admin_requests":
                 if method == "DELETE":
                     self.clear_requests(str(tenant))

@@ -49,10 +49,13 @@ from reconciler.errors import (
     ApplyError,
     BlockedError,
     ChangedUnderneath,
+    HostBlockedError,
     Interrupted,
+    JournalError,
     NewStoreError,
     ReconcilerError,
     ReportedError,
+    UnreachableError,
 )
 from reconciler.model import ABSENT, Environment, Value, show_value
 from reconciler.newstore.settings import BY_KEY, Setting
@@ -74,6 +77,20 @@ def _policy_words(decision: Decision) -> str:
     return (
         f'{explain(decision)}. In an emergency, apply again with --break-glass "REASON" '
         "(it overrides windows and freezes only, and is recorded)"
+    )
+
+
+ANSWER_LOST = "the answer was lost: the write may have landed"
+
+
+def _answer_lost(exc: ReconcilerError) -> bool:
+    """Whether a write failed with no answer from NewStore after it may have been sent (a
+    connection dropped, a timeout), so that it may have landed: the step's outcome is unknown,
+    not failed. An error NewStore answered, or a request never sent, failed."""
+    return (
+        isinstance(exc, NewStoreError)
+        and exc.status is None
+        and not isinstance(exc, HostBlockedError | UnreachableError)
     )
 
 
@@ -131,6 +148,7 @@ class _EnvironmentApply:
         for number, step in enumerate(self.plan.steps, 1):
             try:
                 self._check_stop(number, step)
+                self._check_journal(number, step)
                 self._policy(number, step)
                 self._gates(number, step)
                 self._step(number, step)
@@ -196,6 +214,16 @@ class _EnvironmentApply:
             f"{step.setting}; nothing more was written",
             signal_name=name,
         )
+
+    def _check_journal(self, number: int, step: Step) -> None:
+        """Stop before the next write once the journal could not record the last thing
+        (a full disk): no write goes out without its intent on disk."""
+        if self.journal.failure is not None:
+            raise JournalError(
+                f"[{self.env.name}] stopped before step {number}/{self.total} {step.setting}: "
+                f"{self.journal.failure}; nothing more was written (the journal lacks what came "
+                "after; the report below is complete)"
+            )
 
     # -- (0) the policy ------------------------------------------------------------------------
 
@@ -283,16 +311,26 @@ class _EnvironmentApply:
         setting = BY_KEY[step.setting]
         secret = self.env.secret_names(step.setting)
         request_id: str | None = None
+        outcome, detail = Outcome.FAILED, ""
         try:
-            current = self.guard.read(step.setting, number)
+            planned = self.guard.fingerprint(step.setting, step.before)
+            # An answer that contradicts the plan's read (a 404 where a document was) is read
+            # again before it is believed: a transient one must not stop the run, nor pass for
+            # the setting's real state.
+            current, reads = self.guard.read_agreeing(
+                step.setting,
+                number,
+                lambda value: (
+                    self.guard.fingerprint(step.setting, value) == planned
+                    or not differs(setting, value, step.after)
+                ),
+            )
             if not step.rewrite and not differs(setting, current, step.after):
                 self._record("result", step, result=str(Outcome.SKIPPED), request_id=None)
                 self._finish(number, step, Outcome.SKIPPED, None, "already done")
                 return
-            if self.guard.fingerprint(step.setting, current) != self.guard.fingerprint(
-                step.setting, step.before
-            ):
-                raise self._changed_underneath(setting, step, current)
+            if self.guard.fingerprint(step.setting, current) != planned:
+                raise self._changed_underneath(setting, step, current, reads)
             refused = self.guard.before_write(number, self.total, step)
             if refused is not None:
                 self._record(
@@ -308,11 +346,13 @@ class _EnvironmentApply:
                 after=shown_value(setting, step.after, secret),
             )
             try:
-                request_id = self._send(setting, step.after, step)
+                request_id = self._send(setting, step.after, step, before=current)
             except NewStoreError as exc:
+                if _answer_lost(exc):
+                    outcome, detail = Outcome.UNKNOWN, ANSWER_LOST
                 failed = self._judge_failed_write(number, step, exc)
                 if failed is not None:
-                    self._finish(number, step, Outcome.FAILED, exc.request_id)
+                    self._finish(number, step, outcome, exc.request_id, detail)
                     self._undo(number, step, exc.request_id, failed)
                 raise
             # The rules this write relies on are judged first, so that a compensating write,
@@ -330,10 +370,12 @@ class _EnvironmentApply:
                     )
                     self._record("verify", step, result=str(Outcome.FAILED), error=message)
                     raise ApplyError(message)
+        except JournalError:
+            raise  # its intent could not be recorded: the step was not attempted
         except ReconcilerError as exc:
             if isinstance(exc, NewStoreError) and exc.request_id:
                 request_id = exc.request_id
-            self._finish(number, step, Outcome.FAILED, request_id)
+            self._finish(number, step, outcome, request_id, detail)
             raise
         self._finish(number, step, Outcome.APPLIED, request_id)
         if found.broken:
@@ -355,19 +397,22 @@ class _EnvironmentApply:
             return None  # the stop report's fresh read says what the state is
         return found if found.broken else None
 
-    def _send(self, setting: Setting, value: Value, step: Step, **journal: Any) -> str | None:
-        """Write `value` (ABSENT: delete) and journal the result; NewStore's request id."""
+    def _send(
+        self, setting: Setting, value: Value, step: Step, before: Value = ABSENT, **journal: Any
+    ) -> str | None:
+        """Write `value` (ABSENT: delete) where `before` was just read, and journal the result
+        (unknown when the answer was lost); NewStore's request id."""
         try:
             if value is ABSENT:
                 request_id = setting.delete(self.client)
             else:
-                request_id = setting.write(self.client, value)
-        except NewStoreError as exc:
+                request_id = setting.write_over(self.client, value, before)
+        except ReconcilerError as exc:
             self._record(
                 "result",
                 step,
-                result=str(Outcome.FAILED),
-                request_id=exc.request_id,
+                result=str(Outcome.UNKNOWN if _answer_lost(exc) else Outcome.FAILED),
+                request_id=exc.request_id if isinstance(exc, NewStoreError) else None,
                 error=str(exc),
                 **journal,
             )
@@ -444,7 +489,9 @@ class _EnvironmentApply:
         self._finish(number, fix, Outcome.UNDONE, request_id, done)
         return f"{done} (request id {request_id})"
 
-    def _changed_underneath(self, setting: Setting, step: Step, now: Value) -> ChangedUnderneath:
+    def _changed_underneath(
+        self, setting: Setting, step: Step, now: Value, reads: int = 1
+    ) -> ChangedUnderneath:
         names = self.env.secret_names(step.setting)
         planned, current = _show(setting, step.before, names), _show(setting, now, names)
         if planned == current:
@@ -452,8 +499,8 @@ class _EnvironmentApply:
             current += f" (its {secret} changed)"
         message = (
             f"[{self.env.name}] {step.setting} changed underneath: planned from {planned}, now "
-            f"{current}. Another apply or a hand edit changed it since it was read; nothing "
-            "more was written. Review a fresh plan."
+            f"{current} ({reads} read{'s' if reads != 1 else ''}). Another apply or a hand edit "
+            "changed it since it was read; nothing more was written. Review a fresh plan."
         )
         self._record("result", step, result=str(Outcome.FAILED), request_id=None, error=message)
         return ChangedUnderneath(message)
@@ -504,6 +551,8 @@ class _EnvironmentApply:
             return BlockedError(message, report)
         if isinstance(exc, ChangedUnderneath):
             return ChangedUnderneath(message, report)
+        if isinstance(exc, JournalError):
+            return JournalError(message, report)
         if isinstance(exc, Interrupted):
             return Interrupted(message, report, exc.signal_name)
         return ApplyError(message, report)

@@ -83,6 +83,15 @@ class Guard:
         concurrent change (recorded)."""
         return self._note(key, self._fetch(key), number, after_own_write)
 
+    def read_agreeing(
+        self, key: str, number: int, agrees: Callable[[Value], bool]
+    ) -> tuple[Value, int]:
+        """Like `read`, but an answer that `agrees` rejects (it contradicts what the plan read:
+        a 404 where a document was) is read again first, within the retry budget
+        (`NewStoreClient.confirm`); only the last answer is noted. Also how many reads."""
+        value, reads = self.client.confirm(lambda: self._fetch(key), agrees)
+        return self._note(key, value, number, False), reads
+
     def read_all(self, keys: list[str], number: int, *, after_own_write: bool = False) -> None:
         """Read several settings side by side (one round trip), then note each."""
         if len(keys) < 2:

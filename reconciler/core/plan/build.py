@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import date
-from typing import Final
+from typing import Any, Final
 
 from reconciler.clock import today_utc
 from reconciler.core.plan.diff import (
@@ -23,9 +23,12 @@ from reconciler.core.plan.diff import (
     shown_value,
 )
 from reconciler.core.plan.fingerprint import (
+    decision_parts,
     desired_fingerprint,
+    endpoints,
     fingerprint,
     fingerprint_key,
+    key_record,
 )
 from reconciler.core.plan.gates import (
     _gates,
@@ -310,9 +313,24 @@ def build_plan(
         },
         desired_fingerprint=desired_fingerprint(env),
         replaced=sorted(k for k in replace if k in desired),
+        **_where_and_what_decides(env),
         read_for_rules={s.key: tuple(r.number for r in read[s.key]) for s in partners},
         read_only={s.key: live[s.key] for s in partners},
         uncompared_secrets=[
             path for s in managed for path in _uncompared(s, live[s.key], desired[s.key])
         ],
     )
+
+
+def _where_and_what_decides(env: Environment) -> dict[str, Any]:
+    """The EnvPlan fields naming where the plan read and what decides its writes."""
+    where = endpoints(env)
+    return {
+        "identity": where.identity,
+        "api_host": where.api_host,
+        "token_host": where.token_host,
+        "token_endpoint": where.token_endpoint,
+        "decision": decision_parts(env),
+        "fingerprint_key": key_record(env),
+        "plan_valid_hours": env.plan_valid_hours,
+    }
