@@ -153,13 +153,6 @@ def _broken(state: dict[str, Any]) -> list[int]:
 # -- 1. a re-read that fails right after a write a rule relies on skips the compensation -------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: a failed re-read after a relied-on write skips the "
-        "compensation; the landed write is reported FAILED"
-    ),
-)
 def test_a_failed_reread_after_the_atp_write_leaves_atp_on_without_a_webhook(
     live_sandbox: Sandbox, write_env: WriteEnv
 ) -> None:
@@ -188,7 +181,9 @@ def test_a_failed_reread_after_the_atp_write_leaves_atp_on_without_a_webhook(
     # What must hold: the write that turned external ATP on is undone at once.
     assert _broken(state) == [], (state, applied.stderr)
     # And the stop report does not call a write that landed FAILED under another request's id.
-    (atp_write,) = [h for h in _tool_writes(sandbox, other) if h["path"] == ATP_PATH]
+    # (The first of the tool's two writes of it: the second is the compensating one.)
+    atp_write, undo = [h for h in _tool_writes(sandbox, other) if h["path"] == ATP_PATH]
+    assert undo["state_after"]["uses_external_atp"] is False
     assert "FAILED        1/1 external_atp" not in applied.stderr, applied.stderr
     assert atp_write["request_id"] in applied.stderr, applied.stderr
 
@@ -196,13 +191,6 @@ def test_a_failed_reread_after_the_atp_write_leaves_atp_on_without_a_webhook(
 # -- 2. the one-round-trip window is as long as the retries of a write whose answer was lost --
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: a lost answer is retried with backoff before the re-read: the "
-        "window is seconds, not one round trip"
-    ),
-)
 def test_a_lost_answer_to_the_atp_write_keeps_atp_on_without_a_webhook_for_seconds(
     live_sandbox: Sandbox, write_env: WriteEnv
 ) -> None:
@@ -217,12 +205,11 @@ def test_a_lost_answer_to_the_atp_write_keeps_atp_on_without_a_webhook_for_secon
     _seed(sandbox, base, atp=False)
     directory = write_env(TENANT, TENANT, base, ATP_ON_YAML).parent
     other = OtherWriter(sandbox)
-    sandbox.set_faults(
-        [
-            {"method": "POST", "path": ATP_PATH, "drop_connection": True, "times": 1},
-            {"method": "POST", "path": ATP_PATH, "status": 503, "times": 2},
-        ]
-    )
+    # The answer is lost once. (The review's first version added two 503s after it, which
+    # stretched the blind resends to seconds; with the fix they would hit the compensating
+    # write instead, which no fix can make land sooner. A resend in between, after its
+    # backoff, is what the assertions below catch.)
+    sandbox.set_faults([{"method": "POST", "path": ATP_PATH, "drop_connection": True, "times": 1}])
     seen: list[tuple[float, str, str, str]] = []
 
     def log_and_interfere(request: Request) -> None:
@@ -260,6 +247,38 @@ def test_a_lost_answer_to_the_atp_write_keeps_atp_on_without_a_webhook_for_secon
     # One round trip of re-reads between the break and the compensating write, nothing else.
     assert all(method == "GET" for method, _ in between), (between, f"{window:.2f} s")
     assert window < 1.0, f"external ATP was on without a webhook for {window:.2f} s"
+
+
+def test_a_relied_on_write_that_did_not_land_is_read_back_then_resent(
+    live_sandbox: Sandbox, write_env: WriteEnv
+) -> None:
+    """The other half of the fix above: a write a rule relies on whose connection dropped
+    before NewStore committed it is read back (it did not land), the rule's other settings are
+    checked again, and only then is it sent again; apply converges."""
+    sandbox, base = live_sandbox
+    _seed(sandbox, base, atp=False)
+    directory = write_env(TENANT, TENANT, base, ATP_ON_YAML).parent
+    sandbox.set_faults(
+        [
+            {
+                "method": "POST",
+                "path": ATP_PATH,
+                "status": 503,
+                "drop_connection": True,
+                "times": 1,
+            }
+        ]
+    )
+    applied = _apply(directory)
+    assert applied.exit_code == 0, applied.output
+    assert sandbox.state(TENANT)["uses_external_atp"] is True
+    tool = [
+        (r["method"], r["path"]) for r in sandbox.requests(TENANT) if r["path"].startswith("/acme")
+    ]
+    first = tool.index(("POST", ATP_PATH))
+    # The dropped POST, then its read-back, then the partners again, then the resend.
+    assert tool[first + 1] == ("GET", ATP_PATH), tool[first:]
+    assert ("GET", HOOK_PATH) in tool[first + 2 : tool.index(("POST", ATP_PATH), first + 1)]
 
 
 # -- 3. the stop report calls a tenant off sale "safe" ---------------------------------------
@@ -605,12 +624,6 @@ def test_one_machine_two_spellings_of_one_tenant_do_not_share_the_apply_lock(
 # -- 6. a compensating write that landed is reported as failed --------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: a compensating write that landed is reported failed when the read after it fails"
-    ),
-)
 def test_a_compensation_that_landed_is_reported_failed_when_its_read_back_fails(
     live_sandbox: Sandbox, write_env: WriteEnv
 ) -> None:
@@ -710,13 +723,6 @@ def test_allow_shared_tenant_in_a_base_file_silences_the_check_for_every_environ
     assert "both manage tenant" in validated.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: _compensate records its unchecked read-back as this apply's "
-        "write: misattributed stop report"
-    ),
-)
 def test_a_concurrent_write_right_after_the_compensation_is_called_this_applys_own(
     live_sandbox: Sandbox, write_env: WriteEnv
 ) -> None:
@@ -754,13 +760,6 @@ def test_a_concurrent_write_right_after_the_compensation_is_called_this_applys_o
     assert "rule 1 is broken by this apply's write of external_atp" not in err, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: _step records its read-back as this apply's write before "
-        "checking it: misattributed stop report"
-    ),
-)
 def test_a_delete_right_before_the_read_back_is_called_this_applys_write(
     live_sandbox: Sandbox, write_env: WriteEnv
 ) -> None:
