@@ -26,6 +26,7 @@ from reconciler.core.apply.events import (
     ignore,
 )
 from reconciler.core.apply.guard import Guard
+from reconciler.core.apply.recheck import moved_fields
 from reconciler.core.apply.report import NotAttempted, RunReport, StopReport, check_safety
 from reconciler.core.apply.writes import ANSWER_LOST, StepWrites, answer_lost, failure, show
 from reconciler.core.interrupt import StopRequest
@@ -53,7 +54,7 @@ from reconciler.errors import (
     ReconcilerError,
     ReportedError,
 )
-from reconciler.model import Environment, Value
+from reconciler.model import ABSENT, Environment, Value
 from reconciler.newstore.settings import BY_KEY, Setting
 from reconciler.policy import Decision, decide, decision_dict, explain
 from reconciler.rules import Rule
@@ -370,6 +371,20 @@ class _EnvironmentApply(StepWrites):
             return Interrupted(message, report, exc.signal_name)
         return ApplyError(message, report)
 
+    def _vouch(self, held: Value) -> str | None:
+        """Why the webhook config NewStore holds is not vouched for by a probe (None: it is):
+        the config this apply's probe passed for, or the file's config, probed now."""
+        webhook = BY_KEY[WEBHOOK]
+        if self.guard.probed is not None and not moved_fields(webhook, held, self.guard.probed):
+            return None
+        desired = self.env.desired.get(WEBHOOK, ABSENT)
+        if desired is ABSENT or moved_fields(webhook, held, desired):
+            return "the config NewStore holds is not one this apply's probe passed for"
+        outcome = run_gate(self.env, skip=self.skip_probe, transport=self.probe_transport)
+        if outcome.passed:
+            return None
+        return f"the probe of the config NewStore holds, run for this report, {outcome.result}"
+
     def stop_report(self, failed_at: int | None) -> RunReport:
         not_attempted = tuple(
             NotAttempted(number, step.setting, step.action)
@@ -391,6 +406,7 @@ class _EnvironmentApply(StepWrites):
                 self.guard.seen,
                 self.guard.written,
                 self.guard.foreign,
+                self._vouch,
             ),
             concurrent=tuple(self.guard.concurrent),
         )

@@ -12,6 +12,8 @@ confirmed", not failed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import re
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -70,6 +72,19 @@ def _may_resend(exc: NewStoreError) -> bool:
     """A failure of a one-attempt write that the client would have retried (429, 502-504, a
     dropped connection): worth a read-back, then a resend of what did not land."""
     return isinstance(exc, RetryBudgetExhausted)
+
+
+def _gave_up(exc: NewStoreError, attempts: int, spent: float) -> NewStoreError:
+    """The last one-attempt failure, worded for all the attempts made (each read back first)."""
+    if attempts == 1:
+        return exc
+    message = re.sub(
+        r"^gave up after 1 attempt in [0-9.]+ s",
+        f"gave up after {attempts} attempts in {spent:.1f} s (each read back before the next: "
+        "it had not landed)",
+        exc.message,
+    )
+    return dataclasses.replace(exc, message=message)
 
 
 def show(setting: Setting, value: Value, secret: frozenset[str] = frozenset()) -> str:
@@ -162,10 +177,10 @@ class StepWrites:
                     request_id = self._send(setting, step.after, step, before=current)
             except NewStoreError as exc:
                 spent = time.monotonic() - started
-                if attempt == attempts or not _may_resend(exc):
+                if not _may_resend(exc):
                     raise
-                if spent > self.env.connection.retry_max_seconds:
-                    raise
+                if attempt == attempts or spent > self.env.connection.retry_max_seconds:
+                    raise _gave_up(exc, attempt, spent) from None
                 now = setting.read_managed(self.client, step.after)
                 if not differs(setting, now, step.after):
                     # It landed; only its answer was lost. Judged like any write.
