@@ -684,7 +684,6 @@ def test_a_production_tenant_may_point_newstore_at_a_webhook_only_this_machine_c
     assert "availability_webhook.url" in validated.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="review: allow_shared_tenant is inherited from a base file")
 def test_allow_shared_tenant_in_a_base_file_silences_the_check_for_every_environment(
     environments: Path,
 ) -> None:
@@ -773,13 +772,6 @@ def test_a_delete_right_before_the_read_back_is_called_this_applys_write(
     assert "someone else deleted availability_webhook" in err, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: newstore_stock_confirmed may be a ${VAR}: the confirmation "
-        "need not be in the reviewed YAML"
-    ),
-)
 def test_a_stock_confirmation_may_come_from_an_environment_variable(
     environments: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler.clock import today_utc
+from reconciler.config.consent import said_here
 from reconciler.config.resolve import Merged
 from reconciler.config.yamlsafe import child_path
 from reconciler.errors import Problem
@@ -403,7 +404,7 @@ def build_environment(
             policy=policy,
             plan_valid_hours=int(merged.data.get("plan_valid_hours", DEFAULT_PLAN_VALID_HOURS)),
             locations=merged.locations,
-            allow_shared_tenant=merged.data.get("allow_shared_tenant") is True,
+            allow_shared_tenant=said_here(merged, "allow_shared_tenant"),
             secret_urls=dict(secrets_in_urls or {}),
         ),
         [],
