@@ -457,13 +457,6 @@ def _token_url(base: str, realm: str = TENANT) -> str:
     return f"{base}/auth/realms/{realm}/protocol/openid-connect/token"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: tenant identity keys on the path as written: dot segments and "
-        "%-escapes make another identity"
-    ),
-)
 @pytest.mark.parametrize("path", [f"/{TENANT}/.", f"/x/../{TENANT}", "/acme%2Dreview"])
 def test_two_files_for_one_tenant_pass_validate_when_one_spells_the_path_differently(
     live_sandbox: Sandbox, write_env: WriteEnv, path: str
@@ -494,13 +487,6 @@ def test_two_files_for_one_tenant_pass_validate_when_one_spells_the_path_differe
     assert "second.yaml" in validated.stderr  # e.g. "... both manage tenant acme-review"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: tenant_in_base_url/token_url give up on dot segments, so a "
-        "contradicting tenant label passes"
-    ),
-)
 def test_a_tenant_label_its_urls_contradict_passes_with_dot_segments(
     live_sandbox: Sandbox, write_env: WriteEnv
 ) -> None:
@@ -530,9 +516,6 @@ def test_a_tenant_label_its_urls_contradict_passes_with_dot_segments(
     assert "connection." in validated.stderr  # e.g. "base_url: names tenant acme-review"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: the apply lock is keyed by an identity that dot segments change"
-)
 def test_one_machine_two_spellings_of_one_tenant_do_not_share_the_apply_lock(
     live_sandbox: Sandbox, write_env: WriteEnv, tmp_path: Path
 ) -> None:
@@ -593,11 +576,16 @@ def test_one_machine_two_spellings_of_one_tenant_do_not_share_the_apply_lock(
     sandbox.before_request = None
 
     (b,) = ran
-    assert "is applying tenant acme-review from this machine; nothing was written" in b.stderr, (
+    # B never gets to run beside A: the spelling is refused before anything is locked, read or
+    # written (the fix chose refusing dot segments over folding them into the identity).
+    assert b.exit_code == 1, b.output
+    assert "connection.base_url" in b.stderr and "`.` or `..` path segments" in b.stderr, (
         b.output,
         a.stderr,
     )
     assert a.returncode == 0, a.stderr
+    state = sandbox.state(TENANT)
+    assert state["uses_external_atp"] is True and state["availability_webhook"], state
 
 
 # -- 6. a compensating write that landed is reported as failed --------------------------------

@@ -49,6 +49,25 @@ def url_problem(url: str, *, allow_query: bool) -> str | None:
     return None
 
 
+def _spelling_problem(url: str) -> str | None:
+    """Why a connection URL's path is not spelled plainly: a `.` or `..` segment (removed
+    before the request is sent) or a %-escape (decoded by the server) reaches the same tenant
+    as the plain spelling, while the tenant identity, the apply lock and the two-files check
+    key on the path as written."""
+    segments = urlsplit(url).path.split("/")
+    if any(segment in (".", "..") for segment in segments):
+        return (
+            "must not contain `.` or `..` path segments: they are removed before the request "
+            "is sent, so the URL names another tenant than it reads; write the path plainly"
+        )
+    if "%" in urlsplit(url).path:
+        return (
+            "must not contain %-escapes in its path: the server decodes them, so one tenant "
+            "would have two spellings; write the path plainly"
+        )
+    return None
+
+
 class _EnvironmentBuilder:
     """Turns a merged document into an Environment, collecting every problem on the way."""
 
@@ -92,8 +111,10 @@ class _EnvironmentBuilder:
         for key in urls:
             path = child_path("connection", key)
             if isinstance(conn.get(key), str) and self.ok(path):
-                why = url_problem(conn[key], allow_query=False) or self._other_tenant(
-                    named_by[key](conn[key]), tenant
+                why = (
+                    url_problem(conn[key], allow_query=False)
+                    or _spelling_problem(conn[key])
+                    or self._other_tenant(named_by[key](conn[key]), tenant)
                 )
                 if why:
                     self.report(path, why)
