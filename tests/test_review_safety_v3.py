@@ -643,10 +643,6 @@ def environments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return directory
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a loopback or private webhook url passes validate for a NewStore-hosted tenant",
-)
 @pytest.mark.parametrize(
     "url",
     [
