@@ -1,8 +1,8 @@
 """Review of safety v3 (issue 20; issue 25 item 5), played as an adversary: each test here
 is a way through the promise (or a claim of docs/safety.md) that a change made with the tool
-cannot take the retailer off sale. They fail on the main they were written against and are
-marked `xfail(strict=True)` so the suite stays green while each bug is open: fixing one turns
-its test into an XPASS, which fails the run until the mark is removed.
+cannot take the retailer off sale. They failed on the main they were written against,
+as strict xfails; every finding has since been fixed (branch review-20) and each test is a
+plain one, which fails again if its fix is reverted.
 
 Everything goes through the real CLI against the sandbox on 127.0.0.1; the concurrent writer
 acts through the sandbox's `before_request` hook with its own token (its writes are in the
