@@ -32,6 +32,7 @@ if not hasattr(resource, "prlimit"):
 
 TENANT = "acme-staging"
 WEBHOOK_CONFIG = f"/{TENANT}/v0/config/availability/webhook"
+ORDER_WEBHOOK_CONFIG = f"/{TENANT}/v0/config/sales_order/external_order_webhook"
 
 
 class DiskFillsUp(SandboxApp):
@@ -162,9 +163,11 @@ def test_a_write_whose_answer_was_lost_is_unknown_not_failed(
         path.read_text().replace("  timeout: 5\n", "  timeout: 5\n  retry:\n    attempts: 2\n", 1)
     )
     directory = path.parent
-    # Every attempt at the webhook config's write lands, then the connection drops.
+    # Every attempt at the order webhook config's write lands, then the connection drops.
+    # (A write a safety rule relies on, such as the availability webhook's, is read back
+    # instead of resent, and a read-back that shows it landed continues: test_review_safety_v3.)
     sandbox.set_faults(
-        [{"method": "PUT", "path": WEBHOOK_CONFIG, "drop_connection": True, "times": 50}]
+        [{"method": "POST", "path": ORDER_WEBHOOK_CONFIG, "drop_connection": True, "times": 50}]
     )
     env = os.environ.copy()
     command = [sys.executable, "-m", "reconciler", "--environments-dir", str(directory)]
@@ -178,8 +181,8 @@ def test_a_write_whose_answer_was_lost_is_unknown_not_failed(
     )
 
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "UNKNOWN       2/5 availability_webhook: create" in proc.stderr, proc.stderr
+    assert "UNKNOWN       4/5 external_order_webhook: create" in proc.stderr, proc.stderr
     assert "the answer was lost: the write may have landed" in proc.stderr
     results = [e for e in _whole_lines(tmp_path / "j.jsonl") if e["phase"] == "result"]
-    assert results[-1]["setting"] == "availability_webhook"
+    assert results[-1]["setting"] == "external_order_webhook"
     assert results[-1]["result"] == "unknown"

@@ -15,11 +15,12 @@ imports no setting.
 
 from __future__ import annotations
 
+import contextlib
 import json as jsonlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -123,6 +124,8 @@ class NewStoreClient:
         self._base_path = base.path.rstrip("/")
         self._limiter = limiter or HostLimiter.for_host(base.netloc.decode("ascii"))
         self._backoff = backoff
+        # Writes sent inside `writes_once()`: one attempt, no resend (see there).
+        self._writes_once = False
         token_path = httpx.URL(conn.token_url).path
         self._auth = ClientCredentials(
             env,
@@ -277,7 +280,8 @@ class NewStoreClient:
         Retrying writes is safe here: every setter NewStore offers for these settings is "set
         to this value" (POST/PUT of the full value; DELETE is idempotent), so repeating one is
         harmless. A connection dropped after NewStore committed a write just sets the same
-        value again. `exact_json`: `json` is a document read with `body(..., exact=True)`,
+        value again (harmless to the value, not to time: inside `writes_once()` a write is not
+        resent). `exact_json`: `json` is a document read with `body(..., exact=True)`,
         sent with every number as it was read (`jsonexact.dumps`).
         """
         if not path.startswith("/"):
@@ -286,6 +290,8 @@ class NewStoreClient:
         started = time.monotonic()
         budget = self.env.connection.retry_max_seconds
         attempts = max(1, self.env.connection.retry_attempts)
+        if self._writes_once and method != "GET":
+            attempts = 1
         shown = self.full_path(path)
 
         def remaining() -> float:
@@ -364,6 +370,23 @@ class NewStoreClient:
             environment=self.env.name,
             hint=hint,
         )
+
+    @contextlib.contextmanager
+    def writes_once(self) -> Iterator[None]:
+        """Inside: every write (POST/PUT/DELETE) is one attempt; a transient failure raises at
+        once instead of being retried. For writes a safety rule relies on: a resend after a lost
+        answer would leave the write (had it landed) unjudged for the whole backoff; the caller
+        reads it back instead, and resends only what did not land."""
+        self._writes_once = True
+        try:
+            yield
+        finally:
+            self._writes_once = False
+
+    @property
+    def backoff(self) -> float:
+        """The base wait between attempts (doubling), for callers that retry themselves."""
+        return self._backoff
 
     def confirm(self, read: Callable[[], T], agrees: Callable[[T], bool]) -> tuple[T, int]:
         """`retries.confirm_read` within this environment's retry budget and backoff."""

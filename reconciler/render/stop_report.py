@@ -62,8 +62,10 @@ def render_safety(check: SafetyCheck) -> str:
             "WARNING: could not re-read the live state to check the safety rules "
             f"({check.unreadable}). Check it with `reconciler plan` before anything else."
         )
-    if not check.broken:
+    if not check.broken and not check.unproven:
         return "The live state, re-read just now, satisfies every safety rule."
+    if not check.broken:
+        return _unproven(check)
     parts = [f"WARNING: THE LIVE STATE, RE-READ JUST NOW, BREAKS {_rules(check.broken)}."]
     if check.broken_before:
         parts.append(
@@ -74,7 +76,21 @@ def render_safety(check: SafetyCheck) -> str:
     parts += [_whose(b) for b in check.breaks if not (b.before and not b.others)]
     if check.broken_by_others:
         parts.append("Someone else is changing the tenant. Fix it now.")
+    if check.unproven:
+        parts.append(_unproven(check))
     return " ".join(parts)
+
+
+def _unproven(check: SafetyCheck) -> str:
+    """A rule with a probe whose condition holds and whose config exists, but that no probe
+    vouches for: a read cannot tell whether NewStore can use that config."""
+    rules = ", ".join(str(r) for r in check.unproven)
+    return (
+        "WARNING: THE LIVE STATE, RE-READ JUST NOW, CANNOT BE CONFIRMED SAFE: external ATP is on "
+        f"and the webhook config exists, but {check.unproven_why}, so {rules} is unconfirmed: "
+        f"if that webhook does not answer, {check.unproven[0].consequence}. Check it now with "
+        "`reconciler drift --probe`."
+    )
 
 
 def _whose(found: RuleBreak) -> str:

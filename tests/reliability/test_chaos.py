@@ -69,6 +69,7 @@ SAFE_STATEMENTS = {
     "The live state, re-read just now, satisfies every safety rule.": "re-read: safe",
     "WARNING: could not re-read the live state to check the safety rules": "re-read failed",
     "WARNING: THE LIVE STATE, RE-READ JUST NOW, BREAKS": "re-read: a rule still broken",
+    "WARNING: THE LIVE STATE, RE-READ JUST NOW, CANNOT BE CONFIRMED SAFE": "re-read: unprobed",
 }
 WRITES = [(s.path, m) for s in REGISTRY for m in ("POST", "PUT", "DELETE")]
 
