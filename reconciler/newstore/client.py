@@ -169,16 +169,17 @@ class NewStoreClient:
         self._urls: dict[str, httpx.URL] = {}
         self._limiter = limiter or HostLimiter.for_host(base.netloc.decode("ascii"))
         self._backoff = backoff
-        token_path = httpx.URL(conn.token_url).path
+        token_path = token_url.path
         self._auth = ClientCredentials(
             env,
             (base.scheme, base.host, base.port),
             self._limiter,
             lambda: self._not_sent("", "POST", token_path, shown=token_path),
+            token_url=token_url,
         )
         try:
+            # No base_url: every request is sent with its absolute URL (`_url`).
             self._http = _HTTPClient(
-                base_url=conn.base_url,
                 auth=self._auth,
                 timeout=conn.timeout,
                 verify=ssl_context(conn.ca_bundle),
