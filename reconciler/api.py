@@ -19,12 +19,14 @@ the journal path and the locks.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from reconciler import provenance
 from reconciler.clock import Clock, system_clock
 from reconciler.config import discover, load_each, load_environments
 from reconciler.core.apply import (
@@ -42,7 +44,13 @@ from reconciler.core.journal import Journal, default_path
 from reconciler.core.lock import OnWait, TenantLock, tenant_locks
 from reconciler.core.plan import ClientFactory, EnvPlan, RunPlan, Status, plan_environments
 from reconciler.core.planfile import read_plan_file
-from reconciler.errors import ApplyError, ConfigError, PlanFileError
+from reconciler.errors import (
+    ApplyError,
+    ConfigError,
+    JournalError,
+    PlanFileError,
+    ReportedError,
+)
 from reconciler.fsutil import check_output_file
 from reconciler.model import Environment
 from reconciler.newstore.settings import BY_KEY
@@ -115,19 +123,29 @@ def plan(
     with status `error` (its `error` says why); the others are planned regardless. With
     `probe`, webhook probes run now and a failing one blocks its environment. `replace`:
     settings rewritten even where they compare equal. `on_done(plan)` is called (from worker
-    threads) as each environment finishes."""
+    threads) as each environment finishes. The plan records when it was made (`clock()`), the
+    configuration's git commit, who made it and the CI run (`reconciler.provenance`)."""
     check_replace(replace)
     _forget_hosts()
     environments = load_each(Path(environments_dir), names, environ=environ, today=today)
-    return plan_environments(
+    now = clock()
+    run = plan_environments(
         environments,
         parallelism=parallelism,
         client_factory=client_factory,
         probe=probe,
         on_done=on_done,
-        now=clock(),
+        now=now,
         replace=replace,
         today=today,
+    )
+    # Where the plan came from, for its file: it expires `plan_valid_hours` after `now`.
+    return dataclasses.replace(
+        run,
+        created_at=now,
+        config_commit=provenance.config_commit(Path(environments_dir)),
+        created_by=provenance.actor(environ),
+        run_url=provenance.run_url(environ),
     )
 
 
@@ -294,20 +312,42 @@ def apply(
             raise ApplyError("apply cancelled: nothing was written.")
         with Journal(journal_path) as opened, deferred_stops(stop) as stopping:
             on_start(opened.path)
-            results = apply_run(
-                environments,
-                run,
-                opened,
-                keep_going=keep_going,
-                skip_probe=skip_probe,
-                client_factory=client_factory,
-                on_event=on_event,
-                locks=locks,
-                clock=clock,
-                break_glass=break_glass,
-                stop=stopping,
+            try:
+                results = apply_run(
+                    environments,
+                    run,
+                    opened,
+                    keep_going=keep_going,
+                    skip_probe=skip_probe,
+                    client_factory=client_factory,
+                    on_event=on_event,
+                    locks=locks,
+                    clock=clock,
+                    break_glass=break_glass,
+                    stop=stopping,
+                )
+            except ReportedError as exc:
+                raise _with_journal_failure(exc, opened) from None
+        if opened.failure is not None:
+            # Every write landed and converged; the record of it did not: an error to fix.
+            raise JournalError(
+                f"every environment was applied and converged, but {opened.failure}: the "
+                "journal lacks what came after (free the disk; `reconciler plan` shows the "
+                "live state)."
             )
         return ApplyResult(run, tuple(results), opened.path, tuple(locks))
+
+
+def _with_journal_failure(exc: ReportedError, journal: Journal) -> ReportedError:
+    """`exc` (the apply's own outcome, whose exit code stands), saying that the journal failed
+    too unless it already does."""
+    if journal.failure is None or journal.failure in exc.message:
+        return exc
+    return dataclasses.replace(
+        exc,
+        message=f"{exc.message}\nAlso, {journal.failure}: the journal lacks what came after "
+        "(the report below is complete).",
+    )
 
 
 @dataclass(frozen=True)

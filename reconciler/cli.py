@@ -281,6 +281,13 @@ def validate(g: Globals, envs: tuple[str, ...], allow_missing_secrets: bool) -> 
     count = len(environments)
     names = ", ".join(e.name for e in environments)
     click.echo(f"{count} environment{'s' if count != 1 else ''} valid: {names}")
+    for env in environments:
+        for path, variables in env.secret_urls.items():
+            shown = ", ".join(f"${{{name}}}" for name in variables)
+            click.echo(
+                f"note: {env.where(path)}: {path} has {shown} in its query: the whole url is a "
+                "secret (masked in every output, fingerprinted in plan files)"
+            )
 
 
 @cli.command()
@@ -312,8 +319,6 @@ def plan(
 ) -> int:
     """Show what apply would change, in a safe order, and why."""
     # lazy: start-up time
-    from datetime import UTC, datetime
-
     from reconciler import api
     from reconciler.config import discover
     from reconciler.core.plan import Status
@@ -334,10 +339,9 @@ def plan(
             clock=g.clock,
             replace=replace,
         )
-    # One timestamp, so that `--format json` and `--out` print the very same document.
-    generated_at = datetime.now(UTC)
+    # The plan's own `created_at`: `--format json` and `--out` print the very same document.
     if fmt == "json":
-        click.echo(plan_to_json(run, generated_at=generated_at), nl=False)
+        click.echo(plan_to_json(run), nl=False)
     elif fmt == "markdown":
         from reconciler.render.markdown import render_markdown  # lazy: start-up time
 
@@ -347,7 +351,7 @@ def plan(
 
         click.echo(render_text(run, color=g.color), nl=False)
     if out is not None:
-        write_plan_file(run, out, generated_at=generated_at)
+        write_plan_file(run, out)
         _say_how_to_apply(g, run, out, to_stdout=fmt == "text")
 
     statuses = {env.status for env in run.environments}
@@ -602,6 +606,20 @@ def apply(
 @click.option(
     "--mask-webhook-api-key", is_flag=True, help="Answer the webhook config's api_key masked."
 )
+@click.option(
+    "--admin-shows-keys",
+    is_flag=True,
+    help="Answer the api_keys in clear on the admin endpoints (state, history); masked "
+    "otherwise. For tests that compare whole states.",
+)
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests addressed to this host name (repeatable); only loopback names "
+    "and --host are answered otherwise.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -612,6 +630,8 @@ def sandbox(
     token_ttl: float,
     webhook_api_key: str | None,
     mask_webhook_api_key: bool,
+    admin_shows_keys: bool,
+    allowed_hosts: tuple[str, ...],
 ) -> None:
     """Run a local NewStore for demos and tests, until Ctrl-C."""
     # lazy: start-up time
@@ -627,12 +647,14 @@ def sandbox(
         webhook_api_key=DEFAULT_WEBHOOK_API_KEY if webhook_api_key is None else webhook_api_key,
         mask_webhook_api_key=mask_webhook_api_key,
         state_file=state_file,
+        admin_shows_keys=admin_shows_keys,
     )
     serve(
         SandboxApp(config),
         host,
         port,
         on_ready=lambda url: click.echo(banner(url, config, state_file)),
+        allowed_hosts=allowed_hosts,
     )
     click.echo("Sandbox stopped.")
 

@@ -17,6 +17,7 @@
     └── ReportedError                may carry a stop report (`.stop`, a value; `.report`, text)
         ├── ApplyError               apply stopped; carries the safe-state report
         │   ├── ChangedUnderneath    live state moved away from what was planned
+        │   ├── JournalError         the apply journal cannot be written: no write without it
         │   └── Interrupted          exit 130 / 143: SIGINT / SIGTERM stopped apply before a write
         └── BlockedError             exit 3: a gate or safety rule stops a needed change;
                                      carries the safe-state report when apply stopped
@@ -204,6 +205,11 @@ class ApplyError(ReportedError):
 
 class ChangedUnderneath(ApplyError):
     """The live state moved since it was planned (another run, or a hand edit)."""
+
+
+class JournalError(ApplyError):
+    """The apply journal cannot be appended to (a full disk): apply writes nothing more, since
+    no write may go out without its intent on disk. What the run did is in the stop report."""
 
 
 @dataclass

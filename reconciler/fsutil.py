@@ -33,18 +33,21 @@ def atomic_write_text(
     *,
     what: str = "",
     error: type[ReconcilerError] = ConfigError,
+    mode: int | None = None,
 ) -> None:
     """Replace the file at `path` (or the file a symlink there points to) with `text`, UTF-8.
 
     `what` names the file in messages ("plan file"); every failure is an `error` naming
-    `path` as the user wrote it.
+    `path` as the user wrote it. `mode` forces the file's mode (e.g. 0o600 for a file holding
+    secrets), new or replaced; the temporary file has it from its creation, so the text is
+    never readable by others, not even for a moment.
     """
     shown = f"{what} {path}" if what else str(path)
     target = Path(os.path.realpath(path))
     try:
         existing = os.stat(target)
     except FileNotFoundError:
-        mode = None
+        pass  # a new file: the umask decides, unless `mode` does
     except OSError as exc:
         raise error(f"cannot write {shown}: {exc.strerror or exc}.") from None
     else:
@@ -54,9 +57,9 @@ def atomic_write_text(
                     f"refusing to write {shown}: it is {kind}, not a regular file; "
                     "choose a file path."
                 )
-        mode = stat.S_IMODE(existing.st_mode)
+        mode = stat.S_IMODE(existing.st_mode) if mode is None else mode
 
-    fd, temp = _create_temp(target, shown, error)
+    fd, temp = _create_temp(target, shown, error, 0o666 if mode is None else mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
             if mode is not None:
@@ -74,13 +77,16 @@ def atomic_write_text(
     _sync_directory(target.parent)
 
 
-def _create_temp(target: Path, shown: str, error: type[ReconcilerError]) -> tuple[int, Path]:
-    """A new file beside `target` (so os.replace stays on one filesystem). Opened with 0o666
-    like any new file, so the kernel applies the umask: mkstemp's 0o600 would ignore it."""
+def _create_temp(
+    target: Path, shown: str, error: type[ReconcilerError], mode: int
+) -> tuple[int, Path]:
+    """A new file beside `target` (so os.replace stays on one filesystem). Opened with `mode`
+    (0o666 like any new file, so the kernel applies the umask: mkstemp's 0o600 would ignore
+    it)."""
     for _ in range(_TEMP_ATTEMPTS):
         temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
         try:
-            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temp
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), temp
         except FileExistsError:
             continue
         except OSError as exc:

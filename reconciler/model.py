@@ -105,6 +105,8 @@ class WebhookProbe:
 
     products: tuple[str, ...]
     fulfillment_locations: tuple[str, ...]
+    # At least this many requested (product, location) pairs must answer atp > 0; None: any.
+    min_available: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,10 @@ def locate(locations: Mapping[str, Location], path: str) -> Location | None:
         path = parent_path(path)
 
 
+FINGERPRINT_KEY_VARIABLE: Final = "RECONCILER_FINGERPRINT_KEY"
+"""The environment variable holding the key of plan files' secret fingerprints."""
+
+
 @dataclass(frozen=True)
 class Environment:
     """One tenant's desired state, fully resolved (extends merged, ${VAR}s substituted)."""
@@ -156,8 +162,27 @@ class Environment:
     desired: Mapping[str, Value] = field(repr=False)
     gates: Gates = Gates()
     policy: Policy = ALWAYS  # when apply may write (`policy:`); ALWAYS when the file has none
+    # How long a plan file made for this environment may be applied (`plan_valid_hours`).
+    plan_valid_hours: int = 24
+    # RECONCILER_FINGERPRINT_KEY: the key of the plan file's secret fingerprints, shared by the
+    # plan and apply jobs whatever API client each uses; None when unset (the client secret
+    # keys them then). Out of repr: it is a secret.
+    fingerprint_secret: str | None = field(default=None, repr=False)
     # key path ("availability_webhook.url") -> where it was written; for messages.
     locations: Mapping[str, Location] = field(default_factory=dict, repr=False, compare=False)
+    # `allow_shared_tenant: true`: another environment file may resolve to the same tenant.
+    allow_shared_tenant: bool = False
+    # URL fields that are secrets in this environment, because a ${VAR} fills their query or
+    # userinfo (key path -> the variables' names): masked and fingerprinted like an api_key.
+    secret_urls: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+
+    def secret_names(self, setting: str) -> frozenset[str]:
+        """The fields of `setting` that are secrets in this environment beyond the setting's
+        own `secret_fields` (a url whose query holds a ${VAR})."""
+        prefix = f"{setting}."
+        return frozenset(
+            path.removeprefix(prefix) for path in self.secret_urls if path.startswith(prefix)
+        )
 
     def where(self, path: str) -> str:
         """`file:line:column` of a key path, falling back to its parents, then to the file."""

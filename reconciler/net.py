@@ -8,8 +8,9 @@ import ipaddress
 
 
 def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 (bracketed or not) and localhost."""
-    host = host.strip("[]").lower()
+    """127.0.0.0/8, ::1 (bracketed or not) and localhost (also as `localhost.`, the name with
+    the DNS root's dot)."""
+    host = host.strip("[]").lower().removesuffix(".")
     if host == "localhost":
         return True
     try:

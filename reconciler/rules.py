@@ -152,6 +152,29 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+def read_for_rules(desired: Mapping[str, Value]) -> dict[str, tuple[Rule, ...]]:
+    """The settings a file with the managed settings `desired` must read although it does not
+    manage them, each with the rules it is read for: the other side of every rule of which the
+    file manages one side, unless the managed side's desired value keeps the rule whatever the
+    other side is (external ATP off; the external OMS on) and no probe depends on it. They are
+    read, judged and shown, never written: a webhook rewrite while external ATP is on is
+    probed whether or not the file manages external ATP."""
+    found: dict[str, tuple[Rule, ...]] = {}
+    for rule in RULES:
+        pair = (rule.if_setting, rule.then_setting)
+        unmanaged = [key for key in pair if key not in desired]
+        if len(unmanaged) != 1:
+            continue
+        (partner,) = unmanaged
+        if partner == rule.then_setting:
+            needed = rule.if_holds(desired[rule.if_setting])
+        else:
+            needed = rule.probe is not None or not rule.then_holds(desired[rule.then_setting])
+        if needed:
+            found[partner] = (*found.get(partner, ()), rule)
+    return found
+
+
 def violations(state: Mapping[str, Value]) -> list[Rule]:
     """The rules that are definitely broken in `state` (unknown counts as not broken)."""
     return [rule for rule in RULES if rule.holds(state) is False]

@@ -265,7 +265,8 @@ def test_the_lock_file_names_the_holder_and_holds_no_secret(
         assert about["pid"] == holder.proc.pid
         assert about["environments"] == [TENANT] and about["tenant"] == TENANT
         assert about["hostname"] and about["started"].endswith("Z")
-        assert re.fullmatch(r"apply-[0-9a-f]{32}\.lock", lock.name)
+        # Named by the tenant's identity (readable, plus a hash of it): no secret in the name.
+        assert re.fullmatch(r"apply-loopback-\d+-[a-z0-9-]+-[0-9a-f]{12}\.lock", lock.name)
         for secret in secrets:
             assert secret not in text
         holder.answer("y\n")

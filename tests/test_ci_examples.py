@@ -63,7 +63,14 @@ SECRET_NAMES = (
     "ACME_PRODUCTION_ATP_API_KEY",
     "ACME_STAGING_ORDER_WEBHOOK_API_KEY",
     "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY",
+    "RECONCILER_FINGERPRINT_KEY",
 )
+# Plan and apply use two different API clients (issue 25.2): GitLab's recipe has a plan client
+# for merge-request pipelines; on GitHub the test plays a plan workflow whose secrets name
+# another client than apply's (environment-scoped secrets, or a rotation in between).
+PLAN_CLIENT_ID = "sandbox-plan"
+PLAN_CLIENT_SECRET = "sandbox-plan-client-secret-01"
+FINGERPRINT_KEY = "a-fingerprint-key-for-the-ci-recipe-tests-0123456789"
 
 # A config repository like the examples/: a shared base, staging rehearsing the migration to
 # the external OMS, and EU converged on NewStore-managed ATP.
@@ -164,7 +171,8 @@ def _clean_env() -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in SECRET_NAMES and not k.startswith(("GITHUB_", "CI_", "SANDBOX_"))
+        if k not in SECRET_NAMES
+        and not k.startswith(("GITHUB_", "CI_", "SANDBOX_", "NEWSTORE_", "RECONCILER_"))
     }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
@@ -227,7 +235,16 @@ class GitHub:
         self.inputs: dict[str, str] = {}
 
     def plan(self) -> JobRun:
-        return self._job("plan.yml", "plan")
+        secrets = self.secrets
+        if "NEWSTORE_PLAN_CLIENT_ID" in secrets:  # a fork's pull request gets no secrets
+            self.secrets = secrets | {
+                "NEWSTORE_CLIENT_ID": secrets["NEWSTORE_PLAN_CLIENT_ID"],
+                "NEWSTORE_CLIENT_SECRET": secrets["NEWSTORE_PLAN_CLIENT_SECRET"],
+            }
+        try:
+            return self._job("plan.yml", "plan")
+        finally:
+            self.secrets = secrets
 
     def break_glass(self, reason: str) -> None:
         """The next runs are apply.yml run by hand with this break-glass reason."""
@@ -328,10 +345,7 @@ class GitLab:
         assert used <= GITLAB_VARIABLES.keys(), f"give the test these variables: {used}"
         # Masked CI/CD variables reach a job as plain environment variables; protected ones
         # only reach jobs on protected branches (apply, drift), never merge-request pipelines.
-        secrets = self.secrets | {
-            "NEWSTORE_PLAN_CLIENT_ID": self.secrets["NEWSTORE_CLIENT_ID"],
-            "NEWSTORE_PLAN_CLIENT_SECRET": self.secrets["NEWSTORE_CLIENT_SECRET"],
-        }
+        secrets = dict(self.secrets)
         if name == "plan":
             secrets = {k: v for k, v in secrets.items() if k not in PROTECTED}
         env = _clean_env() | GITLAB_VARIABLES | secrets
@@ -370,10 +384,19 @@ def _git(workdir: Path, *args: str) -> None:
 
 
 @pytest.fixture
+def sandbox_config() -> SandboxConfig:
+    """The sandbox accepts the plan client beside the apply client."""
+    return SandboxConfig(more_clients={PLAN_CLIENT_ID: PLAN_CLIENT_SECRET})
+
+
+@pytest.fixture
 def secrets(sandbox_config: SandboxConfig) -> dict[str, str]:
     return {
         "NEWSTORE_CLIENT_ID": sandbox_config.client_id,
         "NEWSTORE_CLIENT_SECRET": sandbox_config.client_secret,
+        "NEWSTORE_PLAN_CLIENT_ID": PLAN_CLIENT_ID,
+        "NEWSTORE_PLAN_CLIENT_SECRET": PLAN_CLIENT_SECRET,
+        "RECONCILER_FINGERPRINT_KEY": FINGERPRINT_KEY,
         "ACME_STAGING_ATP_API_KEY": sandbox_config.webhook_api_key,
         "ACME_PRODUCTION_ATP_API_KEY": PRODUCTION_KEY,
         "ACME_STAGING_ORDER_WEBHOOK_API_KEY": "staging-order-webhook-key-0001",
@@ -395,7 +418,7 @@ def _hand_edit(sandbox: SandboxApp, tenant: str, **changes: Any) -> dict[str, An
 
 def _assert_no_secret(text: str, secrets: dict[str, str]) -> None:
     for name, value in secrets.items():
-        if name != "NEWSTORE_CLIENT_ID":
+        if name not in ("NEWSTORE_CLIENT_ID", "NEWSTORE_PLAN_CLIENT_ID"):
             assert value not in text, f"{name} leaked"
 
 
@@ -480,7 +503,7 @@ def test_blocked_and_failed_plans_fail_the_check(
     assert "newstore_stock_confirmed" in comment
 
     # A wrong client secret: plan fails, the comment says so and shows the error, not the secret.
-    pipeline.secrets["NEWSTORE_CLIENT_SECRET"] = "not-the-sandbox-secret-0123"
+    pipeline.secrets["NEWSTORE_PLAN_CLIENT_SECRET"] = "not-the-sandbox-secret-0123"
     run = pipeline.plan()
     assert not run.ok
     assert _exitcode_of(run) == _exitcode(pipeline, "1")

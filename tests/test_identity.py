@@ -89,3 +89,14 @@ def test_tenant_in_base_url(url: str, tenant: str | None) -> None:
 )
 def test_tenant_in_token_url(url: str, tenant: str | None) -> None:
     assert tenant_in_token_url(url) == tenant
+
+
+def test_localhost_with_the_roots_dot_is_loopback() -> None:
+    """Issue 20: `localhost.` is the same machine, for plain-http checks and the lock alike."""
+    from reconciler.net import is_loopback
+
+    assert is_loopback("localhost.") and is_loopback("LOCALHOST")
+    assert not is_loopback("localhost.example")
+    assert tenant_identity("http://localhost.:8765/acme") == tenant_identity(
+        "http://127.0.0.1:8765/acme/"
+    )

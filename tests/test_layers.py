@@ -43,6 +43,8 @@ LAYERS: list[tuple[str, list[str]]] = [
             "reconciler.rules",
             "reconciler.policy",
             "reconciler.diffing",
+            "reconciler.jsonexact",
+            "reconciler.demo_keys",
         ],
     ),
     # The NewStore adapter: the client knows no setting; settings talk through the client.

@@ -388,11 +388,12 @@ def test_store_requests_match_the_spec(sandbox: SandboxApp, write_env: WriteEnv)
         for r in sandbox.requests(TENANT)
         if r["path"] != (f"/auth/realms/{TENANT}/protocol/openid-connect/token")
     ] == [
+        # Every document is read before the first write (issue 25.4).
         ("GET", APP_PATH),
         ("GET", f"{APP_PATH}/US01"),
+        ("GET", f"{APP_PATH}/US02"),
         ("PUT", f"{APP_PATH}/US01"),
         ("GET", f"{APP_PATH}/US01"),
-        ("GET", f"{APP_PATH}/US02"),
         ("DELETE", f"{APP_PATH}/US02"),
         ("GET", f"{APP_PATH}/US02"),
         ("GET", APP_PATH),

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
+from apply_helpers import ORDER_WEBHOOK
 from plan_helpers import ALL_OFF, ALL_ON, WEBHOOK_A, make_env
 
 from reconciler.core.plan import Action, Status, plan_environments, read_live
@@ -36,7 +37,7 @@ def _in_process(app: SandboxApp) -> Callable[[Environment], NewStoreClient]:
 def test_read_live_reads_only_managed_settings(app: SandboxApp) -> None:
     app.seed("acme-staging", {"external_oms": {"enabled": True}, "uses_external_atp": None})
     env = _env(
-        {"external_oms": {"enabled": False}, "external_atp": {"enabled": True}}, "acme-staging"
+        {"external_oms": {"enabled": True}, "external_atp": {"enabled": False}}, "acme-staging"
     )
     with NewStoreClient(env, transport=app.transport()) as client:
         live = read_live(env, client)
@@ -45,8 +46,36 @@ def test_read_live_reads_only_managed_settings(app: SandboxApp) -> None:
     assert not any("webhook" in p or "associate-app" in p for p in paths)
 
 
+def test_read_live_also_reads_the_other_side_of_a_rule_the_file_depends_on(
+    app: SandboxApp,
+) -> None:
+    """Issue 20: the external OMS off depends on external ATP and use_new_om_ui staying off, so
+    a file managing only the flag (built without the loader, which refuses it) reads them too,
+    and the plan refuses the write while live external ATP is on."""
+    app.seed("acme-staging", {"external_oms": {"enabled": True}, "uses_external_atp": True})
+    env = _env({"external_oms": {"enabled": False}}, "acme-staging")
+    with NewStoreClient(env, transport=app.transport()) as client:
+        live = read_live(env, client)
+    assert live == {
+        "external_oms": {"enabled": True},
+        "external_atp": {"enabled": True},
+        "associate_app": {"use_new_om_ui": False},
+    }
+    assert not any("webhook" in r["path"] for r in app.requests("acme-staging"))
+    run = plan_environments([env], client_factory=_in_process(app))
+    (plan,) = run.environments
+    assert plan.status is Status.BLOCKED
+    assert plan.read_for_rules == {"external_atp": (2,), "associate_app": (3,)}
+    assert any(
+        "external_oms as environments/acme-staging.yaml wants it would break rule 2" in reason
+        and "read for rule 2, not managed here, never written" in reason
+        for reason in plan.blocked_by
+    ), plan.blocked_by
+
+
 def test_plans_every_environment_in_order_and_isolates_failures(app: SandboxApp) -> None:
-    app.seed("acme-dev", {})
+    # ALL_ON turns use_new_om_ui on: rule 4 is judged against the live order webhook.
+    app.seed("acme-dev", {"external_order_webhook": dict(ORDER_WEBHOOK)})
     app.seed("acme-prod", {"external_oms": {"enabled": True}, "uses_external_atp": False})
     envs = [
         _env(ALL_ON, "acme-dev"),
@@ -111,7 +140,7 @@ def served(app: SandboxApp) -> Iterator[str]:
 def test_probe_runs_the_webhook_gate_during_plan(
     app: SandboxApp, served: str, api_key: str, passes: bool
 ) -> None:
-    app.seed("acme-staging", {})
+    app.seed("acme-staging", {"external_order_webhook": dict(ORDER_WEBHOOK)})
     webhook = {
         "url": served + WEBHOOK_PATH,
         "api_key": api_key,

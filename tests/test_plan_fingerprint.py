@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from plan_helpers import ALL_ON, API_KEY_A, CLIENT_SECRET, WEBHOOK_A, WEBHOOK_A_MASKED, make_env
 
-from reconciler.core.plan import desired_fingerprint, fingerprint
+from reconciler.core.plan import desired_fingerprint, fingerprint, fingerprint_key
 from reconciler.model import ABSENT, Gates, WebhookProbe
 from reconciler.newstore.settings import BY_KEY
 
@@ -76,3 +76,30 @@ def test_desired_fingervariantcovers_settings_gates_and_keyed_secrets() -> None:
     ]
     prints = {desired_fingerprint(e) for e in changed}
     assert len(prints) == len(changed) and base not in prints
+
+
+def test_with_a_fingerprint_key_the_api_client_does_not_matter() -> None:
+    """Issue 25.2: plan and apply jobs use different API clients; both hold one key."""
+    key = "a-shared-fingerprint-key-0123456789abcdef"
+    planned = replace(make_env(ALL_ON, client_secret="the plan client"), fingerprint_secret=key)
+    applied = replace(make_env(ALL_ON, client_secret="the apply client"), fingerprint_secret=key)
+    assert fingerprint_key(planned) == fingerprint_key(applied)
+    assert desired_fingerprint(planned) == desired_fingerprint(applied)
+    assert fingerprint(WEBHOOK, WEBHOOK_A, fingerprint_key(planned)) == fingerprint(
+        WEBHOOK, WEBHOOK_A, fingerprint_key(applied)
+    )
+    # Another key, or none (the client secret keys it then), gives other fingerprints.
+    other = replace(planned, fingerprint_secret="another-fingerprint-key-0123456789abcd")
+    for env in (other, make_env(ALL_ON, client_secret="the plan client")):
+        assert fingerprint_key(env) != fingerprint_key(planned)
+        assert desired_fingerprint(env) != desired_fingerprint(planned)
+
+
+def test_two_tenants_with_one_webhook_key_show_different_fingerprints() -> None:
+    """One key for every environment must not reveal that two tenants share a secret."""
+    key = "a-shared-fingerprint-key-0123456789abcdef"
+    staging = replace(make_env(ALL_ON, name="acme-staging"), fingerprint_secret=key)
+    prod = replace(make_env(ALL_ON, name="acme-prod"), fingerprint_secret=key)
+    assert fingerprint(WEBHOOK, WEBHOOK_A, fingerprint_key(staging)) != fingerprint(
+        WEBHOOK, WEBHOOK_A, fingerprint_key(prod)
+    )

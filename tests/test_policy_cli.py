@@ -282,10 +282,16 @@ def test_plan_shows_whether_an_apply_now_is_allowed_in_every_format(
         "next_allowed": "2027-01-04T02:00:00-05:00",
         "allowed_until": None,
     }
-    # The plan file passes its schema and can still be applied later, in a window.
+    # The plan file passes its schema; by the next window (38 days on) it has expired (issue
+    # 25: plan_valid_hours, 24 by default), so the change is planned again and applied then.
     load_plan_file(tmp_path / "plan.json")
     later = run_at(fixed(QUIET_MONDAY), directory, "apply", "--plan", "plan.json", "--auto-approve")
-    assert later.exit_code == 0, later.output
+    assert later.exit_code == 1, later.output
+    assert "acme-prod: the plan expired at 2026-11-28T16:00:00+00:00" in later.stderr
+    assert writes(sandbox, "acme-prod") == []
+    assert run_at(fixed(QUIET_MONDAY), directory, "plan", "--out", "plan.json").exit_code == 0
+    again = run_at(fixed(QUIET_MONDAY), directory, "apply", "--plan", "plan.json", "--auto-approve")
+    assert again.exit_code == 0, again.output
     assert writes(sandbox, "acme-prod") == FORWARD
 
 
@@ -298,7 +304,7 @@ def test_apply_of_a_reviewed_plan_file_is_checked_against_the_policy_at_apply_ti
     assert planned.exit_code == 0, planned.output
 
     result = run_at(
-        fixed(datetime(2027, 11, 26, 3, 0, tzinfo=NY)),  # a Friday: no window
+        fixed(datetime(2027, 1, 4, 7, 0, tzinfo=NY)),  # that Monday, after its window
         directory,
         "apply",
         "--plan",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,14 @@ WEBHOOK_CONFIG = {
 }
 
 Auth = Callable[[httpx.Client, str], dict[str, str]]
+
+
+@pytest.fixture
+def sandbox_config(request: pytest.FixtureRequest) -> SandboxConfig:
+    """These tests compare whole states, keys included: the admin endpoints show them (issue
+    25.8: masked unless the sandbox is started to show them, see test_sandbox_hardening)."""
+    config: SandboxConfig = getattr(request, "param", None) or SandboxConfig()
+    return dataclasses.replace(config, admin_shows_keys=True)
 
 
 @pytest.fixture
@@ -254,7 +263,9 @@ def test_concurrent_writers_leave_a_consistent_history(
 def test_every_error_is_problem_json_with_a_request_id(
     sandbox_http: httpx.Client, method: str, path: str, content: bytes, status: int
 ) -> None:
-    response = sandbox_http.request(method, path, content=content)
+    # JSON, as admin writes must say they are (a 415 otherwise, tested elsewhere).
+    headers = {"Content-Type": "application/json"}
+    response = sandbox_http.request(method, path, content=content, headers=headers)
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["request_id"] == response.headers["X-Request-ID"]

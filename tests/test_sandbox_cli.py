@@ -162,7 +162,7 @@ def test_state_file_survives_a_restart(tmp_path: Path) -> None:
     }
     assert sorted(p.name for p in tmp_path.iterdir()) == [state_file.name]  # no temp leftovers
 
-    with sandbox_process("--state", str(state_file)) as process:
+    with sandbox_process("--state", str(state_file), "--admin-shows-keys") as process:
         with httpx.Client(base_url=process.url, timeout=10) as client:
             state = client.get(f"/_sandbox/tenants/{TENANT}/state").json()
             assert state["external_oms"] == {"enabled": True}

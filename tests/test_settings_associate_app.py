@@ -89,16 +89,20 @@ def test_write_rereads_right_before_writing(app: SandboxApp) -> None:
     assert _document(app)["ui_configurations"]["use_new_om_ui"] is True
 
 
-def test_no_document_reads_false_and_refuses_writes(app: SandboxApp) -> None:
+@pytest.mark.parametrize("operation", ["read", "write"])
+def test_no_global_document_is_unknown_never_false(app: SandboxApp, operation: str) -> None:
+    """Issue 25.4: a 404 on the global document is unknown, like 422, never "off"."""
     app.seed(TENANT, {"associate_app_config": None})
-    with make_client(app) as client:
-        assert APP.read(client) == {"use_new_om_ui": False}
-        with pytest.raises(RejectedError) as caught:
+    with make_client(app) as client, pytest.raises(RejectedError) as caught:
+        if operation == "read":
+            APP.read(client)
+        else:
             APP.write(client, {"use_new_om_ui": True})
 
     message = str(caught.value)
-    assert "no readable Associate App configuration document" in message
-    assert "Create it in NewStore first" in message
+    assert "no Associate App configuration document for the tenant (404)" in message
+    assert "whether ui_configurations.use_new_om_ui is on is unknown" in message
+    assert "create it in NewStore" in message
     # Issue 13: the sandbox answers a missing document 404 (422 means unreadable, below).
     assert caught.value.status == 404
     assert caught.value.request_id

@@ -25,11 +25,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from reconciler.config.build import build_environment
+from reconciler.config.build import build_environment, secret_urls
+from reconciler.config.rehearsal import rehearse_secrets, rehearse_urls
 from reconciler.config.resolve import Merged, Resolver, substitute
 from reconciler.config.schema import check_schema, closest
 from reconciler.errors import ConfigError, Problem, ValidationFailed
-from reconciler.model import Environment, Unresolved
+from reconciler.identity import tenant_identity
+from reconciler.model import FINGERPRINT_KEY_VARIABLE, Environment, Unresolved
 from reconciler.newstore.settings import REGISTRY
 
 SUFFIXES = (".yaml", ".yml")
@@ -101,6 +103,26 @@ def _load(
     return _build(path, merged, problems, environ, allow_missing_secrets, today)
 
 
+MIN_FINGERPRINT_KEY_LENGTH = 32
+
+
+def fingerprint_secret(environ: Mapping[str, str]) -> str | None:
+    """RECONCILER_FINGERPRINT_KEY, the key of plan files' secret fingerprints (surrounding
+    whitespace dropped: a CI secret pasted with a newline is the same key), or None when unset
+    or empty. A short one is refused: with it, a plan file's fingerprints could be tested
+    against guesses of the key."""
+    value = environ.get(FINGERPRINT_KEY_VARIABLE, "").strip()
+    if not value:
+        return None
+    if len(value) < MIN_FINGERPRINT_KEY_LENGTH:
+        raise ConfigError(
+            f"{FINGERPRINT_KEY_VARIABLE} holds {len(value)} characters; it needs at least "
+            f"{MIN_FINGERPRINT_KEY_LENGTH} random ones (e.g. the output of `openssl rand -hex "
+            "32`), the same value in every job that plans or applies"
+        )
+    return value
+
+
 def _build(
     path: Path,
     merged: Merged,
@@ -111,9 +133,15 @@ def _build(
 ) -> tuple[Environment | None, list[Problem]]:
     """Substitute, check the schema, build: everything after `extends` is merged."""
     defaulted = _default_credentials(merged)
+    # A rehearsal's secrets are the sandbox's demo values: its real variables are never read.
+    demo = rehearse_secrets(merged)
+    in_urls = secret_urls(merged.data)  # before substitution: which urls a ${VAR} makes secret
     substitution_problems, bad = substitute(
-        merged, environ, allow_missing_secrets=allow_missing_secrets
+        merged,
+        {**environ, **demo} if demo else environ,
+        allow_missing_secrets=allow_missing_secrets,
     )
+    substitution_problems += rehearse_urls(merged)
     substitution_problems = [
         dataclasses.replace(
             p, message=f"{p.message} (`{p.path}` defaults to `{CREDENTIAL_DEFAULTS[p.path]}`)"
@@ -127,8 +155,42 @@ def _build(
     schema_problems = check_schema(merged, bad)
     problems += schema_problems
     bad |= {p.path for p in schema_problems}
-    environment, build_problems = build_environment(path.stem, merged, bad, today=today)
+    environment, build_problems = build_environment(
+        path.stem, merged, bad, today=today, secrets_in_urls=in_urls
+    )
+    if environment is not None:
+        environment = dataclasses.replace(
+            environment, fingerprint_secret=fingerprint_secret(environ)
+        )
     return environment, problems + build_problems
+
+
+def shared_tenants(environments: Sequence[Environment]) -> dict[str, Problem]:
+    """Environments that resolve to one tenant identity (`reconciler.identity`) without every
+    one of them saying `allow_shared_tenant: true`: environment name -> the problem, which
+    names every file of the group. Two files for one tenant undo each other's changes, and
+    each would plan from a state the other just moved."""
+    groups: dict[object, list[Environment]] = {}
+    for env in environments:
+        groups.setdefault(tenant_identity(env.connection.base_url), []).append(env)
+    problems: dict[str, Problem] = {}
+    for identity, group in groups.items():
+        if len(group) < 2 or all(env.allow_shared_tenant for env in group):
+            continue
+        files = " and ".join(env.file for env in group)
+        tenants = ", ".join(dict.fromkeys(env.tenant for env in group))
+        for env in group:
+            loc = env.locations.get("connection.base_url") or env.locations.get("tenant")
+            problems[env.name] = Problem(
+                loc.file if loc else env.file,
+                loc.line if loc else 1,
+                loc.column if loc else 1,
+                "connection.base_url" if "connection.base_url" in env.locations else "tenant",
+                f"{files} both manage tenant {tenants} ({identity}): two files for one tenant "
+                "undo each other's changes; keep one, or set `allow_shared_tenant: true` in "
+                "each of them if two views of one tenant are really wanted",
+            )
+    return problems
 
 
 # The contract's defaults: an environment may leave its credentials to the usual variables.
@@ -162,6 +224,7 @@ def _load_all(
 ) -> list[Environment]:
     resolver = Resolver()
     environ = os.environ if environ is None else environ
+    fingerprint_secret(environ)  # a bad key is said once, not once per environment
     environments: list[Environment] = []
     # dict keys: a base shared by several environments is reported once, in order
     problems: dict[Problem, None] = {}
@@ -170,6 +233,7 @@ def _load_all(
         problems.update(dict.fromkeys(found))
         if environment is not None:
             environments.append(environment)
+    problems.update(dict.fromkeys(shared_tenants(environments).values()))
     if problems:
         raise ValidationFailed(list(problems))
     return sorted(environments, key=lambda e: e.name)
@@ -209,6 +273,7 @@ def load_each(
     to run: ValidationFailed with every problem, as `load_environments` raises."""
     resolver = Resolver()
     environ = os.environ if environ is None else environ
+    fingerprint_secret(environ)  # a bad key is said once, not once per environment
     loaded: list[Environment | Unresolved] = []
     every: dict[Problem, None] = {}
     for path in discover(directory, names):
@@ -232,6 +297,14 @@ def load_each(
                 f"{shown}",
             )
         )
+    shared = shared_tenants([env for env in loaded if isinstance(env, Environment)])
+    every.update(dict.fromkeys(shared.values()))
+    loaded = [
+        Unresolved(env.name, env.file, env.tenant, f"{env.file} cannot be used: {shared[env.name]}")
+        if env.name in shared
+        else env
+        for env in loaded
+    ]
     if not any(isinstance(env, Environment) for env in loaded):
         raise ValidationFailed(list(every))
     return sorted(loaded, key=lambda e: e.name)

@@ -17,6 +17,7 @@ from reconciler.clock import today_utc
 from reconciler.config.resolve import Merged
 from reconciler.config.yamlsafe import child_path
 from reconciler.errors import Problem
+from reconciler.identity import tenant_in_base_url, tenant_in_token_url
 from reconciler.model import ABSENT, Connection, Environment, Gates, Value, WebhookProbe
 from reconciler.net import is_loopback
 from reconciler.newstore.settings import REGISTRY
@@ -86,10 +87,13 @@ class _EnvironmentBuilder:
                 f"https://id.p.newstore.net/auth/realms/{tenant}/protocol/openid-connect/token"
             ),
         }
+        named_by = {"base_url": tenant_in_base_url, "token_url": tenant_in_token_url}
         for key in urls:
             path = child_path("connection", key)
             if isinstance(conn.get(key), str) and self.ok(path):
-                why = url_problem(conn[key], allow_query=False)
+                why = url_problem(conn[key], allow_query=False) or self._other_tenant(
+                    named_by[key](conn[key]), tenant
+                )
                 if why:
                     self.report(path, why)
                 else:
@@ -114,6 +118,17 @@ class _EnvironmentBuilder:
             ca_bundle=ca_bundle,
             retry_attempts=int(retry.get("attempts", 10)),
             retry_max_seconds=float(retry.get("max_seconds", 60)),
+        )
+
+    def _other_tenant(self, named: str | None, tenant: str) -> str | None:
+        """Why a URL of NewStore's or the sandbox's form that names another tenant than
+        `tenant:` is refused (every request would go to the tenant it names), or None."""
+        if named is None or not tenant or named == tenant:
+            return None
+        return (
+            f"names tenant {named}, but `tenant:` says {tenant} ({self.merged.locate('tenant')}): "
+            f"every request would go to {named} while plans and reports say {tenant}; make "
+            "them agree"
         )
 
     def desired(self) -> tuple[dict[str, Value], set[str]]:
@@ -214,6 +229,18 @@ class _EnvironmentBuilder:
                 "write the day the stock was checked",
             )
             return None
+        written_in = self.merged.locate(path).file
+        if written_in != self.merged.file:
+            # A base is shared: a confirmation there would approve every environment that
+            # extends it, each without anyone looking at that tenant's stock.
+            self.report(
+                path,
+                "a stock confirmation belongs in the environment's own file "
+                f"({self.merged.file}), not in {written_in}, which every environment that "
+                f"extends it shares: move the line `newstore_stock_confirmed: "
+                f"{confirmed.isoformat()}` under `gates:` in {self.merged.file}",
+            )
+            return None
         return confirmed
 
     def gates(self, stock_confirmed: date | None) -> Gates:
@@ -221,7 +248,11 @@ class _EnvironmentBuilder:
         probe = gates.get("webhook_probe")
         return Gates(
             webhook_probe=(
-                WebhookProbe(tuple(probe["products"]), tuple(probe["fulfillment_locations"]))
+                WebhookProbe(
+                    tuple(probe["products"]),
+                    tuple(probe["fulfillment_locations"]),
+                    probe.get("min_available"),
+                )
                 if isinstance(probe, dict)
                 else None
             ),
@@ -289,6 +320,8 @@ class _EnvironmentBuilder:
         return Policy(timezone=timezone, windows=tuple(windows), freezes=tuple(freezes))
 
 
+DEFAULT_PLAN_VALID_HOURS = 24
+
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -303,13 +336,48 @@ def _parse_date(value: Any) -> date | None:
         return None
 
 
+def secret_urls(data: Any) -> dict[str, tuple[str, ...]]:
+    """The settings' URL fields whose query, fragment or userinfo a `${NAME}` fills, in a
+    document *before* substitution (key path -> the variables' names): such a url carries a
+    secret, so the whole url is one."""
+    found: dict[str, tuple[str, ...]] = {}
+    if not isinstance(data, dict):
+        return found
+    for setting in REGISTRY:
+        section = data.get(setting.key)
+        if not isinstance(section, dict):
+            continue
+        for name in sorted(setting.url_fields):
+            raw = section.get(name)
+            if not isinstance(raw, str) or "${" not in raw:
+                continue
+            try:
+                parts = urlsplit(raw)
+            except ValueError:
+                continue  # url_problem says what is wrong with it
+            hidden = parts.netloc.rpartition("@")[0] + "?" + parts.query + "#" + parts.fragment
+            names = tuple(dict.fromkeys(_VARIABLE.findall(hidden)))
+            if names:
+                found[child_path(setting.key, name)] = names
+    return found
+
+
+_VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def build_environment(
-    name: str, merged: Merged, bad: set[str], *, today: date | None = None
+    name: str,
+    merged: Merged,
+    bad: set[str],
+    *,
+    today: date | None = None,
+    secrets_in_urls: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[Environment | None, list[Problem]]:
     """Check what the schema cannot and build the Environment; None if anything is wrong.
 
     `bad` holds the key paths already reported (by substitution or the schema); nothing more
-    is said about them or anything inside them.
+    is said about them or anything inside them. `secrets_in_urls`: `secret_urls` of the
+    document before substitution.
     """
     builder = _EnvironmentBuilder(merged, set(bad))
     tenant = merged.data.get("tenant")
@@ -333,7 +401,10 @@ def build_environment(
             desired=desired,
             gates=builder.gates(stock_confirmed),
             policy=policy,
+            plan_valid_hours=int(merged.data.get("plan_valid_hours", DEFAULT_PLAN_VALID_HOURS)),
             locations=merged.locations,
+            allow_shared_tenant=merged.data.get("allow_shared_tenant") is True,
+            secret_urls=dict(secrets_in_urls or {}),
         ),
         [],
     )

@@ -75,6 +75,10 @@ class EnvDrift:
     error: str = ""
     unhealthy: list[str] = field(default_factory=list)
     probe: str = ""  # what `--probe` did ("" when not asked)
+    # Secrets NewStore answers masked: the one it holds could not be compared with the file's.
+    uncompared_secrets: list[str] = field(default_factory=list)
+    # Settings read for a rule (not managed, never written): key → rule numbers.
+    read_for_rules: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,6 +119,8 @@ def drift_of(plan: EnvPlan) -> EnvDrift:
         blocked_by=list(plan.blocked_by),
         notes=list(plan.notes),
         error=plan.error,
+        uncompared_secrets=list(plan.uncompared_secrets),
+        read_for_rules={k: list(v) for k, v in plan.read_for_rules.items()},
     )
 
 
@@ -168,6 +174,9 @@ def env_drift_to_dict(env: EnvDrift) -> dict[str, Any]:
         "error": env.error,
         "unhealthy": list(env.unhealthy),
         "probe": env.probe,
+        "uncompared_secrets": list(env.uncompared_secrets),
+        # Only where a setting is read for a rule, so other reports keep their shape.
+        **({"read_for_rules": dict(env.read_for_rules)} if env.read_for_rules else {}),
     }
 
 

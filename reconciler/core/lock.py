@@ -9,19 +9,21 @@ first read until its last write:
     lock_directory(environ)                            where the lock files live
     lock_key(base_url)                                 which file a tenant API locks
 
-A lock is `flock(LOCK_EX | LOCK_NB)` on `<lock dir>/apply-<key>.lock`, where the key is a hash
-of the normalised `base_url`: different tenants never share a file, and the name carries no
-secret. The kernel drops the lock when its holder exits, however it exits, so a SIGKILLed apply
-never leaves a stale lock. The file holds the holder's pid, host, environments and start time,
-for the message its competitors show. It only guards applies that share a lock directory: the
-default (`$XDG_RUNTIME_DIR` or the temporary directory, + `newstore-reconciler-locks`) is one
-per machine and user, `RECONCILER_LOCK_DIR` chooses another.
+A lock is `flock(LOCK_EX | LOCK_NB)` on `<lock dir>/apply-<key>.lock`, where the key is the
+tenant's identity (`reconciler.identity`: canonical host and path of `base_url`, so
+`localhost`, `127.0.0.1`, `LOCALHOST.` and a default port are one tenant), readable and with a
+hash of the exact identity: different tenants never share a file, every spelling of one tenant
+does, and the name carries no secret. The kernel drops the lock when its holder exits, however
+it exits, so a SIGKILLed apply never leaves a stale lock. The file holds the holder's pid,
+host, environments and start time, for the message its competitors show. It only guards
+applies that share a lock directory: the default (`$XDG_RUNTIME_DIR` or the temporary
+directory, + `newstore-reconciler-locks`) is one per machine and user, `RECONCILER_LOCK_DIR`
+chooses another.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -32,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from reconciler.clock import now_iso
 from reconciler.errors import ApplyError, ConfigError
+from reconciler.identity import tenant_identity
 from reconciler.model import Environment
 
 LOCK_DIR_VARIABLE: Final = "RECONCILER_LOCK_DIR"
@@ -47,7 +49,6 @@ SKIPPED_UNSUPPORTED: Final = "this platform has no fcntl file locks"
 _POLL_SECONDS = 0.1
 _HOLDER_MAX_BYTES = 4096  # the file is written by another process: read a bounded amount
 _FIELD_MAX_CHARS = 200
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -119,19 +120,10 @@ def lock_directory(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def lock_key(base_url: str) -> str:
-    """A hash of the tenant API's URL, normalised so that spellings of one API share a lock:
-    scheme and host in lower case, no default port, no trailing slash. (Config refuses a URL
-    with credentials in it, so nothing secret is hashed.)"""
-    parts = urlsplit(base_url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    if port is not None and port != _DEFAULT_PORTS.get(scheme):
-        host += f":{port}"
-    normalised = f"{scheme}://{host}{parts.path.rstrip('/')}"
-    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()[:32]
+    """The name part of a tenant API's lock file: its identity (`TenantIdentity.ref_name`), so
+    that every spelling of one API shares a lock. (Config refuses a URL with credentials in
+    it, so nothing secret is in the name.)"""
+    return tenant_identity(base_url).ref_name
 
 
 def _fcntl() -> ModuleType | None:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ from reconciler.errors import PlanFileError
 from reconciler.fsutil import atomic_write_text
 from reconciler.model import ABSENT
 from reconciler.policy import decision_dict, decision_from_dict
+from reconciler.provenance import ConfigCommit
 
 FORMAT_VERSION: Final = 1
 # A real plan nests about ten levels deep; a hostile one could nest deep enough to exhaust the
@@ -45,11 +46,21 @@ def step_to_dict(step: Step) -> dict[str, Any]:
     }
 
 
-def env_plan_to_dict(env: EnvPlan) -> dict[str, Any]:
-    """The one serializer of an environment's plan: plan files and `plan --format json`."""
+def expires_at(created_at: datetime, env: EnvPlan) -> datetime:
+    """When a plan file made at `created_at` stops being applicable to `env`."""
+    return created_at + timedelta(hours=env.plan_valid_hours)
+
+
+def env_plan_to_dict(env: EnvPlan, created_at: datetime | None = None) -> dict[str, Any]:
+    """The one serializer of an environment's plan: plan files and `plan --format json`.
+    `created_at`, the plan's, dates its expiry."""
     return {
         "name": env.name,
         "tenant": env.tenant,
+        "identity": env.identity,
+        "api_host": env.api_host,
+        "token_host": env.token_host,
+        "token_endpoint": env.token_endpoint,
         "status": str(env.status),
         "steps": [step_to_dict(step) for step in env.steps],
         "fingerprints": dict(env.fingerprints),
@@ -60,6 +71,20 @@ def env_plan_to_dict(env: EnvPlan) -> dict[str, Any]:
         "notes": list(env.notes),
         "error": env.error,
         "replaced": list(env.replaced),
+        "decision": dict(env.decision),
+        "fingerprint_key": dict(env.fingerprint_key),
+        "plan_valid_hours": env.plan_valid_hours,
+        **(
+            {"expires_at": _timestamp(expires_at(created_at, env))}
+            if created_at is not None
+            else {}
+        ),
+        # Only where a setting is read for a rule, so other plans keep their shape.
+        **(
+            {"read_for_rules": {k: list(v) for k, v in env.read_for_rules.items()}}
+            if env.read_for_rules
+            else {}
+        ),
         # Only where a policy has something to say, so plans of tenants without one keep
         # their shape.
         **({"policy": decision_dict(env.policy)} if env.policy is not None else {}),
@@ -99,13 +124,38 @@ def env_plan_from_dict(doc: Mapping[str, Any]) -> EnvPlan:
         notes=[str(n) for n in doc["notes"]],
         error=str(doc["error"]),
         replaced=[str(k) for k in doc.get("replaced", [])],
+        read_for_rules={
+            str(k): tuple(int(n) for n in v) for k, v in doc.get("read_for_rules", {}).items()
+        },
         policy=decision_from_dict(policy) if policy is not None else None,
+        # Absent from the files of reconciler versions before 0.2: the check refuses those.
+        identity=str(doc.get("identity", "")),
+        api_host=str(doc.get("api_host", "")),
+        token_host=str(doc.get("token_host", "")),
+        token_endpoint=str(doc.get("token_endpoint", "")),
+        decision={str(k): str(v) for k, v in doc.get("decision", {}).items()},
+        fingerprint_key={str(k): str(v) for k, v in doc.get("fingerprint_key", {}).items()},
+        plan_valid_hours=int(doc.get("plan_valid_hours", 0)),
     )
 
 
 def run_plan_from_dict(doc: Mapping[str, Any]) -> RunPlan:
     """The RunPlan of a verified plan document (`validate_plan_dict`)."""
-    return RunPlan([env_plan_from_dict(env) for env in doc["environments"]])
+    commit = doc.get("config_commit")
+    created = doc.get("created_at")
+    return RunPlan(
+        [env_plan_from_dict(env) for env in doc["environments"]],
+        created_at=datetime.fromisoformat(created) if isinstance(created, str) else None,
+        config_commit=ConfigCommit(str(commit["sha"]), bool(commit["dirty"]))
+        if isinstance(commit, dict)
+        else None,
+        created_by=str(doc.get("created_by", "")),
+        run_url=doc.get("run_url"),
+    )
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def checksum(doc: dict[str, Any]) -> str:
@@ -116,13 +166,19 @@ def checksum(doc: dict[str, Any]) -> str:
 
 
 def plan_to_dict(run: RunPlan, *, generated_at: datetime | None = None) -> dict[str, Any]:
-    """The plan file document. `generated_at` defaults to now (UTC); tests pin it."""
-    when = generated_at or datetime.now(UTC)
+    """The plan file document. Made at `generated_at`, else the plan's `created_at`, else now
+    (UTC); tests pin it. `generated_at` is the same moment as `created_at`, kept for readers
+    of plan files written before `created_at` existed."""
+    when = (generated_at or run.created_at or datetime.now(UTC)).astimezone(UTC)
     doc: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "generated_at": when.isoformat(timespec="seconds"),
+        "generated_at": _timestamp(when),
+        "created_at": _timestamp(when),
+        "config_commit": run.config_commit.to_json() if run.config_commit is not None else None,
+        "created_by": run.created_by,
+        "run_url": run.run_url,
         "tool_version": __version__,
-        "environments": [env_plan_to_dict(env) for env in run.environments],
+        "environments": [env_plan_to_dict(env, when) for env in run.environments],
     }
     doc["checksum"] = checksum(doc)
     return doc

@@ -67,9 +67,13 @@ REHEARSAL_YAML: Final = """\
 #
 # The staging environment, pointed at a local NewStore sandbox to rehearse a change safely.
 # Not planned by CI (it is outside environments/). In one terminal: `reconciler sandbox`; then
-#   export NEWSTORE_CLIENT_ID=sandbox NEWSTORE_CLIENT_SECRET=sandbox-secret
 #   reconciler --environments-dir rehearsal plan
+# `rehearsal: true` sends the sandbox's own demo credentials and keys, whatever staging's
+# ${...} variables hold (they are not even read), points the availability webhook at the
+# sandbox's sample one, and refuses any connection but this machine: a rehearsal never hands a
+# real secret to anyone.
 extends: ../environments/staging.yaml
+rehearsal: true
 connection:
   base_url: http://127.0.0.1:8765/acme-staging
   token_url: http://127.0.0.1:8765/auth/realms/acme-staging/protocol/openid-connect/token

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from reconciler import jsonexact
 from reconciler.errors import (
     AuthError,
     ConfigError,
@@ -56,6 +57,7 @@ from reconciler.newstore.retries import (
     Exhausted,
     GiveUp,
     Transient,
+    confirm_read,
     run_with_retries,
 )
 from reconciler.newstore.transport import (
@@ -119,6 +121,8 @@ class _HTTPClient(httpx.Client):
 
 
 E = TypeVar("E", bound=NewStoreError)
+JSON = "application/json"
+T = TypeVar("T")
 
 TOKEN_KEYS = frozenset({"access_token"})
 """Body keys whose values are secrets whatever the caller says: the OAuth access token."""
@@ -201,6 +205,12 @@ class NewStoreClient:
         # one): NewStore may echo either back in an error.
         self._seen_secrets: set[str] = set()
         self._secrets_lock = threading.Lock()
+        # URLs the environment makes secret (a ${VAR} fills their query): scrubbed like keys.
+        for path in env.secret_urls:
+            setting, _, name = path.partition(".")
+            value = env.desired.get(setting)
+            if isinstance(value, dict) and isinstance(value.get(name), str):
+                self._seen_secrets.add(value[name])
 
     def __enter__(self) -> NewStoreClient:
         return self
@@ -243,7 +253,7 @@ class NewStoreClient:
     ) -> E:
         """A `NewStoreError` of type `cls` for this environment, filled from `response`."""
         if response is not None and not detail:
-            detail = problem_detail(response)
+            detail = problem_detail(response, self._known_secrets())
         return cls(
             message,
             setting=setting,
@@ -256,23 +266,34 @@ class NewStoreClient:
             hint=hint,
         )
 
-    def body(self, setting: str, response: httpx.Response) -> Any:
+    def body(self, setting: str, response: httpx.Response, *, exact: bool = False) -> Any:
         """The JSON body of a successful answer (None when empty); RejectedError if not JSON.
+        `exact`: for a document to send back changed in place (`jsonexact`): numbers keep
+        their text, and a repeated key is refused.
 
         Secrets in it (a live api_key NewStore answers in clear) are remembered, so that a
         later error echoing them is scrubbed like one echoing a secret we sent."""
         if not response.content:
             return None
+        request = response.request
         try:
-            body = jsonlib.loads(response.content)
-        except ValueError:
-            request = response.request
+            body = jsonexact.loads(response.content) if exact else jsonlib.loads(response.content)
+        except (ValueError, RecursionError) as exc:
+            if isinstance(exc, jsonexact.RepeatedKey):
+                why = (
+                    f"NewStore answered with a document that repeats the key {exc.path}: "
+                    "which value NewStore uses is a guess, and it cannot be sent back as it came"
+                )
+            elif isinstance(exc, RecursionError):
+                why = "NewStore answered with a document nested too deep to read"
+            else:
+                why = "NewStore answered with a body that is not JSON"
             raise self.error(
                 RejectedError,
                 setting,
                 request.method,
                 request.url.path.removeprefix(self._base_path),
-                "NewStore answered with a body that is not JSON",
+                why,
                 response=response,
             ) from None
         # A masked stub ("****", "ab••") is no secret, and scrubbing a short one would mangle
@@ -305,6 +326,7 @@ class NewStoreClient:
         *,
         json: Any = None,
         ok: Collection[int] = (200,),
+        exact_json: bool = False,
     ) -> httpx.Response:
         """Send one API call (retrying transient failures) and return the response whose
         status is in `ok`; any other outcome raises a `NewStoreError` subclass.
@@ -312,7 +334,8 @@ class NewStoreClient:
         Retrying writes is safe here: every setter NewStore offers for these settings is "set
         to this value" (POST/PUT of the full value; DELETE is idempotent), so repeating one is
         harmless. A connection dropped after NewStore committed a write just sets the same
-        value again.
+        value again. `exact_json`: `json` is a document read with `body(..., exact=True)`,
+        sent with every number as it was read (`jsonexact.dumps`).
         """
         if not path.startswith("/"):
             raise ValueError(f"path must be relative to base_url and start with '/': {path!r}")
@@ -325,8 +348,10 @@ class NewStoreClient:
         def remaining() -> float:
             return max(0.0, budget - (time.monotonic() - started))
 
+        content = jsonexact.dumps(json) if exact_json else None
+
         def attempt() -> httpx.Response:
-            return self._attempt(setting, method, path, json, ok, remaining)
+            return self._attempt(setting, method, path, json, ok, remaining, content)
 
         def on_retry(failure: Transient, number: int, sleep: float) -> None:
             after = " (Retry-After)" if failure.retry_after is not None else ""
@@ -397,6 +422,11 @@ class NewStoreClient:
             hint=hint,
         )
 
+    def confirm(self, read: Callable[[], T], agrees: Callable[[T], bool]) -> tuple[T, int]:
+        """`retries.confirm_read` within this environment's retry budget and backoff."""
+        budget = self.env.connection.retry_max_seconds
+        return confirm_read(read, agrees, budget=budget, backoff=self._backoff)
+
     @property
     def blocked_at(self) -> datetime | None:
         """When NewStore blocked this IP on this client's host during the run, if it did."""
@@ -453,6 +483,7 @@ class NewStoreClient:
         body: Any,
         ok: Collection[int],
         remaining: Callable[[], float],
+        content: bytes | None = None,
     ) -> httpx.Response:
         shown = self.full_path(path)
         if self._limiter.blocked_at is not None:
@@ -464,7 +495,12 @@ class NewStoreClient:
                 raise self._not_sent(setting, method, path)
             started = time.monotonic()
             try:
-                response = self._http.request(method, self._url(path), json=body)
+                if content is not None:
+                    response = self._http.request(
+                        method, self._url(path), content=content, headers={"Content-Type": JSON}
+                    )
+                else:
+                    response = self._http.request(method, self._url(path), json=body)
             except IPBlockedError:
                 # The token endpoint answered the block (inside the auth flow).
                 self._limiter.trip()
@@ -511,7 +547,7 @@ class NewStoreClient:
                 f"NewStore answered {status}",
                 status=status,
                 request_id=request_id,
-                detail=scrub(problem_detail(response), self._known_secrets()),
+                detail=problem_detail(response, self._known_secrets()),
                 retry_after=retry_after,
             )
         raise self._classify(setting, method, path, response)

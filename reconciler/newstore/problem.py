@@ -12,6 +12,7 @@ import json as jsonlib
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 
@@ -41,8 +42,14 @@ def json_body(response: httpx.Response) -> Any:
         return None
 
 
-def problem_detail(response: httpx.Response) -> str:
-    """NewStore's own explanation, from any of its four problem+json shapes."""
+DATA_SHOWN_CHARS = 200
+"""How much of NewStore's error `data` a message quotes (after every secret is scrubbed)."""
+
+
+def problem_detail(response: httpx.Response, secrets: Collection[str] = ()) -> str:
+    """NewStore's own explanation, from any of its four problem+json shapes, with `secrets`
+    scrubbed out before anything is cut: a cut secret would leak as its prefix, and one
+    scrubbed only as written would leak JSON-escaped (`data` is quoted as JSON)."""
     body = json_body(response)
     if not isinstance(body, dict):
         return ""
@@ -54,13 +61,14 @@ def problem_detail(response: httpx.Response) -> str:
     if isinstance(messages, list):
         parts.extend(str(m) for m in messages if m)
     # The error message adds its own full stop after NewStore's words.
-    parts = [p.rstrip(". ") for p in parts]
+    parts = [scrub(p, secrets).rstrip(". ") for p in parts]
     code = body.get("error_code")
     if isinstance(code, str) and code:
         parts = [f"{p} ({code})" for p in parts] if parts else [code]
     data = body.get("data")
     if data:
-        parts.append("data: " + shorten(jsonlib.dumps(data, sort_keys=True), 200))
+        quoted = scrub(jsonlib.dumps(data, sort_keys=True, ensure_ascii=False), secrets)
+        parts.append("data: " + shorten(quoted, DATA_SHOWN_CHARS))
     return "; ".join(parts)
 
 
@@ -68,10 +76,28 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def secret_forms(secret: str) -> set[str]:
+    """The forms a secret takes in text NewStore sends back: as written, JSON-escaped (once and
+    twice: a JSON string quoted inside another), URL-encoded (a query, a form body)."""
+    escaped = jsonlib.dumps(secret, ensure_ascii=False)[1:-1]
+    forms = {
+        secret,
+        escaped,
+        jsonlib.dumps(escaped, ensure_ascii=False)[1:-1],
+        jsonlib.dumps(secret)[1:-1],  # \uXXXX escapes of non-ASCII characters
+        quote(secret, safe=""),
+        quote_plus(secret, safe=""),
+        quote(secret),
+    }
+    return {form for form in forms if form}
+
+
 def scrub(text: str, secrets: Collection[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, SENSITIVE)
+    """`text` with every form of every secret (`secret_forms`) replaced by "(sensitive)";
+    longest first, so that no form is left half replaced by a shorter one."""
+    forms = {form for secret in secrets if secret for form in secret_forms(secret)}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, SENSITIVE)
     return text
 
 

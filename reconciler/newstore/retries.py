@@ -28,6 +28,8 @@ BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
 UNREACHABLE_ATTEMPTS = 2
 """Attempts at an address where nothing answers: the first and one retry."""
+CONFIRM_READS = 3
+"""Reads of an answer that contradicts the read before it, before it is believed."""
 
 T = TypeVar("T")
 
@@ -123,3 +125,29 @@ def run_with_retries(
                 delay = min(backoff_delay(number, backoff), left)
             on_retry(failure, number, delay)
             sleep(delay)
+
+
+def confirm_read(
+    read: Callable[[], T],
+    agrees: Callable[[T], bool],
+    *,
+    budget: float,
+    backoff: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[T, int]:
+    """`read()`, and again while its answer contradicts what the caller read just before
+    (`agrees` says False: a 404 where a document was, a replica behind another): at most
+    CONFIRM_READS reads, with the retries' backoff in between, within `budget` seconds. Returns
+    the last answer and how many reads it took; the caller decides what a contradiction that
+    persists means (a change underneath)."""
+    started = time.monotonic()
+    value = read()
+    reads = 1
+    while not agrees(value) and reads < CONFIRM_READS:
+        wait = backoff_delay(reads, backoff)
+        if time.monotonic() - started + wait > budget:
+            break
+        sleep(wait)
+        value = read()
+        reads += 1
+    return value, reads

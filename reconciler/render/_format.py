@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.core.plan import EnvPlan, Gate, RunPlan, Status
+from reconciler.core.plan import PARTNER_NOT_WRITTEN, EnvPlan, Gate, RunPlan, Status
 
 # The renderers' one way to show a value, shared with the core's messages.
 from reconciler.model import show_value as show_value
@@ -63,3 +63,15 @@ def policy_state(decision: Decision) -> str:
         f"apply now: BLOCKED {explain(decision).removeprefix('blocked ')} "
         '(`apply --break-glass "REASON"` overrides it in an emergency)'
     )
+
+
+def read_for_rules(env: EnvPlan) -> list[str]:
+    """One line per setting read for a rule: "read for rule 1 (not managed here, never
+    written): external_atp = {"enabled": true}"."""
+    lines = []
+    for key, numbers in env.read_for_rules.items():
+        rules = ", ".join(str(n) for n in numbers)
+        which = f"rule{'s' if len(numbers) != 1 else ''} {rules}"
+        shown = show_value(env.live.get(key), sort_keys=True)
+        lines.append(f"read for {which} ({PARTNER_NOT_WRITTEN}): {key} = {shown}")
+    return lines

@@ -43,6 +43,15 @@ def drift_summary(report: DriftReport) -> str:
     )
 
 
+def uncompared(path: str) -> str:
+    """The plain words for a secret whose held value could not be compared."""
+    return (
+        f"{path}: NewStore answers it masked: the key it holds could not be compared with the "
+        "file's (in sync does not vouch for it; apply re-asserts it before external ATP or "
+        "use_new_om_ui goes on, `--replace` rewrites it now)"
+    )
+
+
 def _drifted(env: EnvDrift) -> str:
     return ", ".join(s.setting for s in env.settings)
 
@@ -63,6 +72,7 @@ def _env_lines(env: EnvDrift, color: bool) -> list[str]:
         lines += [style(f"    🚨 {reason}", fg="red") for reason in env.unhealthy]
     elif env.probe:
         lines.append(f"  probe: {env.probe}")
+    lines += [f"  {uncompared(path)}" for path in env.uncompared_secrets]
     if env.live_violations:
         lines.append(style("  Live state breaks safety rules:", fg="yellow", bold=True))
         lines += [style(f"    ! {v}", fg="yellow") for v in env.live_violations]
@@ -101,6 +111,9 @@ def _env_section(env: EnvDrift) -> list[str]:
         lines.append("")
     elif env.probe:
         lines += [f"Probe: {env.probe}", ""]
+    if env.uncompared_secrets:
+        lines += [f"- 🔒 {uncompared(path)}" for path in env.uncompared_secrets]
+        lines.append("")
     if env.live_violations:
         lines.append("> [!WARNING]")
         lines.append("> The live state breaks safety rules:")
@@ -137,6 +150,12 @@ def render_drift_markdown(report: DriftReport) -> str:
     ]
     lines.append("")
     for env in report.environments:
-        if env.status is not DriftStatus.IN_SYNC or env.live_violations or env.notes or env.probe:
+        if (
+            env.status is not DriftStatus.IN_SYNC
+            or env.live_violations
+            or env.notes
+            or env.probe
+            or env.uncompared_secrets
+        ):
             lines += _env_section(env)
     return "\n".join(lines).rstrip("\n") + "\n"

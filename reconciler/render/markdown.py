@@ -10,6 +10,7 @@ from reconciler.render._format import (
     env_summary,
     gate_state,
     policy_state,
+    read_for_rules,
     run_summary,
     show_value,
 )
@@ -23,13 +24,17 @@ _BADGE = {
 
 
 def _env_section(env: EnvPlan) -> list[str]:
-    lines = [f"### {env.name} (`{env.tenant}`): {env_summary(env)}", ""]
+    read_from = f", read from {code(env.identity)}" if env.identity else ""
+    lines = [f"### {env.name} ({code(env.tenant)}{read_from}): {env_summary(env)}", ""]
     if env.status is Status.ERROR:
         return [*lines, f"❌ {env.error}", ""]
     if env.live_violations:
         lines.append("> [!WARNING]")
         lines.append("> The live state already breaks safety rules; the steps repair them first:")
         lines += [f"> - {v}" for v in env.live_violations]
+        lines.append("")
+    if env.read_for_rules:
+        lines += [f"- 🔎 {cell(line)}" for line in read_for_rules(env)]
         lines.append("")
     if env.status is Status.BLOCKED:
         lines += ["⛔ **Blocked** (reasons above): apply refuses this environment.", ""]

@@ -21,5 +21,10 @@ def _outcome(event: StepFinished) -> str:
         return "already done, skipped"
     if event.outcome is Outcome.BLOCKED:
         return f"blocked: {event.detail}"
+    if event.outcome is Outcome.UNKNOWN:
+        return f"UNKNOWN: {event.detail}"
+    if event.outcome is Outcome.UNDONE:
+        request = f" (request id {event.request_id})" if event.request_id else ""
+        return f"UNDONE at once: {event.detail}{request}"
     request = f" (request id {event.request_id})" if event.request_id else ""
     return f"{event.outcome}{request}"

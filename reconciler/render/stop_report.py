@@ -12,9 +12,11 @@ from typing import Final
 
 from reconciler.core.apply.events import Outcome
 from reconciler.core.apply.report import (
+    ConcurrentChange,
     EnvFate,
     EnvStop,
     NothingWritten,
+    RuleBreak,
     RunReport,
     SafetyCheck,
     StopReport,
@@ -25,7 +27,9 @@ _LABEL: Final = {
     Outcome.APPLIED: "applied",
     Outcome.SKIPPED: "skipped",
     Outcome.FAILED: "FAILED",
+    Outcome.UNKNOWN: "UNKNOWN",
     Outcome.BLOCKED: "BLOCKED",
+    Outcome.UNDONE: "undone",
 }
 
 
@@ -64,11 +68,40 @@ def render_safety(check: SafetyCheck) -> str:
             + ", ".join(str(r) for r in check.broken_before)
             + " before this apply; the repair did not finish: run apply again."
         )
+    parts += [_whose(b) for b in check.breaks if not (b.before and not b.others)]
     if check.broken_by_others:
-        parts.append(
-            "This apply did not write that state: someone else is changing the tenant. Fix it now."
-        )
+        parts.append("Someone else is changing the tenant. Fix it now.")
     return " ".join(parts)
+
+
+def _whose(found: RuleBreak) -> str:
+    """Whose writes a broken rule is down to, truthfully: this apply's, someone else's."""
+    rule = f"rule {found.rule.number}"
+    own = " and ".join(found.own)
+    others = " and ".join(found.others)
+    if found.own and found.others:
+        return (
+            f"{rule} is broken by this apply's write of {own} together with someone else's "
+            f"change to {others} since this apply read it."
+        )
+    if found.own:
+        return f"{rule} is broken by this apply's write of {own}."
+    if found.others:
+        return (
+            f"{rule}: this apply did not write that state: someone else changed {others} "
+            "since this apply read it."
+        )
+    return f"{rule}: this apply did not write that state."
+
+
+def _concurrent(change: ConcurrentChange, total: int) -> str:
+    when = (
+        "found in the re-read right after this apply's own write"
+        if change.after_own_write
+        else "found in the re-read before this apply's write"
+    )
+    broke = f", which broke {', '.join(str(r) for r in change.broke)}" if change.broke else ""
+    return f"  step {change.at}/{total}: someone else {change.what} ({when}){broke}"
 
 
 def render_stop_report(stop: EnvStop) -> str:
@@ -89,7 +122,7 @@ def _render_stop(stop: StopReport) -> str:
         extra = [f"request id {event.request_id}"] if event.request_id else []
         if event.outcome is Outcome.SKIPPED:
             extra.append("already done")
-        elif event.outcome is Outcome.BLOCKED:
+        elif event.outcome in (Outcome.BLOCKED, Outcome.UNKNOWN, Outcome.UNDONE):
             extra.append(event.detail)
         shown = f" ({'; '.join(extra)})" if extra else ""
         lines.append(
@@ -100,6 +133,9 @@ def _render_stop(stop: StopReport) -> str:
         f"  {'not attempted':<14}{step.number}/{stop.total} {step.setting}: {step.action}"
         for step in stop.not_attempted
     ]
+    if stop.concurrent:
+        lines.append("Changed by someone else while this apply ran (its own writes are above):")
+        lines += [_concurrent(change, stop.total) for change in stop.concurrent]
     lines.append(render_safety(stop.safety))
     lines.append(
         "Running apply again continues from the live state (no local state is needed); "

@@ -9,6 +9,7 @@ from reconciler.render._format import (
     env_summary,
     gate_state,
     policy_state,
+    read_for_rules,
     run_summary,
     show_value,
 )
@@ -26,7 +27,9 @@ def _env_lines(env: EnvPlan, color: bool) -> list[str]:
     def style(text: str, **kwargs: object) -> str:
         return click.style(text, **kwargs) if color else text  # type: ignore[arg-type]
 
-    lines = [style(f"{env.name} (tenant {env.tenant})", bold=True)]
+    # Where the plan read: a reviewer checks the host, not just the tenant's label.
+    read_from = f", read from {env.identity}" if env.identity else ""
+    lines = [style(f"{env.name} (tenant {env.tenant}{read_from})", bold=True)]
     if env.status is Status.ERROR:
         lines.append(style(f"  ❌ error: {env.error}", fg="red"))
     if env.live_violations:
@@ -35,6 +38,7 @@ def _env_lines(env: EnvPlan, color: bool) -> list[str]:
     if env.blocked_by:
         lines.append(style("  Blocked (apply refuses this environment):", fg="red", bold=True))
         lines += [style(f"    ⛔ {reason}", fg="red") for reason in env.blocked_by]
+    lines += [f"  {line}" for line in read_for_rules(env)]
     if env.status is Status.CONVERGED:
         lines.append("  No changes: the live state matches the desired state.")
     for number, step in enumerate(env.steps, 1):

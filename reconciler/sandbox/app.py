@@ -15,6 +15,7 @@ One WSGI app serves, by path:
     GET|POST|DELETE /_sandbox/faults                      scripted faults (see `faults`)
     POST            /_sandbox/webhook/availabilities      a healthy availability webhook
     GET|DELETE      /_sandbox/webhook/requests            what that webhook received
+    GET|PUT         /_sandbox/webhook/behaviour           make that webhook lie (see `webhook`)
 
 Bodies, status codes and validation follow NewStore's specs; every response carries
 `X-Request-ID` and every error body the same `request_id`. One re-entrant lock guards all state:
@@ -43,6 +44,7 @@ from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from reconciler.clock import now_iso
+from reconciler.demo_keys import SAMPLE_WEBHOOK_PATH
 from reconciler.errors import ConfigError
 from reconciler.sandbox.config import DEFAULT_WEBHOOK_API_KEY, SandboxConfig
 from reconciler.sandbox.faults import (
@@ -66,18 +68,21 @@ from reconciler.sandbox.state import (
     TenantState,
     check_tenant,
     load_tenants,
+    masked_keys,
     parse_seed,
     save_tenants,
 )
-from reconciler.sandbox.webhook import sample_webhook
+from reconciler.sandbox.webhook import WebhookBehaviour, sample_webhook
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import httpx
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = ["DEFAULT_WEBHOOK_API_KEY", "WEBHOOK_PATH", "SandboxApp", "SandboxConfig"]
 
-WEBHOOK_PATH = "/_sandbox/webhook/availabilities"
+WEBHOOK_PATH = SAMPLE_WEBHOOK_PATH
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The spec declares `security: []` for reading the Associate App config.
 _PUBLIC_OPERATIONS = frozenset({("associate_app", "GET"), ("associate_app_store", "GET")})
@@ -111,6 +116,7 @@ _ROUTES = (
     ("admin_faults", "/_sandbox/faults", ("GET", "POST", "DELETE")),
     ("webhook", WEBHOOK_PATH, ("POST",)),
     ("admin_webhook_requests", "/_sandbox/webhook/requests", ("GET", "DELETE")),
+    ("admin_webhook_behaviour", "/_sandbox/webhook/behaviour", ("GET", "PUT")),
 )
 _API_ENDPOINTS = frozenset(
     {
@@ -163,6 +169,11 @@ class SandboxApp:
         self._faults = FaultBook(self.config.fault_rate, self.config.seed)
         self._urls = _URL_MAP
         self._settings = SettingsAPI(mask_webhook_api_key=self.config.mask_webhook_api_key)
+        self._webhook_behaviour = WebhookBehaviour()
+        # Tests that play a concurrent writer: called with every request before it is handled
+        # (outside the lock, so it may itself call the app), e.g. to change a tenant exactly
+        # before the N-th request of an apply. Python face only.
+        self.before_request: Callable[[Request], None] | None = None
 
     # -- the Python face (what the admin endpoints do) -----------------------------------------
 
@@ -217,6 +228,17 @@ class SandboxApp:
         with self._lock:
             self._webhook_requests.clear()
 
+    def set_webhook_behaviour(self, **behaviour: Any) -> None:
+        """How the sample webhook answers from now on (`webhook.WebhookBehaviour`; no
+        arguments: healthy again). ConfigError naming what is wrong."""
+        parsed = WebhookBehaviour.parse(behaviour)
+        with self._lock:
+            self._webhook_behaviour = parsed
+
+    def webhook_behaviour(self) -> dict[str, Any]:
+        with self._lock:
+            return self._webhook_behaviour.to_json()
+
     def set_faults(self, rules: list[dict[str, Any]]) -> None:
         """Replace the scripted fault rules (ConfigError naming the bad rule)."""
         self._arm(parse_rules(rules))
@@ -240,6 +262,9 @@ class SandboxApp:
         request = Request(environ)
         request.max_content_length = _MAX_BODY
         request_id = uuid.uuid4().hex
+        request.environ["sandbox.request_id"] = request_id
+        if self.before_request is not None:
+            self.before_request(request)
         try:
             response = self._respond(request, request_id)
         except HTTPException as exc:  # e.g. 413 from a body over _MAX_BODY
@@ -277,7 +302,11 @@ class SandboxApp:
         elif kind == "admin":
             response = self._admin(str(endpoint), request, rid, tenant)
         elif kind == "webhook":
-            response = sample_webhook(request, rid, self.config.webhook_api_key)
+            with self._lock:
+                behaviour = self._webhook_behaviour
+            if behaviour.latency_ms:
+                time.sleep(behaviour.latency_ms / 1000)
+            response = sample_webhook(request, rid, self.config.webhook_api_key, behaviour)
             with self._lock:
                 self._log(kind, tenant, request, response.status_code)
         else:
@@ -305,9 +334,16 @@ class SandboxApp:
             save_tenants(self.config.state_file, self._tenants)
 
     def _log(self, kind: str, tenant: str | None, request: Request, status: int) -> None:
-        entry: dict[str, Any] = {"method": request.method, "path": request.path, "status": status}
+        entry: dict[str, Any] = {
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            # What the client saw as X-Request-ID: a test tells its own writes from others'.
+            "request_id": request.environ.get("sandbox.request_id"),
+        }
         if kind == "webhook":
-            self._webhook_requests.append({"seq": len(self._webhook_requests) + 1, **entry})
+            shown = {k: v for k, v in entry.items() if k != "request_id"}
+            self._webhook_requests.append({"seq": len(self._webhook_requests) + 1, **shown})
         if tenant is None or kind not in ("api", "token"):
             return
         seq = self._request_seq[tenant] = self._request_seq.get(tenant, 0) + 1
@@ -341,14 +377,29 @@ class SandboxApp:
 
     def _admin(self, endpoint: str, request: Request, rid: str, tenant: str | None) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
+        if method in ("POST", "PUT") and request.mimetype != "application/json":
+            # A page on any web site may send this machine a text/plain or form POST without
+            # asking first (no CORS preflight); a JSON one it may not.
+            return problem(
+                415,
+                rid,
+                error_code="unsupported_media_type",
+                message="Admin writes take a JSON body: send Content-Type: application/json.",
+            )
+        shown = (lambda state: state) if self.config.admin_shows_keys else masked_keys
         try:
             if endpoint == "admin_state":
                 assert tenant is not None
                 if method == "PUT":
                     self.seed(tenant, json_body(request))
-                return json_response(self.state(tenant))
+                return json_response(shown(self.state(tenant)))
             if endpoint == "admin_history":
-                return json_response(self.history(str(tenant)))
+                return json_response(
+                    [
+                        {**entry, "state_after": shown(entry["state_after"])}
+                        for entry in self.history(str(tenant))
+                    ]
+                )
             if endpoint == "admin_requests":
                 if method == "DELETE":
                     self.clear_requests(str(tenant))
@@ -359,6 +410,10 @@ class SandboxApp:
                 elif method == "DELETE":
                     self.clear_faults()
                 return json_response({"rules": self.faults()})
+            if endpoint == "admin_webhook_behaviour":
+                if method == "PUT":
+                    self.set_webhook_behaviour(**_object(json_body(request)))
+                return json_response(self.webhook_behaviour())
             if method == "DELETE":
                 self.clear_webhook_requests()
             return json_response(self.webhook_requests())
@@ -366,3 +421,9 @@ class SandboxApp:
             return problem(400, rid, message="The request body is not valid JSON.")
         except ConfigError as exc:
             return problem(400, rid, message=str(exc))
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ConfigError("expected a JSON object")
+    return body

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.demo_keys import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_WEBHOOK_API_KEY
 from reconciler.errors import ConfigError
 
-DEFAULT_WEBHOOK_API_KEY = "sandbox-webhook-api-key-0001"
+DEFAULT_WEBHOOK_API_KEY = DEMO_WEBHOOK_API_KEY
 
 
 @dataclass
@@ -24,8 +25,14 @@ class SandboxConfig:
     webhook_api_key: str = field(default=DEFAULT_WEBHOOK_API_KEY, repr=False)
     mask_webhook_api_key: bool = False  # GET/PUT webhook config answer the api_key masked
     state_file: Path | None = None  # load at start, persist after every state change
-    client_id: str = "sandbox"
-    client_secret: str = field(default="sandbox-secret", repr=False)
+    client_id: str = DEMO_CLIENT_ID
+    client_secret: str = field(default=DEMO_CLIENT_SECRET, repr=False)
+    # More API clients every tenant accepts, id -> secret (e.g. a read-only plan client beside
+    # the apply client, as the CI recipes have).
+    more_clients: dict[str, str] = field(default_factory=dict, repr=False)
+    # The admin endpoints (state, history) answer api_keys in clear; masked otherwise, so
+    # that whatever reaches the sandbox cannot be read back by anyone who can reach its port.
+    admin_shows_keys: bool = False
 
     def __post_init__(self) -> None:
         problems = []

@@ -53,6 +53,7 @@ _RULE_KEYS = (
     "body",
     "error_code",
     "message",
+    "data",
 )
 
 
@@ -67,6 +68,8 @@ class Fault:
     body: str = "json"  # "json": problem+json; "html": a non-JSON page (NewStore's IP block)
     error_code: str | None = None
     message: str | None = None
+    # NewStore's `{message, data}` error shape: any JSON, answered as the body's `data`.
+    data: Any = None
 
     def code(self) -> str:
         return self.error_code or ERROR_CODES.get(self.status or 0, "error")
@@ -86,7 +89,7 @@ class FaultRule:
         out: dict[str, Any] = {"method": self.method, "path": self.path, "times": self.times}
         f = self.fault
         out.update(latency_ms=f.latency_ms, drop_connection=f.drop_connection, body=f.body)
-        for key in ("status", "retry_after", "error_code", "message"):
+        for key in ("status", "retry_after", "error_code", "message", "data"):
             if getattr(f, key) is not None:
                 out[key] = getattr(f, key)
         return out
@@ -134,6 +137,7 @@ class FaultRule:
             body=body,
             error_code=raw.get("error_code"),
             message=raw.get("message"),
+            data=raw.get("data"),
         )
         return cls(path=str(path), method=method.upper(), times=times, fault=fault)
 

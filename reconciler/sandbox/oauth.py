@@ -30,10 +30,10 @@ def token_response(
     else:
         client_id = request.form.get("client_id", "")
         client_secret = request.form.get("client_secret", "")
-    expected_id, expected_secret = config.client_id, config.client_secret
-    if not (
-        hmac.compare_digest(client_id.encode(), expected_id.encode())
-        and hmac.compare_digest(client_secret.encode(), expected_secret.encode())
+    clients = {config.client_id: config.client_secret, **config.more_clients}
+    expected_secret = clients.get(client_id)
+    if expected_secret is None or not hmac.compare_digest(
+        client_secret.encode(), expected_secret.encode()
     ):
         body = {"error": "invalid_client", "error_description": "Invalid client credentials"}
         return json_response({**body, "request_id": rid}, 401)

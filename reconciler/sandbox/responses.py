@@ -74,8 +74,9 @@ def problem(
     error_code: str | None = None,
     message: str | None = None,
     messages: list[str] | None = None,
+    data: Any = None,
 ) -> Response:
-    """NewStore's error bodies come in three field sets; each call site uses its spec's."""
+    """NewStore's error bodies come in four field sets; each call site uses its spec's."""
     body: dict[str, Any] = {}
     if error_code is not None:
         body["error_code"] = error_code
@@ -83,6 +84,8 @@ def problem(
         body["message"] = message
     if messages is not None:
         body["messages"] = messages
+    if data is not None:
+        body["data"] = data
     body["request_id"] = rid
     return json_response(body, status, problem=True)
 
@@ -101,7 +104,7 @@ def fault_response(fault: Fault, rid: str) -> Response:
         response = Response(page, status=status, mimetype="text/html")
     else:
         message = fault.message or f"{phrase} (injected by the sandbox)."
-        response = problem(status, rid, error_code=fault.code(), message=message)
+        response = problem(status, rid, error_code=fault.code(), message=message, data=fault.data)
     if fault.retry_after is not None:
         response.headers["Retry-After"] = str(fault.retry_after)
     return response

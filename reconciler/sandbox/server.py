@@ -15,6 +15,7 @@ so an idle keep-alive connection neither delays Ctrl-C nor reaches a stopped ser
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -28,6 +29,7 @@ from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer, WSGIRequestHand
 from werkzeug.wsgi import LimitedStream
 
 from reconciler.errors import ConfigError
+from reconciler.net import is_loopback
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -176,14 +178,62 @@ def _call(
     return status, headers, b"".join(written)
 
 
+def _host_name(header: str) -> str:
+    """The name in a Host header, lower case, without port, brackets or trailing dot."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else ""
+    return header.rsplit(":", 1)[0].rstrip(".") if header.count(":") <= 1 else header
+
+
+class _ServedHosts:
+    """A WSGI wrapper answering only requests addressed to a name this sandbox serves: every
+    loopback name, the address it listens on and the names it was told to (`--allow-host`).
+    A web page the user visits can point its own name at 127.0.0.1 (DNS rebinding) and then
+    read the sandbox like its own site; its requests still carry its own name in Host."""
+
+    def __init__(self, app: WSGIApplication, listen: str, allowed: Iterable[str]) -> None:
+        self.app = app
+        names = {_host_name(name) for name in (listen, *allowed)}
+        self.names = {name for name in names if name and name not in ("0.0.0.0", "::")}
+
+    def serves(self, header: str) -> bool:
+        name = _host_name(header)
+        return bool(name) and (is_loopback(name) or name in self.names)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: Any) -> Iterable[bytes]:
+        if self.serves(environ.get("HTTP_HOST", "")):
+            return self.app(environ, start_response)
+        body = json.dumps(
+            {
+                "error_code": "misdirected_request",
+                "message": "This sandbox does not serve that Host name. It answers loopback "
+                "names (127.0.0.1, localhost, ::1), the address it listens on and the names "
+                "given with `reconciler sandbox --allow-host NAME`.",
+            }
+        ).encode()
+        start_response(
+            "421 Misdirected Request",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+
 def base_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def bind(
-    app: SandboxApp, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True
+    app: SandboxApp,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    quiet: bool = True,
+    allowed_hosts: Iterable[str] = (),
 ) -> BaseWSGIServer:
     """A threaded werkzeug server listening on host:port (0 = a free port), not yet serving.
+    It answers requests whose Host names this machine's loopback, `host` or one of
+    `allowed_hosts` (`_ServedHosts`), others 421.
 
     Its `.port` is the bound port. Raises ConfigError when the address cannot be bound.
     """
@@ -195,8 +245,9 @@ def bind(
         hint = " Is another sandbox running? Choose another --port." if port else ""
         raise ConfigError(f"cannot listen on {base_url(host, port)}: {reason}.{hint}") from exc
     try:
+        served = _ServedHosts(app, host, allowed_hosts)
         server: BaseWSGIServer = _Server(
-            host, port, app, _QuietHandler if quiet else _Handler, fd=listener.fileno()
+            host, port, served, _QuietHandler if quiet else _Handler, fd=listener.fileno()
         )
     finally:
         # werkzeug duplicated the descriptor; ours is no longer needed.
@@ -209,10 +260,11 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
     on_ready: Callable[[str], None] | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> None:
     """Serve until Ctrl-C (or SIGTERM), then return normally. `on_ready(url)` runs once the port
     is bound. Call it from the main thread: it installs its own signal handlers meanwhile."""
-    server = bind(app, host, port, quiet=False)
+    server = bind(app, host, port, quiet=False, allowed_hosts=allowed_hosts)
     with _stop_on_signals():
         try:
             if on_ready is not None:
@@ -242,9 +294,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def running(app: SandboxApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def running(
+    app: SandboxApp, host: str = "127.0.0.1", port: int = 0, *, allowed_hosts: Iterable[str] = ()
+) -> Iterator[str]:
     """Serve in a background thread; yields the base URL, e.g. "http://127.0.0.1:54321"."""
-    server = bind(app, host, port)
+    server = bind(app, host, port, allowed_hosts=allowed_hosts)
     # A short poll interval keeps shutdown (and so every test using this) fast.
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox", daemon=True

@@ -81,12 +81,14 @@ class SettingsAPI:
         return shown
 
     def _masked_key(self, state: TenantState, key: str) -> str:
-        """The api_key as GET answers it: clear, masked but for its last four characters, or
-        (option "full") wholly masked."""
+        """The api_key as GET answers it: clear, masked but for its last four characters,
+        (option "edges") but for its first and last four, or (option "full") wholly masked."""
         option = state.options["mask_webhook_api_key"]
         if option == "full":
             # Nothing of the key left to compare: what a client must re-assert to be sure of.
             return "*" * max(len(key), 20)
+        if option == "edges":
+            return key[:4] + "*" * max(len(key) - 8, 4) + key[-4:]
         if self.mask_webhook_api_key or option:
             return mask_key(key)
         return key

@@ -41,11 +41,26 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 _OPTION_CHOICES: dict[str, tuple[Any, ...]] = {
     "external_oms_shape": ("wrapped", "flat"),
-    # true shows the key's last four characters (`****cdef`); "full" shows none of it.
-    "mask_webhook_api_key": (True, False, "full"),
+    # true shows the key's last four characters (`****cdef`); "edges" its first and last four
+    # (`sand****0001`); "full" shows none of it. The order webhook's key is masked alike.
+    "mask_webhook_api_key": (True, False, "full", "edges"),
     "webhook_delete_absent_status": (200, 204, 404),
 }
 STATE_FILE_FORMAT = 1
+
+
+MASKED_KEY = "(masked)"
+
+
+def masked_keys(state: dict[str, Any]) -> dict[str, Any]:
+    """A state (`TenantState.view`) with every webhook api_key replaced by MASKED_KEY: what the
+    admin endpoints answer unless the sandbox was started to show keys."""
+    shown = copy.deepcopy(state)
+    for key in ("availability_webhook", "external_order_webhook"):
+        config = shown.get(key)
+        if isinstance(config, dict) and "api_key" in config:
+            config["api_key"] = MASKED_KEY
+    return shown
 
 
 def check_tenant(tenant: str) -> None:
@@ -292,10 +307,12 @@ def load_tenants(path: Path) -> dict[str, TenantState]:
 
 
 def save_tenants(path: Path, tenants: dict[str, TenantState]) -> None:
-    """Write atomically, so a crash mid-write leaves the previous file, never half of one."""
+    """Write atomically, so a crash mid-write leaves the previous file, never half of one;
+    readable by its owner only (mode 0600), however it was before."""
     payload = {
         "format": STATE_FILE_FORMAT,
         "tenants": {name: tenants[name].to_json() for name in sorted(tenants)},
     }
     text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
-    atomic_write_text(path, text, what="sandbox state file")
+    # Private: it holds every key a client sent (a rehearsal's, a test's) in clear.
+    atomic_write_text(path, text, what="sandbox state file", mode=0o600)

@@ -201,3 +201,28 @@ def added_violations(history: list[dict[str, Any]], start: Mapping[str, Any]) ->
             found.append(f"write {entry['seq']} {entry['method']} {entry['path']} broke {rules}")
         state = after
     return found
+
+
+def unrepaired_breaks(
+    history: list[dict[str, Any]], start: Mapping[str, Any], own: set[str]
+) -> tuple[list[str], int]:
+    """The writes of one run (`own`: its request ids, from its journal) after which the state
+    broke a rule the state before them kept, and that were not repaired by the run's very next
+    write (a compensating write), nor by someone else before it; and how many such writes
+    there were in all."""
+    found, breaks = [], 0
+    states = [state_to_values(start)] + [state_to_values(e["state_after"]) for e in history]
+    mine = [i for i, e in enumerate(history) if e.get("request_id") in own and e["status"] < 300]
+    for index, entry in enumerate(history):
+        before, after = states[index], states[index + 1]
+        added = [r for r in violations(after) if r not in violations(before)]
+        if not added or index not in mine:
+            continue
+        breaks += 1
+        later = [i for i in mine if i > index]
+        end = later[0] if later else len(history)
+        if not set(added) & set(violations(states[end])):
+            continue  # someone else's write repaired it before the run wrote again
+        if not later or set(added) & set(violations(states[end + 1])):
+            found.append(f"write {entry['seq']} {entry['method']} {entry['path']} broke {added}")
+    return found, breaks

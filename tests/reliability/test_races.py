@@ -5,7 +5,8 @@ Two applies at once from one machine: the per-tenant lock refuses the loser befo
 anything (or, when their runs did not overlap, the later one plans from the earlier one's
 result), so no write can land between the other's re-read and write: no write breaks a rule,
 whatever the two want. The same races with `--no-lock` keep apply's own defence tested: the
-loser stops with a clear "changed underneath" (or finds the work already done and skips it).
+loser stops with a clear "changed underneath" (or finds the work already done and skips it),
+and a write that lands right after the other run broke its rule is undone by the next write.
 No write may ever break a safety rule that the state before it did not break; and a rerun
 converges. An out-of-band change made between a plan's read and apply's re-read is placed
 exactly: a fault rule passes the plan's GET of the setting through and holds the next GET of it
@@ -33,6 +34,7 @@ from apply_helpers import OFF, ON, ORDER_WEBHOOK_API_KEY, writes
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
+from reconciler.core.journal import read_journal
 from reconciler.model import ABSENT, Value
 from reconciler.newstore.settings import BY_KEY
 from reconciler.rules import violations
@@ -47,6 +49,7 @@ from reliability.scenarios import (
     Scenario,
     scenario,
     seed_live,
+    unrepaired_breaks,
 )
 from reliability.summary import SCALE, count
 
@@ -228,11 +231,10 @@ def _conflict(server: Server, seed: int, lock: bool) -> list[str]:
     """Two checkouts at once: one turns the external OMS on, the other goes back.
 
     With the lock (both checkouts on one machine), the runs cannot interleave: no write may
-    break a rule. Without it (`--no-lock`, or two machines), this is beyond what apply can
-    prevent: NewStore has no locks or ETags, so a write can land between the other run's
-    re-read of a rule partner and its own write (see RELIABILITY.md). What must hold then:
-    each such break is either undone by the runs themselves or reported loudly by one of them,
-    and a rerun repairs it. The CI recipes run one apply at a time for this reason."""
+    break a rule. Without it (`--no-lock`, or two machines), NewStore has no locks or ETags, so
+    a write can land between the other run's re-read of a rule partner and its own write. What
+    must hold then (issue 20): the run whose write broke a rule undoes it with its very next
+    write (unless the other run's write repaired it first), and a rerun converges."""
     rng = random.Random(40_000 + seed)
     tenant = f"conflict-{seed}" if lock else f"conflict-nolock-{seed}"
     forward = scenario(3 * seed)
@@ -259,6 +261,11 @@ def _conflict(server: Server, seed: int, lock: bool) -> list[str]:
             outcomes.append("stopped: the other run changed it after the last step")
         elif "did not settle: wrote" in err:
             outcomes.append("stopped: the other run changed it right after this write")
+        elif "a re-read found that someone else" in err:
+            # Its write landed just after the other run's change broke a rule with it: undone
+            # at once by its very next write.
+            assert "at once" in err, err
+            outcomes.append("stopped: undid its own write at once")
         else:
             # The other run moved a setting this one's next step depends on: its rule check,
             # right before the write, refused.
@@ -269,12 +276,24 @@ def _conflict(server: Server, seed: int, lock: bool) -> list[str]:
     if lock:
         assert broken == [], "with the lock the runs cannot interleave"
         assert set(outcomes) <= {"applied", NOTHING_TO_DO, LOCKED}, outcomes
+    else:
+        # Without the lock a write can still land right after the other run's change: then
+        # the run whose write it was undoes it with its very next write (issue 20).
+        for journal in (one.parent / "a.jsonl", other.parent / "b.jsonl"):
+            ids = (
+                {e.get("request_id") for e in read_journal(journal)} if journal.exists() else set()
+            )
+            left, _ = unrepaired_breaks(history, start, {i for i in ids if i})
+            assert left == [], (left, errors)
     if history and violations(state_to_values(history[-1]["state_after"])):
         # Left broken: a run whose last re-read saw it must have said so, loudly.
         assert any("WARNING: THE LIVE STATE, RE-READ JUST NOW, BREAKS" in e for e in errors)
     _converges(one)
     assert not violations(state_to_values(server.app.state(tenant))), "the rerun repaired it"
-    return [*outcomes, *(["a write broke a rule (window between re-read and write)"] * len(broken))]
+    return [
+        *outcomes,
+        *(["a write broke a rule (undone by that run's very next write)"] * len(broken)),
+    ]
 
 
 @pytest.mark.parametrize("lock", LOCKING, ids=LOCK_IDS)

@@ -3,9 +3,12 @@ check; any failure stops at once with the stop report (`report.RunReport`).
 
 Every step, in plan order: the change policy, its gates (the webhook probe; the stock
 confirmation from the YAML), a re-read of the setting (already at the target: skip; moved away
-from the planned `before`: ChangedUnderneath), the safety rules checked against the latest
-values read, the write with a journal intent before and result after, and a read-back that must
-equal the target. After the last step the environment is planned again and must need nothing.
+from the planned `before`: ChangedUnderneath), the settings sharing a rule with it re-read and
+the rules checked against them (and the webhook against the config the probe tested), the write
+with a journal intent before and result after, a read-back that must equal the target, and,
+for a write a rule relies on, the rule's other settings re-read: a rule a concurrent change
+broke is undone at once by a compensating write (`guard`), and apply stops. After the last
+step the environment is planned again and must need nothing.
 """
 
 from __future__ import annotations
@@ -23,18 +26,19 @@ from reconciler.core.apply.events import (
     StepFinished,
     ignore,
 )
+from reconciler.core.apply.guard import AfterWrite, Guard
+from reconciler.core.apply.recheck import Compensation, did
 from reconciler.core.apply.report import NotAttempted, RunReport, StopReport, check_safety
 from reconciler.core.interrupt import StopRequest
 from reconciler.core.plan import (
     STOCK_CONFIRMED,
+    WEBHOOK,
     WEBHOOK_PROBE,
     Action,
     EnvPlan,
     Step,
     build_plan,
     differs,
-    fingerprint,
-    fingerprint_key,
     read_live,
     refuses_write,
     run_gate,
@@ -45,15 +49,18 @@ from reconciler.errors import (
     ApplyError,
     BlockedError,
     ChangedUnderneath,
+    HostBlockedError,
     Interrupted,
+    JournalError,
     NewStoreError,
     ReconcilerError,
     ReportedError,
+    UnreachableError,
 )
 from reconciler.model import ABSENT, Environment, Value, show_value
-from reconciler.newstore.settings import BY_KEY, REGISTRY, Setting
+from reconciler.newstore.settings import BY_KEY, Setting
 from reconciler.policy import Decision, decide, decision_dict, explain
-from reconciler.rules import RULES, Rule, violations
+from reconciler.rules import Rule
 
 if TYPE_CHECKING:
     import httpx
@@ -62,8 +69,8 @@ if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient
 
 
-def _show(setting: Setting, value: Value) -> str:
-    return show_value(shown_value(setting, value), sort_keys=True)
+def _show(setting: Setting, value: Value, secret: frozenset[str] = frozenset()) -> str:
+    return show_value(shown_value(setting, value, secret), sort_keys=True)
 
 
 def _policy_words(decision: Decision) -> str:
@@ -73,8 +80,35 @@ def _policy_words(decision: Decision) -> str:
     )
 
 
+ANSWER_LOST = "the answer was lost: the write may have landed"
+
+
+def _answer_lost(exc: ReconcilerError) -> bool:
+    """Whether a write failed with no answer from NewStore after it may have been sent (a
+    connection dropped, a timeout), so that it may have landed: the step's outcome is unknown,
+    not failed. An error NewStore answered, or a request never sent, failed."""
+    return (
+        isinstance(exc, NewStoreError)
+        and exc.status is None
+        and not isinstance(exc, HostBlockedError | UnreachableError)
+    )
+
+
 def _rules(rules: Sequence[Rule]) -> str:
     return "; ".join(f"{rule}: {rule.consequence}" for rule in rules)
+
+
+def _undo_words(setting: Setting, before: Value, undo: Compensation) -> str:
+    """What a compensating write does, in words: "set external_atp back off"."""
+    value = undo.value
+    if undo.undo:
+        if value is ABSENT:
+            return f"deleted {setting.key} again"
+        flags = [v for v in value.values() if isinstance(v, bool)]
+        if len(value) == 1 and flags:
+            return f"set {setting.key} back {'on' if flags[0] else 'off'}"
+        return f"put {setting.key} back as it was"
+    return f"{did(setting, before, value)} (the safe side)"
 
 
 # --- one environment ----------------------------------------------------------------------------
@@ -105,13 +139,7 @@ class _EnvironmentApply:
         self.on_event = on_event
         self.probe_transport = probe_transport
         self.total = len(plan.steps)
-        # As planned: a setting with no step already had its desired value (a masked field
-        # aside, which no rule looks at).
-        self.latest: dict[str, Value] = {
-            **env.desired,
-            **{step.setting: step.before for step in plan.steps},
-        }
-        self.broken_at_start = violations(self.latest)
+        self.guard = Guard(env, plan, client)
         self.finished: list[StepFinished] = []
 
     # -- the run ---------------------------------------------------------------------------------
@@ -120,6 +148,7 @@ class _EnvironmentApply:
         for number, step in enumerate(self.plan.steps, 1):
             try:
                 self._check_stop(number, step)
+                self._check_journal(number, step)
                 self._policy(number, step)
                 self._gates(number, step)
                 self._step(number, step)
@@ -186,6 +215,16 @@ class _EnvironmentApply:
             signal_name=name,
         )
 
+    def _check_journal(self, number: int, step: Step) -> None:
+        """Stop before the next write once the journal could not record the last thing
+        (a full disk): no write goes out without its intent on disk."""
+        if self.journal.failure is not None:
+            raise JournalError(
+                f"[{self.env.name}] stopped before step {number}/{self.total} {step.setting}: "
+                f"{self.journal.failure}; nothing more was written (the journal lacks what came "
+                "after; the report below is complete)"
+            )
+
     # -- (0) the policy ------------------------------------------------------------------------
 
     def _policy(self, number: int, step: Step) -> None:
@@ -238,6 +277,9 @@ class _EnvironmentApply:
 
         outcome = run_gate(self.env, skip=self.skip_probe, transport=self.probe_transport)
         checked(outcome.result, outcome.detail)
+        if outcome.result == "passed":
+            # What NewStore must hold when the write the probe vouches for goes out.
+            self.guard.probed = self.env.desired[WEBHOOK]
         if not outcome.passed:
             if refuses_write(step.setting):
                 self._refused(number, step, outcome.detail)
@@ -267,96 +309,201 @@ class _EnvironmentApply:
 
     def _step(self, number: int, step: Step) -> None:
         setting = BY_KEY[step.setting]
+        secret = self.env.secret_names(step.setting)
         request_id: str | None = None
+        outcome, detail = Outcome.FAILED, ""
         try:
-            current = setting.read_managed(self.client, step.after)
-            self.latest[step.setting] = current
+            planned = self.guard.fingerprint(step.setting, step.before)
+            # An answer that contradicts the plan's read (a 404 where a document was) is read
+            # again before it is believed: a transient one must not stop the run, nor pass for
+            # the setting's real state.
+            current, reads = self.guard.read_agreeing(
+                step.setting,
+                number,
+                lambda value: (
+                    self.guard.fingerprint(step.setting, value) == planned
+                    or not differs(setting, value, step.after)
+                ),
+            )
             if not step.rewrite and not differs(setting, current, step.after):
                 self._record("result", step, result=str(Outcome.SKIPPED), request_id=None)
                 self._finish(number, step, Outcome.SKIPPED, None, "already done")
                 return
-            key = fingerprint_key(self.env)
-            if fingerprint(setting, current, key) != fingerprint(setting, step.before, key):
-                raise self._changed_underneath(setting, step, current)
-            self._check_rules(step)
+            if self.guard.fingerprint(step.setting, current) != planned:
+                raise self._changed_underneath(setting, step, current, reads)
+            refused = self.guard.before_write(number, self.total, step)
+            if refused is not None:
+                self._record(
+                    "result", step, result=str(Outcome.FAILED), request_id=None, error=str(refused)
+                )
+                raise refused
             self._check_stop(number, step)
 
             self._record(
                 "intent",
                 step,
-                before=shown_value(setting, current),
-                after=shown_value(setting, step.after),
+                before=shown_value(setting, current, secret),
+                after=shown_value(setting, step.after, secret),
             )
             try:
-                if step.action is Action.DELETE:
-                    request_id = setting.delete(self.client)
-                else:
-                    assert step.after is not ABSENT
-                    request_id = setting.write(self.client, step.after)
+                request_id = self._send(setting, step.after, step, before=current)
             except NewStoreError as exc:
-                request_id = exc.request_id
-                self._record(
-                    "result",
-                    step,
-                    result=str(Outcome.FAILED),
-                    request_id=request_id,
-                    error=str(exc),
-                )
+                if _answer_lost(exc):
+                    outcome, detail = Outcome.UNKNOWN, ANSWER_LOST
+                failed = self._judge_failed_write(number, step, exc)
+                if failed is not None:
+                    self._finish(number, step, outcome, exc.request_id, detail)
+                    self._undo(number, step, exc.request_id, failed)
                 raise
-            self._record("result", step, result=str(Outcome.APPLIED), request_id=request_id)
-
-            settled = setting.read_managed(self.client, step.after)
-            self.latest[step.setting] = settled
-            if differs(setting, settled, step.after):
-                message = (
-                    f"[{self.env.name}] {step.setting} did not settle: wrote "
-                    f"{_show(setting, step.after)}, read back {_show(setting, settled)}"
-                )
-                self._record("verify", step, result=str(Outcome.FAILED), error=message)
-                raise ApplyError(message)
+            # The rules this write relies on are judged first, so that a compensating write,
+            # if one is needed, is the very next write after one round trip of re-reads.
+            self.guard.wrote(step.setting, step.after)
+            found = self.guard.after_write(number, step, lambda: self._probe_now(number, step))
+            if not found.broken:
+                settled = setting.read_managed(self.client, step.after)
+                self.guard.wrote(step.setting, settled)
+                if differs(setting, settled, step.after):
+                    message = (
+                        f"[{self.env.name}] {step.setting} did not settle: wrote "
+                        f"{_show(setting, step.after, secret)}, read back "
+                        f"{_show(setting, settled, secret)}"
+                    )
+                    self._record("verify", step, result=str(Outcome.FAILED), error=message)
+                    raise ApplyError(message)
+        except JournalError:
+            raise  # its intent could not be recorded: the step was not attempted
         except ReconcilerError as exc:
             if isinstance(exc, NewStoreError) and exc.request_id:
                 request_id = exc.request_id
-            self._finish(number, step, Outcome.FAILED, request_id)
+            self._finish(number, step, outcome, request_id, detail)
             raise
         self._finish(number, step, Outcome.APPLIED, request_id)
+        if found.broken:
+            self._undo(number, step, request_id, found)
 
-    def _changed_underneath(self, setting: Setting, step: Step, now: Value) -> ChangedUnderneath:
-        planned, current = _show(setting, step.before), _show(setting, now)
+    def _judge_failed_write(self, number: int, step: Step, exc: NewStoreError) -> AfterWrite | None:
+        """A write that failed may still have landed (an answer lost after NewStore committed
+        it, a read-back inside the write that found someone else's change): if NewStore holds
+        the written value, the rules it relies on are judged as after any write. Returns what
+        was found when a rule is broken (None: nothing to undo, or it could not be told)."""
+        setting = BY_KEY[step.setting]
+        try:
+            now = setting.read_managed(self.client, step.after)
+            if differs(setting, now, step.after):
+                return None
+            self.guard.wrote(step.setting, now)
+            found = self.guard.after_write(number, step, lambda: self._probe_now(number, step))
+        except ReconcilerError:
+            return None  # the stop report's fresh read says what the state is
+        return found if found.broken else None
+
+    def _send(
+        self, setting: Setting, value: Value, step: Step, before: Value = ABSENT, **journal: Any
+    ) -> str | None:
+        """Write `value` (ABSENT: delete) where `before` was just read, and journal the result
+        (unknown when the answer was lost); NewStore's request id."""
+        try:
+            if value is ABSENT:
+                request_id = setting.delete(self.client)
+            else:
+                request_id = setting.write_over(self.client, value, before)
+        except ReconcilerError as exc:
+            self._record(
+                "result",
+                step,
+                result=str(Outcome.UNKNOWN if _answer_lost(exc) else Outcome.FAILED),
+                request_id=exc.request_id if isinstance(exc, NewStoreError) else None,
+                error=str(exc),
+                **journal,
+            )
+            raise
+        self._record("result", step, result=str(Outcome.APPLIED), request_id=request_id, **journal)
+        return request_id
+
+    def _probe_now(self, number: int, step: Step) -> bool | None:
+        """The webhook probe run after a webhook write made while external ATP was off, when
+        the re-read finds it on (someone turned it on meanwhile); journaled like a gate."""
+        outcome = run_gate(self.env, skip=self.skip_probe, transport=self.probe_transport)
+        detail = f"after the write (external ATP went on meanwhile): {outcome.detail}"
+        self._record("gate", step, gate=WEBHOOK_PROBE, result=outcome.result, detail=detail)
+        self.on_event(
+            GateChecked(
+                self.env.name,
+                number,
+                self.total,
+                step.setting,
+                WEBHOOK_PROBE,
+                outcome.result,
+                detail,
+            )
+        )
+        return None if outcome.result == "skipped" else outcome.passed
+
+    def _undo(self, number: int, step: Step, request_id: str | None, found: AfterWrite) -> NoReturn:
+        """The write is in and a rule it relies on is broken now: undo it at once and stop."""
+        own = f"{did(BY_KEY[step.setting], step.before, step.after)} (request id {request_id})"
+        changes = [c.what for c in found.changes] or ["changed the tenant"]
+        rules = ", ".join(str(rule) for rule in found.broken)
+        seen = (
+            f"[{self.env.name}] step {number}/{self.total} {step.setting}: right after this "
+            f"apply {own}, a re-read found that someone else {' and '.join(changes)}, which "
+            f"broke {rules}"
+        )
+        if found.compensation is None:
+            raise ApplyError(
+                f"{seen}; no single write can undo that safely, so nothing more was written. "
+                "Fix it now."
+            )
+        undone = self._compensate(number, step, found, found.compensation)
+        raise ChangedUnderneath(
+            f"{seen}: this apply {undone} at once. Nothing more was written; review a fresh "
+            "plan once the other writer is done."
+        )
+
+    def _compensate(self, number: int, step: Step, found: AfterWrite, undo: Compensation) -> str:
+        """Make the compensating write; returns what it did, in words."""
+        setting = BY_KEY[undo.setting]
+        secret = self.env.secret_names(undo.setting)
+        before = self.guard.latest[undo.setting]
+        action = Action.DELETE if undo.value is ABSENT else Action.UPDATE
+        done = _undo_words(setting, before, undo)
+        fix = Step(undo.setting, action, before, undo.value, (), f"undoes step {number}")
+        self._record(
+            "compensate",
+            fix,
+            before=shown_value(setting, before, secret),
+            after=shown_value(setting, undo.value, secret),
+            compensates_step=number,
+            because=[str(rule) for rule in found.broken],
+        )
+        try:
+            request_id = self._send(setting, undo.value, fix, compensating=True)
+            self.guard.wrote(undo.setting, setting.read_managed(self.client, undo.value))
+        except NewStoreError as exc:
+            self._finish(number, fix, Outcome.FAILED, exc.request_id, f"could not {done}")
+            raise ApplyError(
+                f"[{self.env.name}] step {number}/{self.total} {step.setting}: a concurrent "
+                f"change broke {', '.join(str(r) for r in found.broken)} right after this "
+                f"apply's write, and the compensating write ({done}) failed: {exc}"
+            ) from None
+        self._finish(number, fix, Outcome.UNDONE, request_id, done)
+        return f"{done} (request id {request_id})"
+
+    def _changed_underneath(
+        self, setting: Setting, step: Step, now: Value, reads: int = 1
+    ) -> ChangedUnderneath:
+        names = self.env.secret_names(step.setting)
+        planned, current = _show(setting, step.before, names), _show(setting, now, names)
         if planned == current:
-            secret = " and ".join(sorted(setting.secret_fields))
+            secret = " and ".join(sorted(setting.secret_fields | names))
             current += f" (its {secret} changed)"
         message = (
             f"[{self.env.name}] {step.setting} changed underneath: planned from {planned}, now "
-            f"{current}. Another apply or a hand edit changed it since it was read; nothing "
-            "more was written. Review a fresh plan."
+            f"{current} ({reads} read{'s' if reads != 1 else ''}). Another apply or a hand edit "
+            "changed it since it was read; nothing more was written. Review a fresh plan."
         )
         self._record("result", step, result=str(Outcome.FAILED), request_id=None, error=message)
         return ChangedUnderneath(message)
-
-    def _check_rules(self, step: Step) -> None:
-        # Defence in depth: the planner's order never adds a violation, but the other settings
-        # may have moved since they were read (a hand edit, a concurrent run), so the ones
-        # sharing a rule with this step are read again right before the write. A change in the
-        # moment between that read and the write cannot be seen: NewStore offers no ETags.
-        pairs = [{rule.if_setting, rule.then_setting} for rule in RULES]
-        partners = set().union(*(pair for pair in pairs if step.setting in pair)) - {step.setting}
-        for setting in REGISTRY:
-            if setting.key in partners and setting.key in self.env.desired:
-                self.latest[setting.key] = setting.read_managed(
-                    self.client, self.env.desired[setting.key]
-                )
-        before = violations(self.latest)
-        added = [
-            r for r in violations({**self.latest, step.setting: step.after}) if r not in before
-        ]
-        if added:
-            message = (
-                f"[{self.env.name}] writing {step.setting} now would break {_rules(added)}; "
-                "stopped before writing it"
-            )
-            self._record("result", step, result=str(Outcome.FAILED), request_id=None, error=message)
-            raise ApplyError(message)
 
     def _check_converged(self) -> None:
         again = build_plan(self.env, read_live(self.env, self.client))
@@ -384,7 +531,7 @@ class _EnvironmentApply:
         where = f"step {number}/{self.total} {step.setting}" if step else "the convergence check"
         if step is not None and number is not None:
             self._record("error", step, error=kind)
-            if len(self.finished) < number:
+            if number not in {event.number for event in self.finished}:
                 self._finish(
                     number, step, Outcome.FAILED, None, f"unexpected {kind}", best_effort=True
                 )
@@ -404,6 +551,8 @@ class _EnvironmentApply:
             return BlockedError(message, report)
         if isinstance(exc, ChangedUnderneath):
             return ChangedUnderneath(message, report)
+        if isinstance(exc, JournalError):
+            return JournalError(message, report)
         if isinstance(exc, Interrupted):
             return Interrupted(message, report, exc.signal_name)
         return ApplyError(message, report)
@@ -412,7 +561,7 @@ class _EnvironmentApply:
         not_attempted = tuple(
             NotAttempted(number, step.setting, step.action)
             for number, step in enumerate(self.plan.steps, 1)
-            if number > len(self.finished)
+            if number not in {event.number for event in self.finished}
         )
         stop = StopReport(
             environment=self.env.name,
@@ -421,7 +570,16 @@ class _EnvironmentApply:
             failed_at=failed_at,
             finished=tuple(self.finished),
             not_attempted=not_attempted,
-            safety=check_safety(self.env, self.client, self.latest, self.broken_at_start),
+            safety=check_safety(
+                self.env,
+                self.client,
+                self.guard.latest,
+                self.guard.broken_at_start,
+                self.guard.seen,
+                self.guard.written,
+                self.guard.foreign,
+            ),
+            concurrent=tuple(self.guard.concurrent),
         )
         return RunReport((stop,))
 

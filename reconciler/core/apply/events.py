@@ -15,7 +15,11 @@ class Outcome(enum.StrEnum):
     APPLIED = "applied"
     SKIPPED = "skipped"  # the setting already had its target value
     FAILED = "failed"
+    UNKNOWN = "unknown"  # the write's answer was lost: it may have landed
     BLOCKED = "blocked"  # a gate or the policy stopped it
+    # A compensating write: the step's write was set back (or the rule's condition to its safe
+    # side) at once, because a concurrent change made it break a rule.
+    UNDONE = "undone"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from reconciler.core.apply.planfile_moved import what_moved
 from reconciler.core.plan import (
     Action,
     ClientFactory,
@@ -18,20 +20,21 @@ from reconciler.core.plan import (
     Step,
     build_plan,
     default_client,
-    desired_fingerprint,
     fingerprint,
     fingerprint_key,
     policy_now,
     read_live,
     shown_value,
 )
+from reconciler.core.planfile import expires_at
 from reconciler.diffing import changed_keys
 from reconciler.errors import PlanFileError, ReconcilerError
 from reconciler.model import Environment, Value, show_value
 from reconciler.newstore.settings import BY_KEY, Setting
 
-if TYPE_CHECKING:
-    from datetime import datetime
+# A plan made up to this far ahead of this machine's clock is accepted (clocks drift a little);
+# further ahead, its expiry cannot be trusted.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def plan_file_environments(planned: RunPlan, selected: Sequence[str]) -> list[str]:
@@ -47,9 +50,12 @@ def plan_file_environments(planned: RunPlan, selected: Sequence[str]) -> list[st
     return [name for name in in_file if not selected or name in selected]
 
 
-def _moved(setting: Setting, planned: Any, now: Value) -> list[str]:
-    """What moved in one setting since the plan, field by field, masked."""
-    current = shown_value(setting, now)
+def _moved(
+    setting: Setting, planned: Any, now: Value, secret: frozenset[str] = frozenset()
+) -> list[str]:
+    """What moved in one setting since the plan, field by field, masked (`secret`: the fields
+    the environment makes secret beyond the setting's own)."""
+    current = shown_value(setting, now, secret)
     if planned is None or current is None or not isinstance(planned, dict):
         shown_planned = show_value(planned, sort_keys=True)
         shown_now = show_value(current, sort_keys=True)
@@ -66,7 +72,7 @@ def _moved(setting: Setting, planned: Any, now: Value) -> list[str]:
         # Equal once masked, different fingerprint: a secret changed.
         lines += [
             f"{setting.key}.{name}: planned from (sensitive), now (sensitive, changed)"
-            for name in sorted(setting.secret_fields)
+            for name in sorted(setting.secret_fields | secret)
         ]
     return lines
 
@@ -99,8 +105,10 @@ def check_plan_file(
     `envs`, and return its plan re-made from the live state.
 
     Refuses (PlanFileError, listing every problem of every environment) when an environment is
-    blocked or errored in the file, belongs to another tenant, its file or secrets changed, any
-    setting's live value moved since the plan, or re-planning gives other steps.
+    blocked or errored in the file, the plan expired (`plan_valid_hours` after it was made, by
+    `now`) or was made in the future, anything that decides a write moved (`what_moved`: the
+    tenant, the hosts, the fingerprint key, the settings, gates or policy), any setting's live
+    value moved since the plan, or re-planning gives other steps.
     """
     factory = client_factory or default_client
     by_name = {p.name: p for p in planned_run.environments}
@@ -119,18 +127,13 @@ def check_plan_file(
         statuses = {p.status for p in unready}
         what = "is blocked" if statuses == {Status.BLOCKED} else "cannot be applied"
         raise PlanFileError(_refusal(source, what, problems))
+    moment = now if now is not None else datetime.now(UTC)
     for env in envs:
-        planned = by_name[env.name]
-        if planned.tenant != env.tenant:
-            problems.append(
-                f"{env.name}: planned for tenant {planned.tenant}, but {env.file} now says "
-                f"tenant {env.tenant}"
-            )
-        elif planned.desired_fingerprint != desired_fingerprint(env):
-            problems.append(
-                f"{env.name}: the environment file or secrets changed since the plan "
-                f"({env.file}, or the ${{...}} variables it reads)"
-            )
+        problems += _expiry_problems(by_name[env.name], planned_run, moment)
+    if problems:
+        raise PlanFileError(_refusal(source, "cannot be applied any more", problems))
+    for env in envs:
+        problems += what_moved(by_name[env.name], env)
     if problems:
         raise PlanFileError(_refusal(source, "does not match the environments", problems))
 
@@ -148,10 +151,11 @@ def check_plan_file(
         if set(live) != set(planned.fingerprints):
             moved.append(f"{env.name}: the plan read other settings than the environment manages")
         for name, value in live.items():
-            setting = BY_KEY[name]
-            if fingerprint(setting, value, key) != planned.fingerprints.get(name):
+            setting, secret = BY_KEY[name], env.secret_names(name)
+            if fingerprint(setting, value, key, secret) != planned.fingerprints.get(name):
                 moved += [
-                    f"{env.name} {line}" for line in _moved(setting, planned.live.get(name), value)
+                    f"{env.name} {line}"
+                    for line in _moved(setting, planned.live.get(name), value, secret)
                 ]
         plan = build_plan(env, live, replace=planned.replaced)
         if now is not None:
@@ -179,6 +183,33 @@ def check_plan_file(
     if problems:
         raise PlanFileError(_refusal(source, "cannot be applied as written", problems))
     return RunPlan(replanned)
+
+
+def _expiry_problems(planned: EnvPlan, run: RunPlan, now: datetime) -> list[str]:
+    """Why the plan of `planned` may no longer be applied at `now`, if it may not."""
+    created = run.created_at
+    if created is None or planned.plan_valid_hours < 1 or not planned.identity:
+        return [
+            f"{planned.name}: the plan file does not say when it was made, how long it is "
+            "valid or which host it read (it was written by an older reconciler); plan "
+            "again with this version"
+        ]
+    made = created.astimezone(UTC).isoformat(timespec="seconds")
+    if created > now + CLOCK_SKEW:
+        return [
+            f"{planned.name}: the plan was made {made}, after now "
+            f"({now.astimezone(UTC).isoformat(timespec='seconds')}): the clock of the machine "
+            "that made it is wrong, so its expiry cannot be trusted"
+        ]
+    ends = expires_at(created, planned)
+    if now >= ends:
+        ended = ends.astimezone(UTC).isoformat(timespec="seconds")
+        return [
+            f"{planned.name}: the plan expired at {ended}"
+            f" (made {made}, plan_valid_hours: {planned.plan_valid_hours}); an old plan could "
+            "replay a change that was reverted since"
+        ]
+    return []
 
 
 def _refusal(source: str, what: str, problems: list[str]) -> str:

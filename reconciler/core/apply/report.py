@@ -2,26 +2,56 @@
 
 When apply stops (a failed step, a blocked gate, a signal, an unexpected exception), the error
 it raises carries a `RunReport`: for each environment that failed, the steps applied, the one
-that failed (with NewStore's request id) and those not attempted, and what a fresh read of the
-live state says about every safety rule (`SafetyCheck`); then the fate of every other
+that failed (with NewStore's request id) and those not attempted, the changes someone else made
+while it ran (`ConcurrentChange`), and what a fresh read of the live state says about every
+safety rule (`SafetyCheck`), each broken rule with whose writes broke it (`RuleBreak`: this
+apply's own, someone else's, or already broken before); then the fate of every other
 environment of the run. The core builds it and never words it: `render.stop_report` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeAlias
 
 from reconciler.core.apply.events import StepFinished
-from reconciler.core.plan import Action, read_live
+from reconciler.core.plan import Action, fingerprint, fingerprint_key, read_live
 from reconciler.errors import ReconcilerError
 from reconciler.model import Environment, Value
+from reconciler.newstore.settings import BY_KEY
 from reconciler.rules import Rule, violations
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient
+
+
+@dataclass(frozen=True)
+class RuleBreak:
+    """Whose writes a rule broken after the stop is down to, judged against what this apply
+    last read or wrote of each of its two settings: `own` the settings whose live value is
+    the one this apply wrote, `others` those someone else changed since this apply last read
+    or wrote them, `before` whether the rule was already broken when the apply began."""
+
+    rule: Rule
+    own: tuple[str, ...] = ()
+    others: tuple[str, ...] = ()
+    before: bool = False
+
+
+@dataclass(frozen=True)
+class ConcurrentChange:
+    """A change someone else made to the tenant while this apply ran, as one of its re-reads
+    found it: `what` in words ("deleted availability_webhook"), noticed at step `at`
+    (`after_own_write`: in the re-read right after this apply's own write of that step), and
+    the rules it broke (empty: it broke none, but the plan no longer holds)."""
+
+    setting: str
+    what: str
+    at: int
+    after_own_write: bool
+    broke: tuple[Rule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -37,11 +67,13 @@ class SafetyCheck:
     broken_before: tuple[Rule, ...] = ()
     unreadable: str = ""
     blocked_at: datetime | None = None
+    breaks: tuple[RuleBreak, ...] = ()  # one per rule of `broken`, in that order
 
     @property
     def broken_by_others(self) -> tuple[Rule, ...]:
-        """Broken now, not before the apply: this apply did not write that state."""
-        return tuple(rule for rule in self.broken if rule not in self.broken_before)
+        """Broken now, not before the apply, and by no write of this apply's: someone else
+        wrote that state."""
+        return tuple(b.rule for b in self.breaks if not b.before and not b.own)
 
 
 @dataclass(frozen=True)
@@ -63,6 +95,7 @@ class StopReport:
     finished: tuple[StepFinished, ...]
     not_attempted: tuple[NotAttempted, ...]
     safety: SafetyCheck
+    concurrent: tuple[ConcurrentChange, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,9 +136,15 @@ def check_safety(
     client: NewStoreClient,
     latest: Mapping[str, Value],
     broken_at_start: Sequence[Rule],
+    seen: Mapping[str, str] | None = None,
+    written: Mapping[str, str] | None = None,
+    foreign: Collection[str] = (),
 ) -> SafetyCheck:
-    """Re-read the live state and judge it by the safety rules; after an IP block, judge
-    `latest` (the last state read or written) instead."""
+    """Re-read the live state and judge it by the safety rules, each broken rule with whose
+    writes it is down to (`RuleBreak`): `seen` holds the fingerprint of what the apply last
+    read or wrote of each setting, `written` of what it wrote itself (`plan.fingerprint`),
+    `foreign` the settings whose value as last read someone else wrote. After an IP block,
+    judge `latest` (the last values read or written) instead."""
     blocked_at = client.blocked_at
     if blocked_at is not None:
         return SafetyCheck(broken=tuple(violations(latest)), blocked_at=blocked_at)
@@ -116,7 +155,24 @@ def check_safety(
         why = str(exc) if isinstance(exc, ReconcilerError) else f"unexpected {type(exc).__name__}"
         return SafetyCheck(unreadable=why)
     broken = violations(live)
+    key = fingerprint_key(env)
+    now = {
+        name: fingerprint(BY_KEY[name], value, key, env.secret_names(name))
+        for name, value in live.items()
+    }
+    seen, written = seen or {}, written or {}
+    breaks = []
+    for rule in broken:
+        sides = [s for s in (rule.if_setting, rule.then_setting) if s in now]
+        own = tuple(s for s in sides if written.get(s) == now[s])
+        others = tuple(
+            s
+            for s in sides
+            if written.get(s) != now[s] and ((s in seen and seen[s] != now[s]) or s in foreign)
+        )
+        breaks.append(RuleBreak(rule, own, others, rule in broken_at_start))
     return SafetyCheck(
         broken=tuple(broken),
         broken_before=tuple(rule for rule in broken if rule in broken_at_start),
+        breaks=tuple(breaks),
     )

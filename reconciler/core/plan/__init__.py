@@ -23,6 +23,7 @@ from reconciler.core.plan.probes import (
     with_probes,
 )
 from reconciler.core.plan.values import (
+    PARTNER_NOT_WRITTEN,
     STOCK_CONFIRMED,
     WEBHOOK,
     WEBHOOK_PROBE,
@@ -38,6 +39,7 @@ from reconciler.core.plan.values import (
 )
 
 __all__ = [
+    "PARTNER_NOT_WRITTEN",
     "STOCK_CONFIRMED",
     "WEBHOOK",
     "WEBHOOK_PROBE",

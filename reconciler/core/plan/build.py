@@ -2,14 +2,18 @@
 
 It diffs every managed setting, orders the writes (`reconciler.core.plan.order`), attaches their
 gates (`reconciler.core.plan.gates`) and fingerprints, and collects the notes a reviewer needs:
-fields NewStore does not expose, settings forced by `--replace`, removable confirmations and
-rules the plan cannot check because a setting is unmanaged.
+fields NewStore does not expose, settings forced by `--replace` or re-asserted because their key
+reads back masked, removable confirmations and rules the plan cannot check because a setting is
+unmanaged. A setting the file does not manage but that shares a rule with one it does (read for
+the rule, `rules.read_for_rules`) is judged, ordered around, probed for and shown at its live
+value, never written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import date
+from typing import Any, Final
 
 from reconciler.clock import today_utc
 from reconciler.core.plan.diff import (
@@ -19,9 +23,12 @@ from reconciler.core.plan.diff import (
     shown_value,
 )
 from reconciler.core.plan.fingerprint import (
+    decision_parts,
     desired_fingerprint,
+    endpoints,
     fingerprint,
     fingerprint_key,
+    key_record,
 )
 from reconciler.core.plan.gates import (
     _gates,
@@ -34,22 +41,21 @@ from reconciler.core.plan.order import (
 )
 from reconciler.core.plan.values import (
     ATP,
+    PARTNER_NOT_WRITTEN,
     REGISTRY_KEYS,
-    WEBHOOK,
     EnvPlan,
     Step,
     status_of,
 )
 from reconciler.model import (
     ABSENT,
-    UNKNOWN,
     Environment,
     Masked,
     Value,
     unreadable,
 )
 from reconciler.newstore.settings import BY_KEY, REGISTRY, Setting
-from reconciler.rules import RULES, is_enabled, violations
+from reconciler.rules import RULES, Rule, is_enabled, read_for_rules, violations
 
 
 def _unknown_notes(setting: Setting, live: Value, desired: Value, rewritten: bool) -> list[str]:
@@ -79,34 +85,49 @@ def _unknown_notes(setting: Setting, live: Value, desired: Value, rewritten: boo
     return notes
 
 
-def _fully_masked(setting: Setting, live: Value) -> bool:
-    """Whether a secret of `live` cannot be compared at all (NewStore masks it wholly)."""
-    return live is not ABSENT and any(live.get(name) is UNKNOWN for name in setting.secret_fields)
+def _key_unreadable(setting: Setting, live: Value) -> bool:
+    """Whether a secret of `live` was not read back in clear (NewStore masks it, wholly or
+    partly): then nothing proves NewStore holds the file's key, whatever the mask shows."""
+    return live is not ABSENT and any(unreadable(live.get(name)) for name in setting.secret_fields)
+
+
+# What turning a rule's condition on is called, for the why of a re-asserted config.
+_GOES_ON: Final = {"external_atp": "external ATP goes on", "associate_app": "use_new_om_ui goes on"}
 
 
 def _forced(
-    env: Environment, live: Mapping[str, Value], replace: Collection[str]
+    env: Environment,
+    live: Mapping[str, Value],
+    planned: Mapping[str, Value],
+    replace: Collection[str],
 ) -> dict[str, str]:
     """Settings rewritten although they compare equal, each with why: asked for
-    (`--replace`), or a webhook config whose key cannot be read back that external ATP is
-    about to depend on (the probe before ATP goes on must test the key NewStore will hold)."""
+    (`--replace`), or a config whose key cannot be read back in clear that a rule is about to
+    depend on (the availability webhook before external ATP goes on, the order webhook before
+    use_new_om_ui does): only a write of the file's key proves NewStore holds it, and the probe
+    before ATP goes on must test the key NewStore will use."""
     forced: dict[str, str] = {}
     for key in replace:
         if key in env.desired and env.desired[key] is not ABSENT and live[key] is not ABSENT:
             forced[key] = f"replaced on request (--replace {key}), with the probe its write needs"
-    webhook = live.get(WEBHOOK, ABSENT)
-    atp_on = ATP in env.desired and is_enabled(env.desired[ATP])
-    if (
-        WEBHOOK not in forced
-        and WEBHOOK in env.desired
-        and env.desired[WEBHOOK] is not ABSENT
-        and atp_on
-        and not is_enabled(live.get(ATP, ABSENT))
-        and _fully_masked(BY_KEY[WEBHOOK], webhook)
-    ):
-        forced[WEBHOOK] = (
-            "re-asserts the webhook config before external ATP goes on: NewStore returns its "
-            "api_key masked, so the key it holds cannot be read back and compared"
+    for rule in RULES:
+        then = rule.then_setting
+        setting = BY_KEY[then]
+        if (
+            then in forced
+            or not setting.secret_fields
+            or env.desired.get(then, ABSENT) is ABSENT
+            or rule.if_setting not in env.desired  # the plan does not turn the condition on
+            or rule.condition(live) is not False
+            or rule.condition(planned) is not True
+            or not _key_unreadable(setting, live.get(then, ABSENT))
+        ):
+            continue
+        goes_on = _GOES_ON.get(rule.if_setting, "it is relied on")
+        forced[then] = (
+            f"re-asserts the {then} config before {goes_on}: "
+            "NewStore returns its api_key masked, so the key it holds cannot be read back and "
+            "compared with the file's"
         )
     return forced
 
@@ -123,11 +144,13 @@ def _removable_confirmation_notes(env: Environment, live: Mapping[str, Value]) -
     ]
 
 
-def _unchecked_rule_notes(env: Environment, changing: set[str]) -> list[str]:
+def _unchecked_rule_notes(env: Environment, changing: set[str], read: Collection[str]) -> list[str]:
+    """Rules involving an unmanaged setting that was not read either (a caller that passed no
+    live value for it): the plan cannot check them."""
     notes = []
     for rule in RULES:
         pair = (rule.if_setting, rule.then_setting)
-        unmanaged = [k for k in pair if k not in env.desired]
+        unmanaged = [k for k in pair if k not in env.desired and k not in read]
         if len(unmanaged) != 1 or not set(pair) & changing:
             continue
         # Only where the managed side could let the rule break: its condition true (the
@@ -145,6 +168,45 @@ def _unchecked_rule_notes(env: Environment, changing: set[str]) -> list[str]:
     return notes
 
 
+def _uncompared(setting: Setting, live: Value, desired: Value) -> list[str]:
+    """The secrets of `setting` NewStore answered masked so that the one it holds could not
+    be compared with the file's: wholly masked, or partly with what shows matching the file's
+    (a mask that shows another key is a known difference, not an unknown)."""
+    if live is ABSENT or desired is ABSENT:
+        return []
+    found = []
+    for name in sorted(setting.secret_fields):
+        held = live.get(name)
+        if (
+            name in desired
+            and unreadable(held)
+            and (not isinstance(held, Masked) or held.could_be(desired[name]))
+        ):
+            found.append(f"{setting.key}.{name}")
+    return found
+
+
+def _partner_problems(
+    env: Environment, planned: Mapping[str, Value], read: Mapping[str, tuple[Rule, ...]]
+) -> list[str]:
+    """Why the desired state cannot be reached with the settings read for a rule as they are:
+    a managed value that breaks a rule against a partner's live value (e.g. the external OMS
+    off while external ATP, which this file does not manage, is on). Validation refuses most
+    such files; an Environment built another way is refused here."""
+    problems = []
+    for partner, rules in read.items():
+        for rule in rules:
+            if rule.holds(planned) is False:
+                managed = rule.then_setting if partner == rule.if_setting else rule.if_setting
+                problems.append(
+                    f"{managed} as {env.file} wants it would break {rule} against "
+                    f"{partner}, which the file does not manage (read for rule {rule.number}, "
+                    f"{PARTNER_NOT_WRITTEN}): {rule.consequence}; manage {partner} in "
+                    f"{env.file}, or change it first"
+                )
+    return problems
+
+
 def build_plan(
     env: Environment,
     live: Mapping[str, Value],
@@ -152,8 +214,11 @@ def build_plan(
     replace: Collection[str] = (),
     today: date | None = None,
 ) -> EnvPlan:
-    """The plan that takes `live` (exactly the managed settings) to `env.desired`.
+    """The plan that takes `live` to `env.desired`.
 
+    `live` holds every managed setting and, where read (`read_live` reads them), the settings
+    read for a rule (`rules.read_for_rules`): those are planned with at their live value and
+    never written; one missing from `live` is unknown, as an unmanaged setting always was.
     `replace`: settings to rewrite (probed where a rule needs it) even when they compare equal,
     e.g. to rotate a key NewStore only returns masked. `today` (UTC) dates the stock
     confirmation; it defaults to the real today."""
@@ -161,20 +226,26 @@ def build_plan(
     key = fingerprint_key(env)
     managed = [s for s in REGISTRY if s.key in env.desired]
     desired = {s.key: env.desired[s.key] for s in managed}
+    read = {k: rules for k, rules in read_for_rules(desired).items() if k in live}
+    partners = [s for s in REGISTRY if s.key in read]
+    # What the planner orders and gates against: the desired values, and the partners' live
+    # ones (they stay as they are).
+    planned = {**desired, **{s.key: live[s.key] for s in partners}}
     blocked_by = [
         f"the desired state breaks {rule}: {rule.consequence}; fix it in "
         f"{env.where(rule.if_setting)}"
         for rule in violations(desired)
     ]
+    blocked_by += _partner_problems(env, planned, read)
 
-    forced = _forced(env, live, replace)
+    forced = _forced(env, live, planned, replace)
     differing = {
         s.key for s in managed if s.key in forced or differs(s, live[s.key], desired[s.key])
     }
     notes: list[str] = []
     for s in managed:
         notes += _unknown_notes(s, live[s.key], desired[s.key], s.key in differing)
-    notes += _unchecked_rule_notes(env, differing)
+    notes += _unchecked_rule_notes(env, differing, read)
     notes += _removable_confirmation_notes(env, live)
     for s in managed:
         # Only when a step makes a rule's condition necessary again (e.g. turns the external
@@ -187,7 +258,7 @@ def build_plan(
         ):
             notes += s.notes(desired[s.key])
 
-    order = order_steps(live, desired, forced)
+    order = order_steps(live, planned, forced, read_only=read)
     if order is None:
         blocked_by.append(
             "no order of the steps keeps every safety rule on every intermediate state"
@@ -216,7 +287,7 @@ def build_plan(
                 action=_action(before, after),
                 before=before,
                 after=after,
-                changes=_field_changes(setting, before, after),
+                changes=_field_changes(setting, before, after, env.secret_names(setting_key)),
                 why=f"{why}; {gate_words}" if gate_words else why,
                 gates=tuple(gates),
                 rewrite=setting_key in forced,
@@ -230,8 +301,36 @@ def build_plan(
         blocked_by=blocked_by,
         live_violations=[f"{rule}: {rule.consequence}" for rule in _worst_first(violations(live))],
         notes=notes,
-        fingerprints={s.key: fingerprint(s, live[s.key], key) for s in managed},
-        live={s.key: shown_value(s, live[s.key]) for s in managed},
+        fingerprints={
+            s.key: fingerprint(s, live[s.key], key, env.secret_names(s.key))
+            for s in REGISTRY
+            if s.key in planned
+        },
+        live={
+            s.key: shown_value(s, live[s.key], env.secret_names(s.key))
+            for s in REGISTRY
+            if s.key in planned
+        },
         desired_fingerprint=desired_fingerprint(env),
         replaced=sorted(k for k in replace if k in desired),
+        **_where_and_what_decides(env),
+        read_for_rules={s.key: tuple(r.number for r in read[s.key]) for s in partners},
+        read_only={s.key: live[s.key] for s in partners},
+        uncompared_secrets=[
+            path for s in managed for path in _uncompared(s, live[s.key], desired[s.key])
+        ],
     )
+
+
+def _where_and_what_decides(env: Environment) -> dict[str, Any]:
+    """The EnvPlan fields naming where the plan read and what decides its writes."""
+    where = endpoints(env)
+    return {
+        "identity": where.identity,
+        "api_host": where.api_host,
+        "token_host": where.token_host,
+        "token_endpoint": where.token_endpoint,
+        "decision": decision_parts(env),
+        "fingerprint_key": key_record(env),
+        "plan_valid_hours": env.plan_valid_hours,
+    }

@@ -61,28 +61,45 @@ def _action(live: Value, desired: Value) -> Action:
     return Action.UPDATE
 
 
-def _shown(setting: Setting, name: str, value: Any, *, changed_secret: bool = False) -> Any:
+NO_SECRETS: Final[frozenset[str]] = frozenset()
+
+
+def _shown(
+    setting: Setting,
+    name: str,
+    value: Any,
+    *,
+    changed_secret: bool = False,
+    secret: frozenset[str] = NO_SECRETS,
+) -> Any:
     if value is _MISSING:
         return None
-    if name in setting.secret_fields:
+    if name in setting.secret_fields or name in secret:
         return SENSITIVE_CHANGED if changed_secret else SENSITIVE
     if unreadable(value):
         return UNKNOWN_SHOWN
     return value
 
 
-def shown_value(setting: Setting, value: Value) -> Any:
-    """A whole value, masked for people and files: None when absent, secret fields
+def shown_value(setting: Setting, value: Value, secret: frozenset[str] = NO_SECRETS) -> Any:
+    """A whole value, masked for people and files: None when absent, secret fields (the
+    setting's, and `secret`: those the environment makes secret, `Environment.secret_names`)
     "(sensitive)", masked live fields "(unknown)"."""
     normal = setting.normalize(value)
     if normal is ABSENT:
         return None
-    return {name: _shown(setting, name, field_value) for name, field_value in normal.items()}
+    return {
+        name: _shown(setting, name, field_value, secret=secret)
+        for name, field_value in normal.items()
+    }
 
 
-def _field_changes(setting: Setting, live: Value, desired: Value) -> tuple[FieldChange, ...]:
+def _field_changes(
+    setting: Setting, live: Value, desired: Value, secret: frozenset[str] = NO_SECRETS
+) -> tuple[FieldChange, ...]:
     """The masked field-level diff of one step. A masked live field is listed only when the
-    step rewrites the object anyway (a PUT sends every field, so it is written regardless)."""
+    step rewrites the object anyway (a PUT sends every field, so it is written regardless).
+    `secret`: fields the environment makes secret beyond the setting's own."""
     before, after = _fields(setting.normalize(live)), _fields(setting.normalize(desired))
     names = list(after) + [name for name in before if name not in after]
     changes = []
@@ -93,14 +110,16 @@ def _field_changes(setting: Setting, live: Value, desired: Value) -> tuple[Field
             changes.append(
                 FieldChange(
                     f"{setting.key}.{name}",
-                    _shown(setting, name, old),
-                    _shown(setting, name, new, changed_secret=True),
+                    _shown(setting, name, old, secret=secret),
+                    _shown(setting, name, new, changed_secret=True, secret=secret),
                 )
             )
         elif unreadable(old) and new is not _MISSING:
             changes.append(
                 FieldChange(
-                    f"{setting.key}.{name}", _shown(setting, name, old), _shown(setting, name, new)
+                    f"{setting.key}.{name}",
+                    _shown(setting, name, old, secret=secret),
+                    _shown(setting, name, new, secret=secret),
                 )
             )
         elif old != new:
@@ -108,8 +127,8 @@ def _field_changes(setting: Setting, live: Value, desired: Value) -> tuple[Field
             changes.append(
                 FieldChange(
                     f"{setting.key}.{name}",
-                    _shown(setting, name, old),
-                    _shown(setting, name, new, changed_secret=both),
+                    _shown(setting, name, old, secret=secret),
+                    _shown(setting, name, new, changed_secret=both, secret=secret),
                 )
             )
     return tuple(changes)

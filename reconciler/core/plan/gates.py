@@ -18,6 +18,7 @@ from reconciler.core.plan.probes import (
 from reconciler.core.plan.values import (
     ATP,
     STOCK_CONFIRMED,
+    WEBHOOK,
     WEBHOOK_PROBE,
     Gate,
 )
@@ -94,7 +95,9 @@ def _gates(
             )
             gates.append(Gate(WEBHOOK_PROBE, "no webhook url to probe", False))
         else:
-            gates.append(Gate(WEBHOOK_PROBE, probe_description(target, probe), None))
+            secret_url = "url" in env.secret_names(WEBHOOK)
+            description = probe_description(target, probe, secret_url=secret_url)
+            gates.append(Gate(WEBHOOK_PROBE, description, None))
     if key == ATP and is_enabled(live) and not is_enabled(desired):
         problem = stock_confirmation_problem(env, today)
         description = (

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from reconciler.core.plan.build import (
     build_plan,
@@ -22,6 +22,8 @@ from reconciler.core.plan.probes import (
     with_probes,
 )
 from reconciler.core.plan.values import (
+    ATP,
+    WEBHOOK,
     ClientFactory,
     EnvPlan,
     RunPlan,
@@ -29,40 +31,64 @@ from reconciler.core.plan.values import (
 )
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.model import (
+    ABSENT,
     Environment,
     Unresolved,
     Value,
 )
-from reconciler.newstore.settings import REGISTRY
+from reconciler.newstore.settings import BY_KEY, REGISTRY, Setting
 from reconciler.parallelism import DEFAULT_PARALLELISM
 from reconciler.policy import ALWAYS, Decision, decide
+from reconciler.rules import read_for_rules
 
 if TYPE_CHECKING:
     # lazy: start-up time (httpx)
     from reconciler.newstore.client import NewStoreClient
 
+HEALTH_READS: Final = (ATP, WEBHOOK)
+"""What `drift --probe` reads whatever the file manages: is external ATP on, and where does
+NewStore send its availability calls."""
+
+
+def settings_read(env: Environment, extra: Collection[str] = ()) -> list[str]:
+    """The settings a plan of `env` reads, in registry order: the managed ones, those read for
+    a rule (`rules.read_for_rules`: the other side of a rule the file manages one side of),
+    and `extra` (e.g. what `drift --probe` needs to judge the live webhook)."""
+    wanted = {*env.desired, *read_for_rules(env.desired), *extra}
+    return [s.key for s in REGISTRY if s.key in wanted]
+
 
 def read_live(
-    env: Environment, client: NewStoreClient, *, reads: Executor | None = None
+    env: Environment,
+    client: NewStoreClient,
+    *,
+    reads: Executor | None = None,
+    extra: Collection[str] = (),
 ) -> dict[str, Value]:
-    """The live value of every setting the environment manages (unmanaged ones are never read).
+    """The live value of every setting the environment manages, of every setting read for a
+    rule, and of `extra` (`settings_read`); nothing else is read. A setting the file does not
+    manage is read as NewStore's whole setting (the Associate App: its global document).
 
     The GETs run side by side: the first to start fetches the token while the others wait for
     it, so an environment costs two round trips instead of five; over hundreds of environments
     that is most of a run. The first failure in registry order is raised. `reads` runs them
     (a run's executor shared by its environments); without it, threads of their own.
     """
-    settings = [s for s in REGISTRY if s.key in env.desired]
+    settings = [BY_KEY[key] for key in settings_read(env, extra)]
+
+    def read(setting: Setting) -> Value:
+        return setting.read_managed(client, env.desired.get(setting.key, ABSENT))
+
     if len(settings) < 2:
-        return {s.key: s.read_managed(client, env.desired[s.key]) for s in settings}
+        return {s.key: read(s) for s in settings}
     if reads is not None:
-        futures = [reads.submit(s.read_managed, client, env.desired[s.key]) for s in settings]
+        futures = [reads.submit(read, s) for s in settings]
         # Every read ends before the first failure is raised: the caller closes the client
         # then, and a read still under way would find it closed.
         wait(futures)
     else:
         with ThreadPoolExecutor(max_workers=len(settings)) as pool:
-            futures = [pool.submit(s.read_managed, client, env.desired[s.key]) for s in settings]
+            futures = [pool.submit(read, s) for s in settings]
     return {s.key: future.result() for s, future in zip(settings, futures, strict=True)}
 
 
@@ -118,7 +144,9 @@ def plan_environments(
             return EnvPlan(name=env.name, tenant=env.tenant, status=Status.ERROR, error=env.error)
         try:
             with factory(env) as client:
-                live = read_live(env, client, reads=reads)
+                # `drift --probe` judges the live webhook whenever live external ATP is on,
+                # whether or not the file manages either.
+                live = read_live(env, client, reads=reads, extra=HEALTH_READS if health else ())
             plan = build_plan(env, live, replace=replace, today=today)
         except ReconcilerError as exc:
             return EnvPlan(name=env.name, tenant=env.tenant, status=Status.ERROR, error=str(exc))

@@ -183,10 +183,13 @@ def order_steps(
     live: Mapping[str, Value],
     desired: Mapping[str, Value],
     forced: Collection[str] = (),
+    *,
+    read_only: Collection[str] = (),
 ) -> list[tuple[str, str]] | None:
     """The differing settings of `desired` (and those in `forced`, rewritten even when equal)
     in a safe apply order, each with why it sits there; None when every order adds a rule
-    violation on some intermediate state.
+    violation on some intermediate state. `read_only` settings are in `desired` at their live
+    value, for the rules to see, and are never written.
 
     Every permutation is tried (at most 5! = 120). An order is safe when no step adds a violation
     that the state before it did not have. Among safe orders the one whose prefixes carry the
@@ -197,7 +200,9 @@ def order_steps(
     pending = [
         s.key
         for s in REGISTRY
-        if s.key in desired and (s.key in forced or differs(s, live[s.key], desired[s.key]))
+        if s.key in desired
+        and s.key not in read_only
+        and (s.key in forced or differs(s, live[s.key], desired[s.key]))
     ]
     best: tuple[str, ...] | None = None
     best_cost: tuple[tuple[int, ...], int] | None = None

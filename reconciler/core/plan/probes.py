@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from reconciler.core.plan.values import (
     ATP,
@@ -42,12 +43,26 @@ def probe_target(env: Environment) -> Fields | None:
     return None if webhook is ABSENT else webhook
 
 
-def probe_description(target: Fields, probe: Any) -> str:
+def shown_url(url: str, secret: bool) -> str:
+    """A url as a plan may show it: whole, or (a url the environment makes secret, its query
+    filled by a ${VAR}) without its query, fragment and userinfo."""
+    if not secret:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}?{SENSITIVE}"
+
+
+def probe_description(target: Fields, probe: Any, *, secret_url: bool = False) -> str:
+    url = shown_url(str(target.get("url")), secret_url)
+    minimum = getattr(probe, "min_available", None)
+    stock = f", at least {minimum} requested pairs with atp > 0" if minimum else ""
     return (
-        f"POST {target.get('url')} with Authorization: {SENSITIVE}, "
+        f"POST {url} with Authorization: {SENSITIVE}, "
         f"products {json.dumps(list(probe.products))}, "
         f"fulfillment_locations {json.dumps(list(probe.fulfillment_locations))}; "
-        f"must answer 200 with a valid availabilities body within {target.get('timeout')}s"
+        f"must answer 200 with a valid availabilities body within {target.get('timeout')}s, "
+        f"an entry for every product at a requested location with an integer atp >= 0{stock}"
     )
 
 
@@ -83,34 +98,48 @@ def check_health(
     """`drift --probe`: can the live webhook serve availability while external ATP is on?
     Returns why not (empty: healthy, or nothing to probe) and what the probe did, in words.
 
-    It probes the *live* url and timeout, with the key NewStore holds where it can be read and
-    the file's key otherwise; a masked key whose visible part cannot be the file's is
-    unhealthy without a probe (NewStore sends a key the webhook was not given)."""
+    It runs whenever live external ATP is on, whether or not the file manages external ATP or
+    the webhook (`live` holds both: `plan_environments` reads them for it). It probes the
+    *live* url and timeout, with the key NewStore holds where it reads back in clear and the
+    file's key otherwise, and then says so: the probe cannot prove that NewStore's hidden key
+    is the file's. A masked key whose visible part cannot be the file's is unhealthy without
+    a probe (NewStore sends a key the webhook was not given)."""
     # lazy: start-up time (httpx)
     from reconciler.newstore.probe import probe_webhook
 
-    if not is_enabled(live.get(ATP, ABSENT)):
-        return [], "not probed: external ATP is off or not managed here"
-    if WEBHOOK not in live:
-        return [], "not probed: availability_webhook is not managed here"
+    if ATP not in live or WEBHOOK not in live:
+        return [], "not probed: external ATP and the webhook config were not read"
+    if not is_enabled(live[ATP]):
+        return [], "not probed: external ATP is off"
     webhook = live[WEBHOOK]
     if webhook is ABSENT:
         return [
             "external ATP is on and no availability webhook config exists: NewStore treats "
             "every item as unavailable"
         ], "not probed: no webhook config"
-    wanted = env.desired[WEBHOOK]
+    wanted = env.desired.get(WEBHOOK, ABSENT)
     file_key = None if wanted is ABSENT else wanted.get("api_key")
     held = webhook.get("api_key")
-    if isinstance(held, Masked) and not held.could_be(file_key):
+    if isinstance(held, Masked) and isinstance(file_key, str) and not held.could_be(file_key):
         return [
             "NewStore holds another webhook api_key than the file's (the part its mask shows "
             "cannot belong to the file's key): the webhook may refuse every availability call"
         ], "not probed: the key NewStore holds is not the file's"
     key = held if isinstance(held, str) else file_key
     probe = env.gates.webhook_probe
-    if probe is None or not isinstance(key, str):
-        return [], "not probed: needs gates.webhook_probe and the webhook's api_key in the file"
+    if probe is None:
+        return [], "not probed: needs gates.webhook_probe in the file"
+    if not isinstance(key, str):
+        return [], (
+            "not probed: NewStore answers the webhook's api_key masked and the file does not "
+            "manage availability_webhook, so there is no key to probe with"
+        )
+    caveat = (
+        ""
+        if isinstance(held, str)
+        else " (with the file's key: NewStore answers its key masked, so the key it holds "
+        "could not be compared with the file's)"
+    )
     try:
         summary = probe_webhook(
             str(webhook.get("url")),
@@ -121,8 +150,8 @@ def check_health(
             ca_bundle=env.connection.ca_bundle,
         )
     except ReconcilerError as exc:
-        return [f"the live webhook failed the probe: {exc}"], f"failed: {exc}"
-    return [], f"passed: {summary}"
+        return [f"the live webhook failed the probe{caveat}: {exc}"], f"failed: {exc}"
+    return [], f"passed{caveat}: {summary}"
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,11 @@ from reconciler.model import (
 )
 from reconciler.newstore.settings import REGISTRY
 from reconciler.policy import Decision
+from reconciler.provenance import ConfigCommit
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     # lazy: start-up time (httpx)
     from reconciler.newstore.client import NewStoreClient
 
@@ -109,13 +112,50 @@ class EnvPlan:
     # not probed); `probe` says what the probe did.
     unhealthy: Sequence[str] = ()
     probe: str = ""
+    # Settings the file does not manage but that share a rule with one it does: read (their
+    # live value is in `live` and `fingerprints`), judged, never written. Setting key → the
+    # numbers of the rules it is read for.
+    read_for_rules: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # Their live values, unmasked, for apply's rule checks (a plan read from a file has none:
+    # `apply --plan` re-plans from the live state). Out of repr: a webhook holds a key.
+    read_only: Mapping[str, Value] = field(default_factory=dict, repr=False, compare=False)
+    # `drift`: the secrets NewStore answered masked, so the one it holds could not be compared
+    # with the file's ("availability_webhook.api_key").
+    uncompared_secrets: Sequence[str] = ()
+    # Where the plan read (canonical, `reconciler.identity`): the tenant API (host and path of
+    # base_url), its host, and the token endpoint's host and host+path. "" for an environment
+    # whose file could not be resolved.
+    identity: str = ""
+    api_host: str = ""
+    token_host: str = ""
+    token_endpoint: str = ""
+    # The fingerprint of each part of the file that decides a write (`decision_parts`), which
+    # key fingerprints the secrets (`key_record`), and how long a plan file stays valid.
+    decision: Mapping[str, str] = field(default_factory=dict)
+    fingerprint_key: Mapping[str, str] = field(default_factory=dict)
+    plan_valid_hours: int = 24
 
     def __post_init__(self) -> None:
         # Private copies: a caller's list appended to later cannot change the plan.
-        for name in ("steps", "blocked_by", "live_violations", "notes", "replaced", "unhealthy"):
+        for name in (
+            "steps",
+            "blocked_by",
+            "live_violations",
+            "notes",
+            "replaced",
+            "unhealthy",
+            "uncompared_secrets",
+        ):
             object.__setattr__(self, name, list(getattr(self, name)))
-        object.__setattr__(self, "fingerprints", dict(self.fingerprints))
-        object.__setattr__(self, "live", dict(self.live))
+        for name in (
+            "fingerprints",
+            "live",
+            "read_for_rules",
+            "read_only",
+            "decision",
+            "fingerprint_key",
+        ):
+            object.__setattr__(self, name, dict(getattr(self, name)))
 
 
 def status_of(steps: Sequence[Step], blocked_by: Sequence[str]) -> Status:
@@ -127,9 +167,15 @@ def status_of(steps: Sequence[Step], blocked_by: Sequence[str]) -> Status:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """Every environment's plan, in the order given: a value, like its plans."""
+    """Every environment's plan, in the order given: a value, like its plans. Where it came
+    from (`api.plan` fills it in; a plan file records it): when it was made, from which commit
+    of the configuration, by whom, in which CI run."""
 
     environments: Sequence[EnvPlan]
+    created_at: datetime | None = None
+    config_commit: ConfigCommit | None = None
+    created_by: str = ""
+    run_url: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "environments", list(self.environments))
@@ -139,3 +185,5 @@ ATP = "external_atp"
 WEBHOOK = "availability_webhook"
 WEBHOOK_PROBE = "webhook_probe"
 STOCK_CONFIRMED = "newstore_stock_confirmed"
+PARTNER_NOT_WRITTEN = "not managed here, never written"
+"""How a plan describes a setting it reads for a rule."""

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
+from reconciler import jsonexact
 from reconciler.diffing import changed_paths
-from reconciler.errors import RejectedError
+from reconciler.errors import ChangedUnderneath, RejectedError
 from reconciler.model import ABSENT, Fields, Value
 from reconciler.newstore.settings.base import Setting
 
@@ -36,10 +38,10 @@ if TYPE_CHECKING:
 SECTION = "ui_configurations"
 FIELD = "use_new_om_ui"
 STORE_PREFIX = "stores."
-# 404: no document (globally: the app runs on its defaults; for a store: it follows the global
-# one). 422 "Configuration file is not readable" is not that: a document exists that NewStore
-# cannot read, so what the app shows is unknown, and reading it as false would judge rules 3
-# and 4 on an invented value.
+# 404 on a store's document: it has none of its own and follows the global one. On the global
+# document a 404 is unknown, like 422 "Configuration file is not readable": a tenant's app
+# always has one, so a 404 there is NewStore failing to find it (or a transient error), and
+# reading it as false would judge rules 3 and 4 on an invented value.
 NO_DOCUMENT = 404
 UNREADABLE = 422
 
@@ -54,6 +56,12 @@ def store_of(name: str) -> str | None:
     if not name.startswith(STORE_PREFIX):
         return None
     return name[len(STORE_PREFIX) : -len(FIELD) - 1]
+
+
+def _shown(flag: bool | None, store: str | None) -> str:
+    if flag is None:
+        return "404, no document of its own" if store is not None else "404"
+    return f"{SECTION}.{FIELD} {'true' if flag else 'false'}"
 
 
 def managed_stores(value: Value) -> list[str]:
@@ -110,38 +118,49 @@ class AssociateApp(Setting):
         return self.read_managed(client, ABSENT)
 
     def read_managed(self, client: NewStoreClient, desired: Value) -> Value:
-        document = self._get(client, self.path)
-        value: Fields = {FIELD: False if document is None else self._flag(client, document)}
+        value: Fields = {FIELD: self._flag(client, self._global(client))}
         for store in managed_stores(desired):
             path = self.store_path(store)
             doc = self._get(client, path)
             value[store_field(store)] = None if doc is None else self._flag(client, doc, path)
         return value
 
-    def _get(self, client: NewStoreClient, path: str) -> dict[str, Any] | None:
-        """The document at `path`, or None when there is none (the global one: the app's
-        defaults; a store's: it follows the global one). An unreadable one is an error."""
-        response = self._get_response(client, path)
-        if response.status_code == NO_DOCUMENT:
-            return None
-        return self._document(client, response, path)
+    def _global(self, client: NewStoreClient) -> dict[str, Any]:
+        """The tenant's global document; a 404 is an error (module docstring)."""
+        document = self._get(client, self.path)
+        assert document is not None  # _get raises on the global document's 404
+        return document
 
-    def _get_response(self, client: NewStoreClient, path: str) -> httpx.Response:
+    def _get(self, client: NewStoreClient, path: str) -> dict[str, Any] | None:
+        """The document at `path`, or None when a store has none of its own (it follows the
+        global one). An unreadable one, or no global one, is an error."""
         response = client.request(self.key, "GET", path, ok=(200, NO_DOCUMENT, UNREADABLE))
-        if response.status_code == UNREADABLE:
+        status = response.status_code
+        if status == NO_DOCUMENT and path != self.path:
+            return None
+        if status in (NO_DOCUMENT, UNREADABLE):
             store = path.rsplit("/", 1)[1] if path != self.path else None
             whose = "the tenant's" if store is None else f"store {store}'s"
+            what = (
+                f"NewStore cannot read {whose} Associate App configuration (422)"
+                if status == UNREADABLE
+                else "NewStore has no Associate App configuration document for the tenant (404)"
+            )
             raise client.error(
                 RejectedError,
                 self.key,
                 "GET",
                 path,
-                f"NewStore cannot read {whose} Associate App configuration (422), so whether "
-                f"{SECTION}.{FIELD} is on is unknown; nothing is judged or written on a guess",
+                f"{what}, so whether {SECTION}.{FIELD} is on is unknown; nothing is judged or "
+                "written on a guess",
                 response=response,
-                hint="Fix or replace the document in NewStore, then run again.",
+                hint="Fix or replace the document in NewStore, then run again."
+                if status == UNREADABLE
+                else "A 404 that passes goes away on a new run. If the tenant really has no "
+                "document, create it in NewStore (it has required sections the reconciler does "
+                f"not manage; the reconciler only sets {SECTION}.{FIELD}).",
             )
-        return response
+        return self._document(client, response, path)
 
     def _flag(self, client: NewStoreClient, document: dict[str, Any], path: str = "") -> bool:
         ui = document.get(SECTION)
@@ -159,28 +178,34 @@ class AssociateApp(Setting):
     # -- writing --------------------------------------------------------------------------------
 
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
+        return self.write_over(client, value, ABSENT)
+
+    def write_over(self, client: NewStoreClient, value: Fields, before: Value) -> str | None:
         """Each document whose flag differs from `value` is rewritten (or, for a store whose
         value is None, deleted). The order inside the step cannot break a rule: each document
-        moves from its before value to its after value, both of which keep the rules."""
-        request_id: str | None = None
-        response = self._get_response(client, self.path)
-        if response.status_code == NO_DOCUMENT:
-            raise client.error(
-                RejectedError,
-                self.key,
-                "GET",
-                self.path,
-                "the tenant has no readable Associate App configuration document to change",
-                response=response,
-                hint="Create it in NewStore first (it has required sections the reconciler "
-                f"does not manage); the reconciler only sets {SECTION}.{FIELD}.",
+        moves from its before value to its after value, both of which keep the rules.
+
+        Every document is read before the first write, and each read must agree with `before`
+        (what the caller read just before, the step's re-read): a store found to have no
+        document of its own where `before` saw one would otherwise get a copy of the global
+        one PUT over its own. A contradiction is read again (`client.confirm`); if it persists,
+        ChangedUnderneath, and nothing of the step is written."""
+        seen: Mapping[str, Any] = before if before is not ABSENT else {}
+        global_doc = self._read_agreeing(client, self.path, seen, value, FIELD)
+        assert global_doc is not None  # _get raises on the global document's 404
+        stores = {
+            store: self._read_agreeing(
+                client, self.store_path(store), seen, value, store_field(store), store
             )
-        global_doc = self._document(client, response, self.path)
+            for store in managed_stores(value)
+        }
+        for store, doc in [(None, global_doc), *stores.items()]:
+            self._check_verifiable(client, doc, store)
+        request_id: str | None = None
         if self._flag(client, global_doc) != bool(value[FIELD]):
             global_doc, request_id = self._put(client, self.path, global_doc, bool(value[FIELD]))
-        for store in managed_stores(value):
+        for store, doc in stores.items():
             path, want = self.store_path(store), value[store_field(store)]
-            doc = self._get(client, path)
             if want is None:
                 if doc is not None:
                     request_id = self._delete(client, path) or request_id
@@ -191,6 +216,58 @@ class AssociateApp(Setting):
             base = doc if doc is not None else copy.deepcopy(global_doc)
             _, request_id = self._put(client, path, base, bool(want))
         return request_id
+
+    def _check_verifiable(
+        self, client: NewStoreClient, document: dict[str, Any] | None, store: str | None
+    ) -> None:
+        """Refuse, before any write, a document the read-back could not compare: nothing may
+        be written that cannot be verified afterwards."""
+        levels = 0 if document is None else jsonexact.depth(document)
+        if levels <= jsonexact.MAX_DEPTH:
+            return
+        whose = "the tenant's" if store is None else f"store {store}'s"
+        path = self.path if store is None else self.store_path(store)
+        raise client.error(
+            RejectedError,
+            self.key,
+            "GET",
+            path,
+            f"{whose} Associate App document nests {levels} levels deep, more than the "
+            f"{jsonexact.MAX_DEPTH} levels the reconciler can verify after writing it; nothing "
+            "of this step was written",
+            hint=f"Flatten the document in NewStore, or set {SECTION}.{FIELD} there by hand.",
+        )
+
+    def _read_agreeing(
+        self,
+        client: NewStoreClient,
+        path: str,
+        seen: Mapping[str, Any],
+        value: Fields,
+        name: str,
+        store: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The document at `path`, read until it agrees with `seen[name]` (when `seen` has it):
+        its flag, or None for a store without a document of its own. One already at the
+        target (`value[name]`: a concurrent apply got there first) agrees too."""
+
+        def flat(doc: dict[str, Any] | None) -> bool | None:
+            return None if doc is None else self._flag(client, doc, path)
+
+        def agrees(doc: dict[str, Any] | None) -> bool:
+            return name not in seen or flat(doc) in (seen[name], value[name])
+
+        doc, reads = client.confirm(lambda: self._get(client, path), agrees)
+        if not agrees(doc):
+            whose = "the tenant's global document" if store is None else f"store {store}'s document"
+            raise ChangedUnderneath(
+                f"[{client.env.name}] {self.key} changed underneath: {whose} was read just "
+                f"before as {_shown(seen[name], store)}, and NewStore now answers "
+                f"{_shown(flat(doc), store)} ({reads} reads). Another apply or a hand edit "
+                "changed it since it was read (or NewStore answers inconsistently); nothing of "
+                "this step was written. Review a fresh plan."
+            )
+        return doc
 
     def _put(
         self, client: NewStoreClient, path: str, document: dict[str, Any], enabled: bool
@@ -203,9 +280,21 @@ class AssociateApp(Setting):
         if not isinstance(ui, dict):
             ui = sent[SECTION] = {}
         ui[FIELD] = enabled
-        response = client.request(self.key, "PUT", path, json=sent, ok=(200, 201, 204))
+        response = client.request(
+            self.key, "PUT", path, json=sent, ok=(200, 201, 204), exact_json=True
+        )
         request_id = request_id_of(response)
-        self._verify(client, path, sent, self._get(client, path), request_id)
+        try:
+            got = self._get(client, path)
+        except RejectedError as exc:
+            raise replace(
+                exc,
+                message=f"the document was written (request {request_id or 'id unknown'}) but "
+                f"cannot be read back to verify it: {exc.message}",
+                hint=f"{SECTION}.{FIELD} was written; review the document in NewStore before "
+                "running again.",
+            ) from None
+        self._verify(client, path, sent, got, request_id)
         return sent, request_id
 
     def _delete(self, client: NewStoreClient, path: str) -> str | None:
@@ -259,7 +348,8 @@ class AssociateApp(Setting):
     def _document(
         self, client: NewStoreClient, response: httpx.Response, path: str
     ) -> dict[str, Any]:
-        document = client.body(self.key, response)
+        # Exact: the document goes back as it came, numbers to the digit (`jsonexact`).
+        document = client.body(self.key, response, exact=True)
         if not isinstance(document, dict):
             raise client.error(
                 RejectedError,

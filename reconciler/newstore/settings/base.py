@@ -49,6 +49,13 @@ class Setting(ABC):
     def write(self, client: NewStoreClient, value: Fields) -> str | None:
         """Set the live value to `value`. Returns NewStore's request id when it gave one."""
 
+    def write_over(self, client: NewStoreClient, value: Fields, before: Value) -> str | None:
+        """`write`, where `before` is what the caller read just before (apply's re-read). A
+        setting whose write reads the live value again first (a document changed in place)
+        overrides this, to refuse a read that contradicts `before`; "set to this value" writes
+        need not."""
+        return self.write(client, value)
+
     def read_managed(self, client: NewStoreClient, desired: Value) -> Value:
         """The live value of what `desired` manages. Most settings are one object and ignore
         `desired`; one whose reads depend on what the file lists (the Associate App's store
