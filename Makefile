@@ -5,7 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test reliability lint check bench dist clean
+.PHONY: demo test reliability lint check bench dist clean mermaid docs-images
+
+# Mermaid's browser bundle, for the tests that have Mermaid itself parse the plan's diagrams
+# and for docs/img/plan.png: one file out of the npm package, pinned.
+MERMAID_VERSION := 12.3.0
+MERMAID_JS      := .cache/mermaid/mermaid.min.js
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +44,19 @@ bench: $(STAMP)
 dist: $(STAMP)
 	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
 
+$(MERMAID_JS):
+	mkdir -p .cache/mermaid
+	cd .cache/mermaid && npm pack --silent mermaid@$(MERMAID_VERSION) > /dev/null \
+	  && tar -xzf mermaid-$(MERMAID_VERSION).tgz package/dist/mermaid.min.js \
+	  && mv package/dist/mermaid.min.js mermaid.min.js \
+	  && rm -rf package mermaid-$(MERMAID_VERSION).tgz
+
+mermaid: $(MERMAID_JS)
+
+# The pictures the docs show, made by the tests' browser: the README's dashboard screenshot
+# (docs/img/dashboard.png), the Mermaid example in docs/migrations.md and docs/img/plan.png.
+docs-images: $(STAMP) $(MERMAID_JS)
+	UPDATE_DOCS_IMAGES=1 $(BIN)/python -m pytest -q tests/test_dashboard.py tests/test_plan_pictures.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

@@ -23,7 +23,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 
 from reconciler import provenance
@@ -55,6 +55,7 @@ from reconciler.fsutil import check_output_file
 from reconciler.model import Environment
 from reconciler.newstore.settings import BY_KEY
 from reconciler.parallelism import DEFAULT_PARALLELISM
+from reconciler.provenance import config_commit, run_url
 
 __all__ = ["ApplyResult", "Reconciler", "apply", "drift", "load", "plan"]
 
@@ -155,14 +156,18 @@ def drift(
     *,
     parallelism: int = DEFAULT_PARALLELISM,
     probe: bool = False,
+    clock: Clock = system_clock,
     today: date | None = None,
     environ: Mapping[str, str] | None = None,
     client_factory: ClientFactory | None = None,
     on_done: Callable[[EnvPlan], None] | None = None,
 ) -> DriftReport:
     """Report where the live state differs from the files (`reconciler drift`); never writes.
-    `report.worst` is the status to alert on; with `probe`, live webhooks are probed too."""
+    `report.worst` is the status to alert on; with `probe`, live webhooks are probed too. The
+    report records when it ran (`clock`), the config commit of `environments_dir` and the CI
+    run's URL (from `environ`)."""
     _forget_hosts()
+    now = clock().astimezone(UTC)
     environments = load_each(Path(environments_dir), names, environ=environ, today=today)
     return check_drift(
         environments,
@@ -170,6 +175,9 @@ def drift(
         client_factory=client_factory,
         on_done=on_done,
         probe=probe,
+        now=now,
+        config_commit=config_commit(Path(environments_dir)),
+        run_url=run_url(environ),
     )
 
 
@@ -407,6 +415,7 @@ class Reconciler:
             names,
             parallelism=self.parallelism,
             probe=probe,
+            clock=self.clock,
             today=self.today,
             environ=self.environ,
             client_factory=self.client_factory,

@@ -119,3 +119,12 @@ def check_output_file(path: Path, what: str, *, makes_directories: bool = False)
         raise ConfigError(f"cannot write {shown}: {parent} {why}.")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write {shown}: {parent} is not writable.")
+
+
+def make_parents(path: str | os.PathLike[str], what: str) -> None:
+    """Create the missing directories above `path` (a CI cache or artifact directory that a
+    first run has not made yet); a ConfigError names `path` when that fails."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the {what} {path}: {exc.strerror or exc}.") from None

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import pytest
 import yaml
 from env_helpers import OFF_YAML
+from receiver_helpers import receiver
 
 from reconciler import __version__
 from reconciler.core.planfile import load_plan_file
@@ -34,6 +35,7 @@ WORKFLOWS = ("plan.yml", "apply.yml", "drift.yml")
 MARK = "# tested: tests/test_ci_examples.py"
 ACTION_MARK = "# tested: tests/test_action.py"
 MARKER = "<!-- newstore-reconciler-plan -->"
+DRIFT_ARGS = "--probe --state .reconciler/drift-state.json --output html=drift-dashboard.html"
 # The console scripts (`reconciler`, `check-jsonschema`) live beside this interpreter.
 BIN = Path(sys.executable).parent
 
@@ -64,6 +66,9 @@ SECRET_NAMES = (
     "ACME_STAGING_ORDER_WEBHOOK_API_KEY",
     "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY",
     "RECONCILER_FINGERPRINT_KEY",
+    # Optional (issue 22): where the drift job tells changes; empty when not configured.
+    "RECONCILER_NOTIFY",
+    "RECONCILER_NOTIFY_SECRET",
 )
 # Plan and apply use two different API clients (issue 25.2): GitLab's recipe has a plan client
 # for merge-request pipelines; on GitHub the test plays a plan workflow whose secrets name
@@ -401,6 +406,9 @@ def secrets(sandbox_config: SandboxConfig) -> dict[str, str]:
         "ACME_PRODUCTION_ATP_API_KEY": PRODUCTION_KEY,
         "ACME_STAGING_ORDER_WEBHOOK_API_KEY": "staging-order-webhook-key-0001",
         "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY": "production-order-webhook-key-01",
+        # Not configured: GitHub passes an unset secret as the empty string.
+        "RECONCILER_NOTIFY": "",
+        "RECONCILER_NOTIFY_SECRET": "",
     }
 
 
@@ -418,7 +426,7 @@ def _hand_edit(sandbox: SandboxApp, tenant: str, **changes: Any) -> dict[str, An
 
 def _assert_no_secret(text: str, secrets: dict[str, str]) -> None:
     for name, value in secrets.items():
-        if name not in ("NEWSTORE_CLIENT_ID", "NEWSTORE_PLAN_CLIENT_ID"):
+        if name not in ("NEWSTORE_CLIENT_ID", "NEWSTORE_PLAN_CLIENT_ID") and value:
             assert value not in text, f"{name} leaked"
 
 
@@ -483,6 +491,65 @@ def test_plan_review_apply_then_drift(
     assert "external_oms" in run.log
     assert sandbox.state("acme-staging") == moved
     assert len(sandbox.history("acme-staging")) == writes
+
+
+@pytest.mark.e2e
+def test_nightly_drift_probes_tells_a_change_once_and_keeps_the_dashboard(
+    pipeline: Pipeline, live_sandbox: tuple[SandboxApp, str]
+) -> None:
+    """Issue 22: the recipes' drift job passes --probe, publishes the dashboard and the
+    Markdown, keeps the state between runs (here: the same checkout) and tells changes to the
+    URL in RECONCILER_NOTIFY, once."""
+    sandbox, base = live_sandbox
+    work = pipeline.workdir
+    with receiver("/services/T0/B0/nightly-secret-part") as hook:
+        pipeline.secrets["RECONCILER_NOTIFY"] = f"{hook.url}/services/T0/B0/nightly-secret-part"
+        pipeline.secrets["RECONCILER_NOTIFY_SECRET"] = "nightly-signing-secret-0042"
+
+        # staging's migration was never applied: drift, told once.
+        run = pipeline.drift()
+        assert run.ok, run.log
+        assert _exitcode_of(run) == _exitcode(pipeline, "2")
+        (request,) = hook.requests
+        assert request.signed_by("nightly-signing-secret-0042")
+        assert [(c["name"], c["status"]) for c in request.json()["changes"]] == [
+            ("acme-staging", "drift")
+        ]
+        dashboard = (work / "drift-dashboard.html").read_text()
+        assert "acme-staging" in dashboard and "acme-eu" in dashboard
+        assert (work / ".reconciler" / "drift-state.json").is_file()
+        if isinstance(pipeline, GitHub):
+            assert run.summary.startswith("## NewStore drift report")
+
+        run = pipeline.drift()
+        assert run.ok and len(hook.requests) == 1, "the same drift the next night: quiet"
+
+        # Someone turns external ATP on by hand, with a webhook key the webhook refuses:
+        # --probe makes it the off-sale alarm.
+        _hand_edit(
+            sandbox,
+            "acme-staging",
+            uses_external_atp=True,
+            external_oms={"enabled": True},
+            availability_webhook={
+                "url": f"{base}/_sandbox/webhook/availabilities",
+                "api_key": "a-key-the-webhook-refuses-0001",
+                "external_identifier": "product_id",
+                "timeout": 5,
+            },
+        )
+        run = pipeline.drift()
+        assert run.ok, run.log
+        assert [
+            (c["name"], c["status"], c["previous_status"])
+            for c in hook.requests[1].json()["changes"]
+        ] == [("acme-staging", "unhealthy", "drift")]
+        assert "🚨 unhealthy" in (work / "drift.md").read_text()
+        text = (
+            run.log + (work / "drift.md").read_text() + (work / "drift-dashboard.html").read_text()
+        )
+        _assert_no_secret(text, pipeline.secrets)
+        assert "nightly-secret-part" not in text
 
 
 @pytest.mark.e2e
@@ -689,7 +756,8 @@ def test_every_reconciler_command_is_in_a_tested_script() -> None:
         "reconciler plan --format markdown --detailed-exitcode --out plan.json",
         "reconciler apply --plan plan.json --auto-approve --journal apply-journal.jsonl"
         ' "${glass[@]}"',
-        "reconciler drift --format markdown",
+        "reconciler drift --probe --format markdown --state .reconciler/drift-state.json"
+        " --output html=drift-dashboard.html",
     }
     gitlab = [s for job in _gitlab_jobs().values() for s in job["script"]]
     # GitHub runs them through the action, whose script is run by these tests.
@@ -704,7 +772,7 @@ def test_every_reconciler_command_is_in_a_tested_script() -> None:
         ("plan", "", "markdown"),
         ("apply", "--plan plan.json --auto-approve --journal apply-journal.jsonl", ""),
         ("drift", "", ""),
-        ("drift", "", "markdown"),
+        ("drift", DRIFT_ARGS, "markdown"),
     }
     for scripts in (gitlab,):
         invoking = [s for s in scripts if _runs_reconciler(s)]

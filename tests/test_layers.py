@@ -58,6 +58,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "reconciler.core.plan",
             "reconciler.core.apply",
             "reconciler.core.drift",
+            "reconciler.core.drift_state",
             "reconciler.core.dump",
             "reconciler.core.planfile",
             "reconciler.core.journal",
@@ -68,6 +69,9 @@ LAYERS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("render", ["reconciler.render"]),
+    # Outputs that leave the machine (notifications, pushed metrics): they render like render/
+    # (and borrow its words), then deliver.
+    ("notify", ["reconciler.notify"]),
     # The Python API, and the package itself, which exports it (lazily).
     ("api", ["reconciler.api", "reconciler"]),
     ("cli", ["reconciler.cli", "reconciler.__main__", "reconciler.demo"]),

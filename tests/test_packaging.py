@@ -48,6 +48,8 @@ def test_wheel_installs_and_runs_on_its_own(tmp_path: Path) -> None:
             for p in (ROOT / "reconciler/sandbox/specs").glob("*.yaml")
         ),
         "reconciler/py.typed",
+        # The drift dashboard's template (issue 22), read through Jinja2's PackageLoader.
+        "reconciler/render/templates/dashboard.html.j2",
     }
     assert {
         "reconciler/schemas/environment.schema.json",
@@ -103,3 +105,22 @@ def test_wheel_installs_and_runs_on_its_own(tmp_path: Path) -> None:
     assert len(lines) == 2
     for line in lines:
         assert Path(line).is_relative_to(env_dir), line
+
+    # The dashboard's template and the metrics' client come with the wheel and its
+    # dependencies: a report of one unreadable environment renders to HTML and metrics.
+    rendered = _run(
+        bin_dir / "python",
+        "-c",
+        "import reconciler.render.dashboard as d, reconciler.render.metrics as m\n"
+        "from reconciler.core.drift import DriftReport, drift_of\n"
+        "from reconciler.core.plan import EnvPlan, Status\n"
+        "report = DriftReport([drift_of(EnvPlan('acme', 'acme', Status.ERROR, error='x'))])\n"
+        "print(d.__file__)\n"
+        "print('<title>' in d.render_dashboard(report), 'environment_status' in "
+        "m.render_metrics(report))\n",
+        cwd=config_repo,
+        env=clean,
+    )
+    module, verdict = rendered.splitlines()
+    assert Path(module).is_relative_to(env_dir), module
+    assert verdict == "True True"

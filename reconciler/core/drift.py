@@ -12,13 +12,18 @@ probes, no writes) and reads each environment's plan as one of
 
 Rules the live state already breaks are reported with any status but error. `drift_to_dict` is
 the machine form, described by schemas/drift.schema.json.
+
+The report is the one value every output of a run renders (text, JSON, Markdown, the HTML
+dashboard, the metrics, the notifications): it carries when the check ran, from which config
+commit, and, once `reconciler.core.drift_state.with_history` has read a state file, what
+changed since the last run.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +34,8 @@ from reconciler.core.plan import Action, EnvPlan, FieldChange, Status, plan_envi
 from reconciler.model import Environment, Unresolved
 from reconciler.newstore.settings import REGISTRY
 from reconciler.parallelism import DEFAULT_PARALLELISM
+from reconciler.provenance import ConfigCommit
+from reconciler.rules import RULES, Rule
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient
@@ -44,6 +51,18 @@ class DriftStatus(enum.StrEnum):
     UNHEALTHY = "unhealthy"
     ERROR = "error"
 
+
+# Worst first, for the outputs people read (the dashboard, notifications): an unhealthy
+# environment may be off sale now, an unreadable one may be anything, a blocked fix needs a
+# person, plain drift can wait for the next apply.
+SEVERITY: Final = (
+    DriftStatus.UNHEALTHY,
+    DriftStatus.ERROR,
+    DriftStatus.BLOCKED,
+    DriftStatus.DRIFT,
+    DriftStatus.IN_SYNC,
+)
+_RULES_BY_ID: Final = {rule.id: rule for rule in RULES}
 
 _FROM_PLAN: Final = {
     Status.CONVERGED: DriftStatus.IN_SYNC,
@@ -79,11 +98,52 @@ class EnvDrift:
     uncompared_secrets: list[str] = field(default_factory=list)
     # Settings read for a rule (not managed, never written): key → rule numbers.
     read_for_rules: dict[str, list[int]] = field(default_factory=dict)
+    # The rules behind `live_violations`, in the same order (worst harm first).
+    broken_rules: list[Rule] = field(default_factory=list)
+
+    @property
+    def probe_ok(self) -> bool | None:
+        """Whether the live webhook passed the probe: None when it was not probed (no
+        `--probe`, external ATP off, or nothing to probe with) or could not be read."""
+        if self.status is DriftStatus.ERROR:
+            return None
+        if self.unhealthy:
+            return False
+        return True if self.probe.startswith("passed") else None
 
 
-@dataclass
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
 class DriftReport:
+    """Every environment's drift, as `check_drift` read it; a value: a later step (the state
+    file's history) returns a new report (`dataclasses.replace`)."""
+
     environments: list[EnvDrift]
+    checked_at: datetime = field(default_factory=_now)  # when the reads started (UTC)
+    config_commit: ConfigCommit | None = None  # of the environments directory, when in git
+    run_url: str | None = None  # the CI run that made the report, when a known CI says
+    # What the state file (`drift --state`) says about earlier runs; None before it was read.
+    history: DriftHistory | None = None
+
+    def worst_first(self) -> list[EnvDrift]:
+        """The environments by SEVERITY, in the order given within a status."""
+        return sorted(self.environments, key=lambda env: SEVERITY.index(env.status))
+
+    @property
+    def complete(self) -> bool:
+        """Whether the run read every environment (no error): a successful run."""
+        return all(env.status is not DriftStatus.ERROR for env in self.environments)
+
+    @property
+    def last_success_at(self) -> datetime | None:
+        """The last run that read every environment: this one if it did, else the state
+        file's (None without one)."""
+        if self.complete:
+            return self.checked_at
+        return None if self.history is None else self.history.last_success_at
 
     def count(self, status: DriftStatus) -> int:
         return sum(env.status is status for env in self.environments)
@@ -121,6 +181,7 @@ def drift_of(plan: EnvPlan) -> EnvDrift:
         error=plan.error,
         uncompared_secrets=list(plan.uncompared_secrets),
         read_for_rules={k: list(v) for k, v in plan.read_for_rules.items()},
+        broken_rules=[_RULES_BY_ID[rule_id] for rule_id in plan.live_rules],
     )
 
 
@@ -131,11 +192,17 @@ def check_drift(
     client_factory: Callable[[Environment], AbstractContextManager[NewStoreClient]] | None = None,
     on_done: Callable[[EnvPlan], None] | None = None,
     probe: bool = False,
+    now: datetime | None = None,
+    config_commit: ConfigCommit | None = None,
+    run_url: str | None = None,
 ) -> DriftReport:
     """Read every environment (`parallelism` at a time) and report its drift; never writes.
     An `Unresolved` environment (its file has problems) is reported with status error.
     With `probe`, every environment whose live external ATP is on has its live webhook probed;
-    unhealthy ones are listed first (the cron's off-sale alarm)."""
+    unhealthy ones are listed first (the cron's off-sale alarm). `now` (default: the real
+    now, UTC) is the report's `checked_at`; `config_commit` and `run_url` say where it came
+    from."""
+    checked_at = now or _now()
     run = plan_environments(
         envs,
         parallelism=parallelism,
@@ -146,7 +213,35 @@ def check_drift(
     drifts = [drift_of(plan) for plan in run.environments]
     # Stable: unhealthy first, the rest in the order given.
     drifts.sort(key=lambda env: env.status is not DriftStatus.UNHEALTHY)
-    return DriftReport(drifts)
+    return DriftReport(drifts, checked_at, config_commit, run_url)
+
+
+@dataclass(frozen=True)
+class EnvChange:
+    """One environment whose status (or how it drifts) differs from the last run's: what a
+    notification is about. `previous` is None where no earlier status is known."""
+
+    name: str
+    tenant: str
+    status: DriftStatus
+    previous: DriftStatus | None
+
+    @property
+    def recovered(self) -> bool:
+        return self.status is DriftStatus.IN_SYNC
+
+
+@dataclass(frozen=True)
+class DriftHistory:
+    """What the state file adds to a report: the changes since the last run (worst first),
+    the last run that read every environment (this one, if it did), and since when each
+    environment has had its current status. `known` is False without a state file: then every
+    environment that is not in sync counts as a change."""
+
+    changes: tuple[EnvChange, ...]
+    last_success_at: datetime | None
+    since: Mapping[str, datetime]
+    known: bool
 
 
 # --- the machine form --------------------------------------------------------------------------
@@ -177,16 +272,40 @@ def env_drift_to_dict(env: EnvDrift) -> dict[str, Any]:
         "uncompared_secrets": list(env.uncompared_secrets),
         # Only where a setting is read for a rule, so other reports keep their shape.
         **({"read_for_rules": dict(env.read_for_rules)} if env.read_for_rules else {}),
+        "broken_rules": [
+            {
+                "id": rule.id,
+                "number": rule.number,
+                "text": rule.text,
+                "consequence": rule.consequence,
+                "harm": rule.harm.name.lower(),
+            }
+            for rule in env.broken_rules
+        ],
+    }
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def change_to_dict(change: EnvChange) -> dict[str, Any]:
+    return {
+        "name": change.name,
+        "tenant": change.tenant,
+        "status": str(change.status),
+        "previous_status": None if change.previous is None else str(change.previous),
     }
 
 
 def drift_to_dict(report: DriftReport, *, checked_at: datetime | None = None) -> dict[str, Any]:
-    """The JSON document (schemas/drift.schema.json). `checked_at` defaults to now (UTC)."""
-    when = checked_at or datetime.now(UTC)
-    return {
+    """The JSON document (schemas/drift.schema.json). `checked_at` overrides the report's."""
+    doc: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "checked_at": when.isoformat(timespec="seconds"),
+        "checked_at": _when(checked_at or report.checked_at),
         "tool_version": __version__,
+        "config_commit": None if report.config_commit is None else report.config_commit.to_json(),
+        "run_url": report.run_url,
         "status": str(report.worst),
         "summary": {
             "environments": len(report.environments),
@@ -194,6 +313,17 @@ def drift_to_dict(report: DriftReport, *, checked_at: datetime | None = None) ->
         },
         "environments": [env_drift_to_dict(env) for env in report.environments],
     }
+    history = report.history
+    if history is not None:
+        doc["history"] = {
+            "known": history.known,
+            "last_success_at": None
+            if history.last_success_at is None
+            else _when(history.last_success_at),
+            "changes": [change_to_dict(change) for change in history.changes],
+            "since": {name: _when(moment) for name, moment in history.since.items()},
+        }
+    return doc
 
 
 def drift_to_json(report: DriftReport, *, checked_at: datetime | None = None) -> str:

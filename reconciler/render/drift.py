@@ -1,12 +1,64 @@
-"""The drift report for people: terminal text, and markdown for a ticket or PR comment.
-(The JSON form is `reconciler.core.drift.drift_to_json`.)"""
+"""The drift report for people: terminal text, and markdown for a ticket, PR comment or job
+summary; and the words every drift output shares (the dashboard, Slack). (The JSON form is
+`reconciler.core.drift.drift_to_json`.)"""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC
+from typing import Final
+
 import click
 
+from reconciler._version import __version__
 from reconciler.core.drift import DriftReport, DriftStatus, EnvDrift
 from reconciler.render._format import cell, code, plural, show_value
+from reconciler.rules import Harm
+
+# The status in one word or two, and what it means, for outputs that show a status by colour:
+# never by colour alone.
+LABEL: Final = {
+    DriftStatus.IN_SYNC: "in sync",
+    DriftStatus.DRIFT: "drift",
+    DriftStatus.BLOCKED: "blocked",
+    DriftStatus.UNHEALTHY: "unhealthy",
+    DriftStatus.ERROR: "error",
+}
+MEANING: Final = {
+    DriftStatus.IN_SYNC: "the live state matches the file",
+    DriftStatus.DRIFT: "the live state differs from the file",
+    DriftStatus.BLOCKED: "the live state differs, and a gate or safety rule stops the fix",
+    DriftStatus.UNHEALTHY: "the live webhook cannot serve availability: the retailer may not "
+    "be selling",
+    DriftStatus.ERROR: "could not be read",
+}
+HARM: Final = {
+    Harm.STOPS_SELLING: "stops selling",
+    Harm.MISROUTES: "misroutes orders or availability",
+    Harm.MISLEADS_STAFF: "misleads staff",
+}
+
+
+_LINK: Final = re.compile(r"https?://[^\s()<>\[\]\"'`]+")
+
+
+def run_link(report: DriftReport) -> str | None:
+    """The CI run's URL where it is a plain http(s) URL, safe to put in a link; else None."""
+    url = report.run_url
+    return url if url is not None and _LINK.fullmatch(url) else None
+
+
+def provenance_line(report: DriftReport, *, capital: bool = False) -> str:
+    """When and from what the report was made, in words: "checked 2025-01-02 05:17 UTC from
+    config commit 3f2c9a1b0d4e (dirty), reconciler 0.1.0"."""
+    when = report.checked_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    commit = (
+        "outside git (no config commit)"
+        if report.config_commit is None
+        else f"from config commit {report.config_commit}"
+    )
+    return f"{'C' if capital else 'c'}hecked {when} {commit}, reconciler {__version__}"
+
 
 _WORDS = {
     DriftStatus.IN_SYNC: "in sync",
@@ -142,6 +194,9 @@ def _env_section(env: EnvDrift) -> list[str]:
 
 def render_drift_markdown(report: DriftReport) -> str:
     lines = ["## NewStore drift report", "", drift_summary(report), ""]
+    link = run_link(report)
+    run = f" ([run]({link}))" if link else ""
+    lines += [f"<sub>{provenance_line(report, capital=True)}{run}.</sub>", ""]
     lines += ["| environment | tenant | status | drifted settings |", "|---|---|---|---|"]
     lines += [
         f"| {cell(env.name)} | {cell(code(env.tenant))} | {_BADGE[env.status]} | "

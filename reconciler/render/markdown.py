@@ -1,5 +1,6 @@
 """The plan as a pull-request comment: what needs a person first, then each environment's
-ordered steps, with field-level detail folded away in <details>."""
+ordered steps (a numbered list, and the same path as a Mermaid diagram that GitHub and GitLab
+draw: `reconciler.render.mermaid`), with field-level detail folded away in <details>."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from reconciler.render._format import (
     run_summary,
     show_value,
 )
+from reconciler.render.mermaid import plan_diagram
 
 _BADGE = {
     Status.CONVERGED: "✅ converged",
@@ -46,6 +48,9 @@ def _env_section(env: EnvPlan) -> list[str]:
     for number, step in enumerate(env.steps, 1):
         lines.append(f"{number}. **{step.setting}**: {step.action}")
     lines.append("")
+    diagram = plan_diagram(env)
+    if diagram:
+        lines += [*diagram, ""]
     for number, step in enumerate(env.steps, 1):
         lines.append(f"<details><summary>{number}. {step.setting}: {step.action}</summary>")
         lines.append("")

@@ -271,6 +271,46 @@ def test_every_command_with_debug_logging(fresh: World) -> None:
     w.run("dump", "sec-fwd", code=0)
 
 
+def test_every_drift_output_and_notification(fresh: World) -> None:
+    """Issue 22: the dashboard, the metrics, the JSON, Markdown and text files, the state file,
+    the notifications' bodies (generic and Slack) and the pushed metrics hold no secret, and
+    neither the webhook URLs (secrets themselves) nor the signing key appear anywhere."""
+    from receiver_helpers import receiver
+
+    w = fresh
+    w.env_file("sec-fwd", ON_BODY)
+    w.env_file("sec-back", OFF_BODY)
+    seed(w.app, "sec-fwd", OFF)
+    seed(w.app, "sec-back", ON)
+    hook_path, slack_path = "/hooks/" + secrets.token_hex(12), "/services/" + secrets.token_hex(12)
+    signing = "sign-" + secrets.token_hex(12)
+    w.other_tokens.update({hook_path, slack_path, signing})
+    outputs = []
+    for fmt, name in (("text", "txt"), ("json", "json"), ("markdown", "md"), ("html", "html")):
+        outputs += ["--output", f"{fmt}=out/drift.{name}"]
+    outputs += ["--output", "prometheus=out/drift.prom", "--state", "out/state.json"]
+    with receiver(hook_path) as hook, receiver(slack_path) as slack, receiver() as gateway:
+        env = {
+            "HOOK": hook.url + hook_path,
+            "SLACK": f"slack:{slack.url}{slack_path}",
+            "RECONCILER_NOTIFY_SECRET": signing,
+        }
+        args = ("drift", "--probe", *outputs, "--notify", "${HOOK}", "--notify", "${SLACK}")
+        w.run(*args, "--pushgateway", gateway.url, code=2, **env)
+        # Undeliverable (retried, and refused): the errors name no URL either.
+        hook.then, slack.then = 503, 404
+        seed(w.app, "sec-back", OFF)
+        w.run(*args, code=1, **env)
+        received = [*hook.requests, *slack.requests, *gateway.requests]
+    assert len(received) == 1 + 4 + 1 + 1 + 1
+    assert received[0].signed_by(signing)
+    # The bodies as files of the run: scanned like every other output.
+    for i, request in enumerate(received):
+        (w.root / "out" / f"received-{i}.txt").write_bytes(
+            request.body + json.dumps(request.headers).encode()
+        )
+
+
 def test_the_sandbox_command(world: World) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "-vv", "sandbox", "--port", "0"],

@@ -291,15 +291,18 @@ def build_plan(
                 why=f"{why}; {gate_words}" if gate_words else why,
                 gates=tuple(gates),
                 rewrite=setting_key in forced,
+                broken_after=tuple(rule.number for rule in violations(state)),
             )
         )
+    live_broken = _worst_first(violations(live))
     return EnvPlan(
         name=env.name,
         tenant=env.tenant,
         status=status_of(steps, blocked_by),
         steps=steps,
         blocked_by=blocked_by,
-        live_violations=[f"{rule}: {rule.consequence}" for rule in _worst_first(violations(live))],
+        live_violations=[f"{rule}: {rule.consequence}" for rule in live_broken],
+        live_rules=[rule.id for rule in live_broken],
         notes=notes,
         fingerprints={
             s.key: fingerprint(s, live[s.key], key, env.secret_names(s.key))

@@ -80,6 +80,9 @@ class Step:
     # Written even when the live value compares equal (`--replace`, or a masked key that is
     # re-asserted): apply must not skip it as "already done".
     rewrite: bool = False
+    # The numbers of the safety rules the state right after this step still breaks (the
+    # planner never adds one; a broken live state is repaired step by step): () = safe.
+    broken_after: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class EnvPlan:
     steps: Sequence[Step] = ()
     blocked_by: Sequence[str] = ()
     live_violations: Sequence[str] = ()  # rules live already breaks
+    # The ids of those rules (`Rule.id`), in the same order: for outputs that show a rule's harm.
+    live_rules: Sequence[str] = ()
     notes: Sequence[str] = ()  # e.g. "api_key masked by NewStore: unverified"
     fingerprints: Mapping[str, str] = field(default_factory=dict)  # setting key → fingerprint
     # setting key → live value as read, masked (shown_value): what `apply --plan` compares with
@@ -141,6 +146,7 @@ class EnvPlan:
             "steps",
             "blocked_by",
             "live_violations",
+            "live_rules",
             "notes",
             "replaced",
             "unhealthy",
