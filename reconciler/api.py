@@ -23,15 +23,20 @@ import dataclasses
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import replace as replace_options
 from datetime import UTC, date
 from pathlib import Path
+from typing import TypeAlias
 
-from reconciler import provenance
+from reconciler.api_lock import applied_tenants, lock_backend
 from reconciler.clock import Clock, system_clock
 from reconciler.config import discover, load_each, load_environments
 from reconciler.core.apply import (
+    ApplyOptions,
     EnvResult,
-    OnEvent,
+    Event,
+    PlanAccepted,
+    RunReport,
     apply_run,
     check_plan_file,
     plan_file_environments,
@@ -41,13 +46,22 @@ from reconciler.core.apply import (
 from reconciler.core.drift import DriftReport, check_drift
 from reconciler.core.interrupt import StopRequest, deferred_stops
 from reconciler.core.journal import Journal, default_path
-from reconciler.core.lock import OnWait, TenantLock, tenant_locks
+from reconciler.core.lock import (
+    Held,
+    Holder,
+    LockEvent,
+    LockRequest,
+    LockWaiting,
+    TenantLock,
+    hold_locks,
+)
 from reconciler.core.plan import ClientFactory, EnvPlan, RunPlan, Status, plan_environments
-from reconciler.core.planfile import read_plan_file
+from reconciler.core.planfile import load_plan_file, plan_to_dict, run_plan_from_dict
 from reconciler.errors import (
     ApplyError,
     ConfigError,
     JournalError,
+    LockError,
     PlanFileError,
     ReportedError,
 )
@@ -55,7 +69,7 @@ from reconciler.fsutil import check_output_file
 from reconciler.model import Environment
 from reconciler.newstore.settings import BY_KEY
 from reconciler.parallelism import DEFAULT_PARALLELISM
-from reconciler.provenance import config_commit, run_url
+from reconciler.provenance import Provenance, config_commit, of_run, run_url
 
 __all__ = ["ApplyResult", "Reconciler", "apply", "drift", "load", "plan"]
 
@@ -65,6 +79,11 @@ DEFAULT_ENVIRONMENTS = Path("environments")
 
 def _ignore(*_: object) -> None:
     pass
+
+
+OnWait: TypeAlias = Callable[[str, Holder, float], None]
+"""Called once per lock held by another apply while this one waits for it: (tenant, holder,
+timeout in seconds)."""
 
 
 def _approve(run: RunPlan) -> bool:
@@ -141,12 +160,13 @@ def plan(
         today=today,
     )
     # Where the plan came from, for its file: it expires `plan_valid_hours` after `now`.
+    origin = of_run(Path(environments_dir), environ)
     return dataclasses.replace(
         run,
         created_at=now,
-        config_commit=provenance.config_commit(Path(environments_dir)),
-        created_by=provenance.actor(environ),
-        run_url=provenance.run_url(environ),
+        config_commit=origin.config_commit,
+        created_by=origin.actor,
+        run_url=origin.run_url,
     )
 
 
@@ -190,6 +210,8 @@ class ApplyResult:
     results: tuple[EnvResult, ...]
     journal: Path | None
     locks: tuple[TenantLock, ...]
+    provenance: Provenance | None = None
+    plan_checksum: str = ""
 
     @property
     def applied(self) -> list[EnvResult]:
@@ -199,6 +221,11 @@ class ApplyResult:
     def steps(self) -> int:
         """Steps written, over every applied environment."""
         return sum(r.steps for r in self.applied)
+
+
+RunEvent: TypeAlias = Event | PlanAccepted | LockEvent
+"""Everything `apply` tells `on_event`, as it happens: the locks, the plan accepted, each
+gate, step and convergence."""
 
 
 def apply(
@@ -213,35 +240,44 @@ def apply(
     break_glass: str | None = None,
     replace: Collection[str] = (),
     parallelism: int = DEFAULT_PARALLELISM,
-    lock: bool = True,
+    lock: bool | str = True,
     lock_timeout: float = 0.0,
+    lock_remote: str | None = None,
+    lock_ttl: float | None = None,
+    allow_older_commit: bool = False,
     clock: Clock = system_clock,
     today: date | None = None,
     environ: Mapping[str, str] | None = None,
     client_factory: ClientFactory | None = None,
     stop: StopRequest | None = None,
-    on_event: OnEvent = _ignore,
+    on_event: Callable[[RunEvent], None] = _ignore,
     on_plan: Callable[[RunPlan], None] = _ignore,
     on_locks: Callable[[Sequence[TenantLock]], None] = _ignore,
     on_lock_wait: OnWait = _ignore,
     on_start: Callable[[Path], None] = _ignore,
+    provenance: Provenance | None = None,
 ) -> ApplyResult:
     """Make the live state match the files (`reconciler apply`), one checked step at a time.
 
-    In order: the environments are loaded and their tenants' apply locks taken (`lock`;
-    waiting up to `lock_timeout` s, calling `on_lock_wait`; `on_locks` hears what was held);
-    the run is planned, or `plan_file` (from `plan --out`) is checked against the live state
-    and applied exactly as written; `on_plan(run)` sees the plan before any check can refuse
-    it. A run with an unplannable or blocked environment, or one held by its change policy, is
-    refused (`keep_going` skips those; `break_glass`, a reason, overrides the policy only).
-    With something to write, `confirm(run)` is asked (False: ApplyError, nothing written),
-    the journal is opened (`journal`, default `.reconciler/journal/apply-<time>-<pid>.jsonl`)
-    and `on_start(path)` told, and the steps run, each reported to `on_event`. `stop` (a
-    `StopRequest`) is checked before every write; by default SIGINT/SIGTERM are deferred to
-    it while the run writes.
+    In order: the environments are loaded and their tenants' apply locks taken (`lock`: True
+    as the files' `apply_lock` say, else local; "local" or "git" to choose; False for none;
+    waiting up to `lock_timeout` s, calling `on_lock_wait`; `on_locks` hears what was held;
+    the git lock lives in `lock_remote` (default the files' or origin), may be broken by
+    others after `lock_ttl` s, and refuses a config commit older than the one applied last
+    unless `allow_older_commit`); the run is planned, or `plan_file` (from `plan --out`) is
+    checked against the live state and applied exactly as written; `on_plan(run)` sees the
+    plan before any check can refuse it. A run with an unplannable or blocked environment, or
+    one held by its change policy, is refused (`keep_going` skips those; `break_glass`, a
+    reason, overrides the policy only). With something to write, `confirm(run)` is asked
+    (False: ApplyError, nothing written), the journal is opened (`journal`, default
+    `.reconciler/journal/apply-<time>-<pid>.jsonl`) and `on_start(path)` told, and the steps
+    run, each reported to `on_event`. `stop` (a `StopRequest`) is checked before every write;
+    by default SIGINT/SIGTERM are deferred to it while the run writes. With the git lock, the
+    tenants whose environments all ended applied or converged get the run's commit recorded.
+    `provenance` (default: read now) is what the journal, the lock and the result record.
 
-    Raises ConfigError, PlanFileError, ApplyError (and ChangedUnderneath, Interrupted) or
-    BlockedError, each with the safe-state report when apply stopped part-way.
+    Raises ConfigError, PlanFileError, ApplyError (and ChangedUnderneath, Interrupted,
+    LockError) or BlockedError, each with the safe-state report when apply stopped part-way.
     """
     if break_glass is not None:
         break_glass = " ".join(break_glass.split())
@@ -259,17 +295,45 @@ def apply(
     check_output_file(journal_path, "apply journal", makes_directories=True)
     _forget_hosts()
     directory = Path(environments_dir)
-    with contextlib.ExitStack() as held:
+    origin = provenance or of_run(directory, environ)
+    options = ApplyOptions(
+        keep_going=keep_going,
+        skip_probe=skip_probe,
+        break_glass=break_glass,
+        clock=clock,
+        stop=stop,
+        on_event=on_event,
+        client_factory=client_factory,
+    )
 
-        def take_locks(environments: list[Environment]) -> list[TenantLock]:
-            locks = held.enter_context(
-                tenant_locks(environments, timeout=lock_timeout, enabled=lock, on_wait=on_lock_wait)
+    def told(event: LockEvent) -> None:
+        if isinstance(event, LockWaiting):
+            on_lock_wait(event.tenant, event.holder, event.timeout)
+        on_event(event)
+
+    with contextlib.ExitStack() as stack:
+
+        def take_locks(environments: list[Environment], checksum: str | None) -> Held:
+            backend, choice = lock_backend(environments, lock, lock_remote, lock_ttl)
+            request = LockRequest(
+                timeout=lock_timeout,
+                environments_dir=directory,
+                remote=choice.remote,
+                ttl_seconds=choice.ttl_seconds,
+                allow_older_commit=allow_older_commit,
+                config_commit=origin.config_commit,
+                plan_checksum=checksum,
+                actor=origin.actor,
+                run_url=origin.run_url,
             )
-            on_locks(locks)
-            return locks
+            taken = stack.enter_context(hold_locks(environments, backend, request, told))
+            on_locks(taken.locks)
+            return taken
 
         if plan_file is not None:
-            planned = read_plan_file(plan_file)
+            document = load_plan_file(plan_file)
+            checksum = str(document["checksum"])
+            planned = run_plan_from_dict(document)
             selected = plan_file_environments(planned, names)
             # Said here, naming the plan file: the names come from it, not from the caller.
             known = {path.stem for path in discover(directory)} if selected else set()
@@ -288,7 +352,7 @@ def apply(
             )
             # Locked before the plan file is checked against the live state, so that what is
             # checked is what is written to.
-            locks = take_locks(environments)
+            held = take_locks(environments, checksum)
             run = check_plan_file(
                 planned,
                 str(plan_file),
@@ -302,48 +366,66 @@ def apply(
             # unless keep_going, which skips it.
             loaded = load_each(directory, names, environ=environ, today=today)
             environments = [env for env in loaded if isinstance(env, Environment)]
-            locks = take_locks(environments)
+            held = take_locks(environments, None)
+            now = clock()
             run = plan_environments(
                 loaded,
                 parallelism=parallelism,
                 client_factory=client_factory,
-                now=clock(),
+                now=now,
                 replace=replace,
                 today=today,
             )
+            # The plan file this plan would be, as `plan --out` would write it now (made now,
+            # from this commit, by this actor: what `plan` records).
+            run = dataclasses.replace(
+                run,
+                created_at=now,
+                config_commit=origin.config_commit,
+                created_by=origin.actor,
+                run_url=origin.run_url,
+            )
+            checksum = str(plan_to_dict(run)["checksum"])
         on_plan(run)
         refuse_unready(run, keep_going=keep_going)
         refuse_held(run, keep_going=keep_going, break_glass=break_glass)
+        locks = tuple(held.locks)
+        on_event(PlanAccepted(run, checksum))
+        recorded = {**origin.to_json(), "plan_checksum": checksum}
+        result = ApplyResult(run, (), None, locks, origin, checksum)
         if not any(env.status is Status.CHANGES for env in run.environments):
-            return ApplyResult(run, (), None, tuple(locks))
-        if not confirm(run):
-            raise ApplyError("apply cancelled: nothing was written.")
-        with Journal(journal_path) as opened, deferred_stops(stop) as stopping:
-            on_start(opened.path)
-            try:
-                results = apply_run(
-                    environments,
-                    run,
-                    opened,
-                    keep_going=keep_going,
-                    skip_probe=skip_probe,
-                    client_factory=client_factory,
-                    on_event=on_event,
-                    locks=locks,
-                    clock=clock,
-                    break_glass=break_glass,
-                    stop=stopping,
+            held.record_applied(applied_tenants(environments, [p.name for p in run.environments]))
+        else:
+            if not confirm(run):
+                raise ApplyError("apply cancelled: nothing was written.")
+            with Journal(journal_path) as opened, deferred_stops(stop) as stopping:
+                on_start(opened.path)
+                try:
+                    results = apply_run(
+                        environments,
+                        run,
+                        opened,
+                        replace_options(options, stop=stopping),
+                        locks=locks,
+                        provenance=recorded,
+                    )
+                except ReportedError as exc:
+                    fates = exc.stop.others if isinstance(exc.stop, RunReport) else ()
+                    done = [f.name for f in fates if f.status in ("applied", "converged")]
+                    held.record_applied(applied_tenants(environments, done))
+                    raise _with_journal_failure(exc, opened) from None
+                held.record_applied(applied_tenants(environments, [r.name for r in results]))
+            if opened.failure is not None:
+                # Every write landed and converged; the record of it did not: an error to fix.
+                raise JournalError(
+                    f"every environment was applied and converged, but {opened.failure}: the "
+                    "journal lacks what came after (free the disk; `reconciler plan` shows the "
+                    "live state)."
                 )
-            except ReportedError as exc:
-                raise _with_journal_failure(exc, opened) from None
-        if opened.failure is not None:
-            # Every write landed and converged; the record of it did not: an error to fix.
-            raise JournalError(
-                f"every environment was applied and converged, but {opened.failure}: the "
-                "journal lacks what came after (free the disk; `reconciler plan` shows the "
-                "live state)."
-            )
-        return ApplyResult(run, tuple(results), opened.path, tuple(locks))
+            result = ApplyResult(run, tuple(results), opened.path, locks, origin, checksum)
+    if held.release_problem:
+        raise LockError(f"apply finished, but {held.release_problem}.")
+    return result
 
 
 def _with_journal_failure(exc: ReportedError, journal: Journal) -> ReportedError:
@@ -433,10 +515,13 @@ class Reconciler:
         skip_probe: bool = False,
         break_glass: str | None = None,
         replace: Collection[str] = (),
-        lock: bool = True,
+        lock: bool | str = True,
         lock_timeout: float = 0.0,
+        lock_remote: str | None = None,
+        lock_ttl: float | None = None,
+        allow_older_commit: bool = False,
         stop: StopRequest | None = None,
-        on_event: OnEvent = _ignore,
+        on_event: Callable[[RunEvent], None] = _ignore,
         on_plan: Callable[[RunPlan], None] = _ignore,
     ) -> ApplyResult:
         return apply(
@@ -452,6 +537,9 @@ class Reconciler:
             parallelism=self.parallelism,
             lock=lock,
             lock_timeout=lock_timeout,
+            lock_remote=lock_remote,
+            lock_ttl=lock_ttl,
+            allow_older_commit=allow_older_commit,
             clock=self.clock,
             today=self.today,
             environ=self.environ,

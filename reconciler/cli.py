@@ -32,12 +32,11 @@ import click.shell_completion
 from reconciler._version import __version__
 from reconciler.clock import Clock, system_clock
 from reconciler.core.interrupt import Terminated
-from reconciler.errors import ConfigError, ExitCode, ReconcilerError
+from reconciler.errors import ConfigError, ExitCode, ReconcilerError, ReportedError
 from reconciler.fsutil import check_output_file
 from reconciler.parallelism import DEFAULT_PARALLELISM
 
 if TYPE_CHECKING:
-    from reconciler.core.lock import Holder, TenantLock
     from reconciler.core.plan import RunPlan
 
 
@@ -67,6 +66,15 @@ class Injected:
 def _error(message: str, code: int = ExitCode.ERROR) -> int:
     click.echo(f"Error: {message}", err=True)
     return code
+
+
+def _words(exc: ReconcilerError) -> str:
+    """An error's message, and the stop report it carries in words."""
+    if not isinstance(exc, ReportedError) or not exc.stop:
+        return str(exc)
+    from reconciler.render.stop_report import render_error  # lazy: start-up time (the core)
+
+    return render_error(exc)
 
 
 def _exit(code: int) -> NoReturn:
@@ -156,7 +164,7 @@ class ReconcilerGroup(click.Group):
             # Usage errors exit 1, not click's 2: 2 means "changes pending" in this tool.
             code = ExitCode.ERROR
         except ReconcilerError as exc:
-            code = _error(str(exc), exc.exit_code)
+            code = _error(_words(exc), exc.exit_code)
         except KeyboardInterrupt:
             code = _error("interrupted.", ExitCode.INTERRUPTED)
         except Terminated:
@@ -251,7 +259,9 @@ def _use_color(no_color: bool) -> bool:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("environments"),
     show_default=True,
-    help="Directory holding the environment files.",
+    # Set once in a shell to rehearse every command on `reconciler init`'s rehearsal/ files.
+    envvar="RECONCILER_ENVIRONMENTS_DIR",
+    help="Directory holding the environment files [env: RECONCILER_ENVIRONMENTS_DIR].",
 )
 @click.option("--no-color", is_flag=True, help="Never colour output (NO_COLOR is honoured too).")
 @click.option("-v", "--verbose", count=True, help="Log HTTP calls (secrets masked) to stderr.")
@@ -364,9 +374,14 @@ def plan(
     if fmt == "json":
         click.echo(plan_to_json(run), nl=False)
     elif fmt == "markdown":
-        from reconciler.render.markdown import render_markdown  # lazy: start-up time
+        # lazy: start-up time
+        from reconciler.core.planfile import plan_to_dict
+        from reconciler.render.markdown import render_markdown
 
-        click.echo(render_markdown(run), nl=False)
+        # The checksum of the very plan file `--out` writes (the run's own `created_at`), and
+        # the commit the plan records.
+        checksum = plan_to_dict(run)["checksum"]
+        click.echo(render_markdown(run, commit=run.config_commit, checksum=checksum), nl=False)
     else:
         from reconciler.render.text import render_text  # lazy: start-up time
 
@@ -415,24 +430,7 @@ def _say_how_to_apply(g: Globals, run: Any, out: Path, *, to_stdout: bool) -> No
     click.echo(line, err=not to_stdout)
 
 
-def _waiting(tenant: str, holder: Holder, timeout: float) -> None:
-    click.echo(
-        f"Waiting up to {timeout:g} s for another `reconciler apply` ({holder.describe()}) "
-        f"to finish applying tenant {tenant}…",
-        err=True,
-    )
-
-
-def _say_locks(locks: Sequence[TenantLock]) -> None:
-    from reconciler.core.lock import SKIPPED_UNSUPPORTED  # lazy: start-up time
-
-    if any(lock.skipped_because == SKIPPED_UNSUPPORTED for lock in locks):
-        click.echo(
-            f"Warning: {SKIPPED_UNSUPPORTED}: applying without the per-tenant lock.", err=True
-        )
-
-
-def _confirmation(plan_file: Path | None) -> Callable[[RunPlan], bool]:
+def _confirmation(plan_file: Path | None, *, err: bool = False) -> Callable[[RunPlan], bool]:
     """`apply`'s question before the first write: on a terminal, asked; elsewhere refused."""
 
     def confirm(run: RunPlan) -> bool:
@@ -452,7 +450,7 @@ def _confirmation(plan_file: Path | None) -> Callable[[RunPlan], bool]:
         pending = [env for env in run.environments if env.status is Status.CHANGES]
         steps = sum(len(env.steps) for env in pending)
         targets = ", ".join(env.name for env in pending)
-        return click.confirm(f"Apply these {steps} changes to {targets}?", default=False)
+        return click.confirm(f"Apply these {steps} changes to {targets}?", default=False, err=err)
 
     return confirm
 
@@ -498,14 +496,49 @@ def _confirmation(plan_file: Path | None) -> Callable[[RunPlan], bool]:
     default=0,
     metavar="SECONDS",
     show_default=True,
-    help="Wait this long for another apply of the same tenant on this machine to finish "
-    "(0: refuse at once).",
+    help="Wait this long for another apply of the same tenant to finish (0: refuse at once).",
 )
 @click.option(
     "--no-lock",
     is_flag=True,
     help="Do not take the per-tenant apply lock (recorded in the journal); only when you are "
     "sure no other apply of these tenants runs.",
+)
+@click.option(
+    "--lock",
+    "lock_backend",
+    type=click.Choice(["local", "git"]),
+    help="Which apply lock: local (a file lock on this machine) or git (a ref in the "
+    "configuration repository's remote, shared by every runner; refuses a commit older than "
+    "the one applied last) [default: the files' apply_lock, else local].",
+)
+@click.option(
+    "--lock-remote",
+    metavar="NAME",
+    help="The git remote holding the git lock [default: the files' apply_lock.remote, else "
+    "origin].",
+)
+@click.option(
+    "--lock-ttl",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="git lock: after this long, another apply may break this run's lock (set it above "
+    "your longest apply) [default: the files' apply_lock.ttl_minutes, else never: only "
+    "`reconciler unlock` breaks it].",
+)
+@click.option(
+    "--allow-older-commit",
+    is_flag=True,
+    help="git lock: apply even when this checkout's commit is older than the one applied last "
+    "to the tenant (a deliberate rollback; a revert commit is better).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: JSON lines on stdout (schemas/apply-events.schema.json), the text on stderr.",
 )
 @click.option(
     "--break-glass",
@@ -527,59 +560,91 @@ def apply(
     parallelism: int,
     lock_timeout: float,
     no_lock: bool,
+    lock_backend: str | None,
+    lock_remote: str | None,
+    lock_ttl: float | None,
+    allow_older_commit: bool,
+    fmt: str,
     break_glass: str | None,
     replace: tuple[str, ...],
 ) -> int:
     """Make the live state match the environment files, one checked step at a time."""
     # lazy: start-up time
     from reconciler import api
-    from reconciler.core.plan import Status
-    from reconciler.render.steps import render_event
-    from reconciler.render.text import render_text
+    from reconciler.provenance import of_run
+    from reconciler.render.apply_output import apply_output
 
-    def show_plan(run: RunPlan) -> None:
-        click.echo(render_text(run, color=g.color), nl=False)
-        for env in run.environments:
-            if env.status is Status.ERROR:
-                click.echo(f"Error: {env.error}", err=True)
-
-    def started(journal: Path) -> None:
-        click.echo(f"Journal: {journal}")
-        if break_glass is not None:
-            click.echo(
-                f"Break glass: {' '.join(break_glass.split())} (apply windows and freezes are "
-                "overridden for this run; gates and safety rules still hold)"
-            )
-
-    result = api.apply(
-        g.environments_dir,
-        envs,
-        plan_file=plan_file,
-        confirm=(lambda run: True) if auto_approve else _confirmation(plan_file),
-        journal=journal_file,
-        keep_going=keep_going,
-        skip_probe=skip_probe,
-        break_glass=break_glass,
-        replace=replace,
-        parallelism=parallelism,
-        lock=not no_lock,
-        lock_timeout=lock_timeout,
-        clock=g.clock,
-        on_event=lambda event: click.echo(render_event(event), nl=False),
-        on_plan=show_plan,
-        on_locks=_say_locks,
-        on_lock_wait=_waiting,
-        on_start=started,
-    )
-    if result.journal is None:
-        click.echo("Nothing to do: the live state already matches.")
-        return ExitCode.OK
-    total, applied = result.steps, len(result.applied)
-    click.echo(
-        f"Apply complete: {total} step{'s' if total != 1 else ''} in "
-        f"{applied} environment{'s' if applied != 1 else ''}, all converged."
-    )
+    if no_lock and lock_backend is not None:
+        raise ConfigError(f"--no-lock and --lock {lock_backend} contradict each other: give one.")
+    origin = of_run(g.environments_dir)
+    output = apply_output(fmt, color=g.color, break_glass=break_glass, provenance=origin)
+    try:
+        result = api.apply(
+            g.environments_dir,
+            envs,
+            plan_file=plan_file,
+            confirm=(lambda run: True)
+            if auto_approve
+            else _confirmation(plan_file, err=fmt == "json"),
+            journal=journal_file,
+            keep_going=keep_going,
+            skip_probe=skip_probe,
+            break_glass=break_glass,
+            replace=replace,
+            parallelism=parallelism,
+            lock=False if no_lock else (lock_backend or True),
+            lock_timeout=lock_timeout,
+            lock_remote=lock_remote,
+            lock_ttl=lock_ttl,
+            allow_older_commit=allow_older_commit,
+            clock=g.clock,
+            on_event=output.event,
+            on_plan=output.plan,
+            on_locks=output.locks,
+            on_lock_wait=output.waiting,
+            on_start=output.started,
+            provenance=origin,
+        )
+    except ReconcilerError as exc:
+        output.failed(exc)
+        raise
+    except KeyboardInterrupt:
+        output.interrupted("SIGINT")
+        raise
+    except Terminated:
+        output.interrupted("SIGTERM")
+        raise
+    output.done(result.results, result.journal)
     return ExitCode.OK
+
+
+@cli.command()
+@click.argument("env", metavar="ENV", shell_complete=_complete_environments)
+@click.option("--lock-id", "lock_id", required=True, metavar="ID", help="The lock's id, as "
+              "the messages of the apply it blocks name it.")  # fmt: skip
+@click.option(
+    "--lock-remote",
+    metavar="NAME",
+    help="The git remote holding the lock [default: the file's apply_lock.remote, else origin].",
+)
+@click.option("--force", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@click.pass_obj
+def unlock(g: Globals, env: str, lock_id: str, lock_remote: str | None, force: bool) -> None:
+    """Break a stale git apply lock of ENV's tenant (a killed CI job's), only by its id.
+
+    Like Terraform's force-unlock: the id proves you read the lock you break. Breaking the lock
+    of an apply that still runs lets a second apply interleave with it; make sure it is gone.
+    """
+    from reconciler import api_lock  # lazy: start-up time
+
+    if not force and sys.stdin.isatty():
+        holder = api_lock.read_lock(g.environments_dir, env, remote=lock_remote)
+        if holder is not None and holder.lock_id == lock_id:
+            click.echo(f"The git apply lock of {env}'s tenant: {holder.describe()}.")
+            if not click.confirm("Break it? Only if that apply is gone for good", default=False):
+                raise ConfigError("unlock cancelled: the lock is still held.")
+    holder = api_lock.unlock(g.environments_dir, env, lock_id, remote=lock_remote)
+    click.echo(f"Unlocked {env}'s tenant: broke lock id {holder.lock_id} ({holder.describe()}).")
 
 
 @cli.command()
@@ -865,14 +930,17 @@ def _notify_targets(urls: Sequence[str], pushgateway: str | None) -> tuple[list[
 )
 @click.pass_obj
 def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str, ...]) -> None:
-    """Write ENV's live state as an environment file that plans zero changes.
+    """Write ENV's live state into its environment file, so that it plans zero changes.
 
-    ENV's file supplies the tenant, connection, extends and gates (its settings may be left
-    out: that is how a tenant is adopted). Secrets are written as ${...} references only.
+    The file edited is --out when it exists (with --force), else ENV's own file, which supplies
+    the tenant and connection (a file with no settings yet is how a tenant is adopted). Its
+    extends, comments and ${NAME}s are kept; only what differs from NewStore, and no base file
+    says already, is written; a diff shows what changed. Secrets are written as ${...} only.
     """
     # lazy: start-up time
     from reconciler.config import discover
     from reconciler.core.dump import check_out, dump_environment, write_dump
+    from reconciler.render.dump import render_dump_diff, render_written
 
     (source,) = discover(g.environments_dir, [env])
     if out is not None:
@@ -880,14 +948,55 @@ def dump(g: Globals, env: str, out: Path | None, force: bool, stores: tuple[str,
     result = dump_environment(source, out=out, stores=stores)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
+    for note in result.notes:
+        click.echo(f"Note: {note}", err=True)
     if out is None:
         click.echo(result.text, nl=False)
         return
+    if result.before is not None:
+        click.echo(render_dump_diff(result, out, color=g.color), nl=False)
+        if result.before == result.text:
+            return  # nothing to write: the file stays as it is, byte for byte
     write_dump(result.text, out, force=force)
-    variables = (
-        f"; set {', '.join(result.variables)} before planning it" if result.variables else ""
-    )
-    click.echo(f"Wrote {out}{variables}.")
+    click.echo(render_written(result, out))
+
+
+@cli.command("vars")
+@click.argument("envs", nargs=-1, metavar="[ENV]...", shell_complete=_complete_environments)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json follows schemas/vars.schema.json.",
+)
+@click.pass_obj
+def vars_(g: Globals, envs: tuple[str, ...], fmt: str) -> int:
+    """List the ${NAME} variables the environments use: where, and whether each is set now.
+
+    Never prints a value. What to export before a run, and the CI secrets to add.
+    """
+    # lazy: start-up time
+    from reconciler.config import discover
+    from reconciler.config.variables import report_to_dict, variables_of
+
+    report = variables_of(discover(g.environments_dir, envs))
+    if fmt == "json":
+        import json  # lazy: start-up time
+
+        click.echo(json.dumps(report_to_dict(report), indent=2))
+    else:
+        from reconciler.render.variables import render_variables  # lazy: start-up time
+
+        click.echo(render_variables(report), nl=False)
+    for broken in report.unresolved:
+        problems = "; ".join(str(p) for p in broken.problems)
+        click.echo(
+            f"Error: {broken.file} cannot be resolved, its variables are unknown: {problems}",
+            err=True,
+        )
+    return ExitCode.ERROR if report.unresolved else ExitCode.OK
 
 
 # -- starting a configuration repository (init, schema) -----------------------------------------
@@ -928,15 +1037,20 @@ def init(directory: Path, ci: str, source: str | None) -> None:
         click.echo(f"  created {directory / name}")
     where = "" if directory == Path(".") else f"cd {directory} && "
     steps = [
+        "set `tenant:` in environments/staging.yaml to your staging tenant's name",
         f"{where}reconciler validate --allow-missing-secrets   # offline, no secrets needed",
+        "reconciler vars   # the variables to export here and to add as CI secrets"
+        # No file names the reconciler's own key, so vars cannot list it; CI needs it.
+        + (", and RECONCILER_FINGERPRINT_KEY (`openssl rand -hex 32`)" if ci != "none" else ""),
         "rehearse on a local sandbox: see rehearsal/staging.yaml",
-        "export NEWSTORE_CLIENT_ID=... NEWSTORE_CLIENT_SECRET=...; reconciler plan",
     ]
-    if source is None:
+    # Running init again would refuse to overwrite these files: name them, to edit.
+    owner = [name for name, text in files.items() if "OWNER" in text]
+    if owner:
         steps.insert(
             0,
-            "replace OWNER in the CI and pre-commit files with where you host "
-            "newstore-reconciler (or run init again with --source)",
+            f"replace OWNER in {', '.join(owner)} with the account that hosts your copy of "
+            "newstore-reconciler (`init --source GIT_URL@REF` fills it in for a new repository)",
         )
     click.echo("Next:\n" + "\n".join(f"  {i}. {step}" for i, step in enumerate(steps, 1)))
 

@@ -14,9 +14,14 @@
     │   ├── RetryBudgetExhausted     transient failures outlasted the retry budget
     │   ├── ConflictError            409 kept coming back after re-read and retry
     │   └── RejectedError            any other 4xx/5xx answer (validation, server error)
-    └── ReportedError                may carry a stop report (`.stop`, a value; `.report`, text)
+    └── ReportedError                may carry a stop report (`.stop`, a value: the words are
+        │                            `render.stop_report.render_error`'s)
         ├── ApplyError               apply stopped; carries the safe-state report
         │   ├── ChangedUnderneath    live state moved away from what was planned
+        │   ├── LockError            the apply lock could not be taken, checked or let go (a
+        │   │   │                    git failure)
+        │   │   ├── LockHeldError    another apply holds it (the message names the holder)
+        │   │   └── OlderCommitError the run's config commit is older than the one applied last
         │   ├── JournalError         the apply journal cannot be written: no write without it
         │   └── Interrupted          exit 130 / 143: SIGINT / SIGTERM stopped apply before a write
         └── BlockedError             exit 3: a gate or safety rule stops a needed change;
@@ -32,10 +37,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from reconciler.core.apply.report import RunReport
+from typing import Protocol
 
 
 class ExitCode(enum.IntEnum):
@@ -171,32 +173,28 @@ class RejectedError(NewStoreError):
     """NewStore answered with an error status that retrying will not fix."""
 
 
+class StopValue(Protocol):
+    """A stop report, as the errors see it: a value, empty or not. It is the core's
+    `core.apply.report.RunReport`; the errors sit below the core, so they know no more of it
+    than this, and `render.stop_report.render_error` words an error with its report."""
+
+    def __bool__(self) -> bool: ...
+
+
 @dataclass
 class ReportedError(ReconcilerError):
     """Base of the errors that can carry a stop report: `stop` is the value (what was applied,
-    what was not, what a fresh read says about each rule), `report` its text."""
+    what was not, what a fresh read says about each rule). `str(err)` is the message alone;
+    `render.stop_report.render_error(err)` is the message and the report in words."""
 
     message: str
-    stop: RunReport | None = None
+    stop: StopValue | None = None
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
 
-    @property
-    def report(self) -> str:
-        """The stop report in words ("" without one)."""
-        if not self.stop:
-            return ""
-        # The one upward edge of the errors, kept for `.report` (the text callers and tests
-        # read): the words are render's, the value the core's, and the errors sit below both.
-        # lazy: render (and the core it reads) load only when a stop report is shown.
-        from reconciler.render.stop_report import render_run_report
-
-        return render_run_report(self.stop)
-
     def __str__(self) -> str:
-        report = self.report
-        return f"{self.message}\n{report}" if report else self.message
+        return self.message
 
 
 class ApplyError(ReportedError):
@@ -205,6 +203,21 @@ class ApplyError(ReportedError):
 
 class ChangedUnderneath(ApplyError):
     """The live state moved since it was planned (another run, or a hand edit)."""
+
+
+class LockError(ApplyError):
+    """The apply lock could not be taken (held by another apply, a git remote that cannot be
+    reached or pushed to), the run's commit is older than the one applied last, or a lock
+    could not be let go. Raised before any write, except when letting go."""
+
+
+class LockHeldError(LockError):
+    """Another apply holds a tenant's lock (still, after `--lock-timeout`); the message names
+    the holder."""
+
+
+class OlderCommitError(LockError):
+    """The git lock found a newer config commit applied to the tenant than the run's."""
 
 
 class JournalError(ApplyError):

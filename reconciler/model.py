@@ -118,6 +118,17 @@ class Gates:
 
 
 @dataclass(frozen=True)
+class LockChoice:
+    """`apply_lock:` which lock apply takes per tenant (`core.lock`): `local` (a file lock on
+    this machine) or `git` (a ref in the configuration repository's remote `remote`, which
+    any other apply may break once `ttl_seconds` passed; None: only `reconciler unlock`)."""
+
+    backend: str = "local"
+    remote: str = "origin"
+    ttl_seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class Location:
     """Where a key came from, for error messages that name file:line:column."""
 
@@ -172,6 +183,8 @@ class Environment:
     locations: Mapping[str, Location] = field(default_factory=dict, repr=False, compare=False)
     # `allow_shared_tenant: true`: another environment file may resolve to the same tenant.
     allow_shared_tenant: bool = False
+    # `apply_lock:` the lock apply takes; None when the files do not say (the default, local).
+    apply_lock: LockChoice | None = None
     # URL fields that are secrets in this environment, because a ${VAR} fills their query or
     # userinfo (key path -> the variables' names): masked and fingerprinted like an api_key.
     secret_urls: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)

@@ -109,3 +109,29 @@ def run_url(environ: Mapping[str, str] | None = None) -> str | None:
 
 def tool_version() -> str:
     return __version__
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a run came from, as one value: recorded in apply's journal and JSON summary and
+    in its git lock, so each names the same commit, actor and CI run."""
+
+    config_commit: ConfigCommit | None
+    actor: str
+    run_url: str | None
+    tool_version: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "config_commit": self.config_commit.to_json() if self.config_commit else None,
+            "actor": self.actor,
+            "run_url": self.run_url,
+            "tool_version": self.tool_version,
+        }
+
+
+def of_run(environments_dir: Path, environ: Mapping[str, str] | None = None) -> Provenance:
+    """The provenance of a run over `environments_dir`, read now from git and the process."""
+    return Provenance(
+        config_commit(environments_dir), actor(environ), run_url(environ), __version__
+    )

@@ -4,6 +4,8 @@ runner resolves `${{ inputs.* }}` (defaults included)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -56,6 +58,10 @@ class Action:
 
     def __init__(self, workdir: Path, secrets: dict[str, str]) -> None:
         self.workdir, self.secrets = workdir, secrets
+        # True: the secrets go in as `secrets: ${{ toJSON(secrets) }}` (as the recipes pass
+        # them), not through the step's env.
+        self.as_json = False
+        self.path_prefix = ""
 
     def run(self, **given: str) -> tuple[int, dict[str, str], str]:
         action = _action()
@@ -71,7 +77,14 @@ class Action:
 
         output = self.workdir.parent / "output.txt"
         output.write_text("")
-        env = _clean_env() | self.secrets | {"GITHUB_OUTPUT": str(output)}
+        env = _clean_env() | {"GITHUB_OUTPUT": str(output)}
+        if self.as_json:
+            # What the runner hands over for toJSON(secrets): every secret, and its own token.
+            inputs["secrets"] = json.dumps(self.secrets | {"github_token": "ghs_not-a-nsr-secret"})
+        else:
+            env |= self.secrets
+        if self.path_prefix:
+            env["PATH"] = f"{self.path_prefix}{os.pathsep}{env['PATH']}"
         env |= {k: resolve(str(v)) for k, v in step["env"].items()}
         result = _bash(step["run"], self.workdir, env)
         outputs = dict(line.partition("=")[::2] for line in output.read_text().splitlines())
@@ -173,3 +186,80 @@ def test_errors_fail_the_step_with_the_message(action: Action) -> None:
     code, out, log = action.run(command="destroy")
     assert code == 1
     assert "command must be validate, plan, apply or drift" in log
+
+
+def test_the_tested_script_holds_no_expression() -> None:
+    """GitHub substitutes `${{ }}` into a run script's text before running it: a secret there
+    would be written into the script. Everything comes in through env."""
+    for step in _action()["runs"]["steps"]:
+        assert "${{" not in step.get("run", ""), step.get("name")
+    assert _action()["inputs"]["secrets"]["default"] == ""
+
+
+def _masked(log: str) -> tuple[list[str], str]:
+    """The values the log registered for masking, and the log without those commands (the
+    runner consumes them; what is left is what a reader sees)."""
+    masks = re.findall(r"^::add-mask::(.*)$", log, re.M)
+    return masks, re.sub(r"^::add-mask::.*\n", "", log, flags=re.M)
+
+
+@pytest.mark.e2e
+def test_secrets_as_json_export_exactly_the_needed_variables_masked(
+    action: Action, live_sandbox: tuple[SandboxApp, str], tmp_path: Path
+) -> None:
+    sandbox, _ = live_sandbox
+    unrelated = "an-unrelated-secret-of-another-repo-01"
+    action.secrets["SOME_OTHER_SECRET"] = unrelated
+    # The reconciler's own settings come along (no environment file names them).
+    action.secrets["RECONCILER_SOME_KEY"] = "a-reconciler-setting-of-32-chars-0001"
+    action.as_json = True
+    # A `reconciler` on PATH before the real one records which variables its process got
+    # (names only), then runs the real one.
+    seen = tmp_path / "seen.txt"
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "reconciler").write_text(
+        f'#!/bin/sh\necho "$* :: $(env | grep -v "^INPUT_SECRETS=$" | cut -d= -f1 | '
+        f'tr "\\n" " ")" >> "{seen}"\nexec "{BIN / "reconciler"}" "$@"\n'
+    )
+    (shim / "reconciler").chmod(0o755)
+    action.path_prefix = str(shim)
+
+    code, out, log = action.run(command="plan", environments="staging")
+    assert code == 0 and out["exitcode"] == "2", log
+    masks, shown = _masked(log)
+    needed = ("NEWSTORE_CLIENT_SECRET", "SANDBOX_WEBHOOK_API_KEY", "SANDBOX_ORDER_WEBHOOK_API_KEY")
+    for name in needed:
+        assert action.secrets[name] in masks, name
+        assert action.secrets[name] not in shown, name
+    assert unrelated not in log and "ghs_not-a-nsr-secret" not in log
+    calls = dict(line.split(" :: ") for line in seen.read_text().splitlines())
+    assert [args.split()[2] for args in calls] == ["vars", "plan"]
+    for args, names in calls.items():
+        got = set(names.split())
+        # The secrets' JSON reaches no reconciler process; only the needed variables do.
+        assert "INPUT_SECRETS" not in got and "SOME_OTHER_SECRET" not in got, args
+        assert not {"github_token", "GITHUB_TOKEN"} & got
+    (plan_call,) = [names for args, names in calls.items() if " plan " in args]
+    assert set(needed) | {"NEWSTORE_CLIENT_ID", "RECONCILER_SOME_KEY"} <= set(plan_call.split())
+    assert "a-reconciler-setting-of-32-chars-0001" in masks
+    assert sandbox.requests("acme-staging")
+
+
+@pytest.mark.e2e
+def test_a_missing_secret_fails_the_step_naming_it_before_anything_runs(
+    action: Action, live_sandbox: tuple[SandboxApp, str]
+) -> None:
+    sandbox, _ = live_sandbox
+    del action.secrets["SANDBOX_WEBHOOK_API_KEY"]
+    action.as_json = True
+    code, out, log = action.run(command="plan")
+    assert code == 1 and out["exitcode"] == "1", log
+    errors = (action.workdir / out["errors"]).read_text()
+    assert "SANDBOX_WEBHOOK_API_KEY (environments/staging.yaml:" in errors
+    assert "nothing was run" in errors
+    assert "Traceback" not in log
+    assert sandbox.requests("acme-staging") == [] and sandbox.requests("acme-eu") == []
+    # Offline validation of a fork's files needs none of them.
+    code, out, log = action.run(command="validate", args="--allow-missing-secrets")
+    assert code == 0, log

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,9 @@ def test_init_validate_and_rehearse_on_the_sandbox(
     base_file = yaml.safe_load((repo / "environments/_base.yaml").read_text())
     assert base_file["connection"]["client_id"] == "${NEWSTORE_CLIENT_ID}"
     assert base_file["connection"]["client_secret"] == "${NEWSTORE_CLIENT_SECRET}"
+    # With CI, a laptop's apply shares CI's lock; the rehearsal, on this machine, does not.
+    assert base_file["apply_lock"] == "git"
+    assert yaml.safe_load((repo / "rehearsal/staging.yaml").read_text())["apply_lock"] == "local"
     hook = yaml.safe_load((repo / ".pre-commit-config.yaml").read_text())["repos"][0]
     assert hook["hooks"] == [{"id": "reconciler-validate"}]
     # Every editor link in the files resolves inside the new repository.
@@ -138,6 +142,8 @@ def test_init_ci_choices(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "none/requirements.txt").exists()
     assert "rev: v9.9.9" in (tmp_path / "none/.pre-commit-config.yaml").read_text()
+    # Without CI, no remote is assumed: the file lock of this machine, as before.
+    assert "apply_lock" not in (tmp_path / "none/environments/_base.yaml").read_text()
     assert "OWNER" not in result.output
     result = runner.invoke(
         cli,
@@ -262,3 +268,25 @@ def test_completion_offers_environment_names(tmp_path: Path) -> None:
     assert complete("reconciler drift ") == ["prod-eu", "production", "staging"]
     assert complete("reconciler dump st") == ["staging"]
     assert complete("reconciler --environments-dir nowhere plan ") == []
+
+
+def test_init_workflows_name_no_secret(tmp_path: Path) -> None:
+    """The names live in the environment files only: the workflows pass every secret as one
+    JSON input, and `reconciler vars` says which to add."""
+    runner = CliRunner()
+    repo = tmp_path / "config"
+    assert runner.invoke(cli, ["init", str(repo), "--ci", "github"]).exit_code == 0
+    listed = runner.invoke(
+        cli, ["--environments-dir", str(repo / "environments"), "vars", "--format", "json"]
+    )
+    assert listed.exit_code == 0, listed.output
+    names = [v["name"] for v in json.loads(listed.output)["variables"]]
+    assert names == ["NEWSTORE_CLIENT_ID", "NEWSTORE_CLIENT_SECRET"]
+    for workflow in (repo / ".github" / "workflows").glob("*.yml"):
+        text = workflow.read_text()
+        assert not re.findall(r"secrets\.\w", text), workflow.name
+        assert not [name for name in names if name in text], workflow.name
+        uses = [line for line in text.splitlines() if "uses: OWNER/newstore-reconciler" in line]
+        assert text.count("secrets: ${{ toJSON(secrets) }}") == len(uses) - (
+            1 if workflow.name == "plan.yml" else 0  # a fork's offline validation gets none
+        ), workflow.name

@@ -20,6 +20,7 @@ from apply_helpers import (
 from plan_helpers import make_env
 
 from reconciler.core.apply import (
+    ApplyOptions,
     EnvironmentConverged,
     Event,
     GateChecked,
@@ -36,7 +37,7 @@ from reconciler.errors import ApplyError, BlockedError, ChangedUnderneath
 from reconciler.model import ABSENT, Environment, Value
 from reconciler.newstore.client import NewStoreClient
 from reconciler.newstore.limiter import HostLimiter
-from reconciler.render.stop_report import render_run_report
+from reconciler.render.stop_report import render_report, render_run_report
 from reconciler.sandbox import SandboxApp, SandboxConfig
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 
@@ -93,9 +94,7 @@ def _apply(
             plan,
             client,
             journal,
-            skip_probe=skip_probe,
-            on_event=record,
-            probe_transport=app.transport(),
+            ApplyOptions(skip_probe=skip_probe, on_event=record, probe_transport=app.transport()),
         )
     return events
 
@@ -151,7 +150,7 @@ def test_a_setting_changed_underneath_stops_before_writing_it(
     ) in message
     assert DEFAULT_WEBHOOK_API_KEY not in message
     assert writes(app, TENANT) == FORWARD[:1], "nothing after the moved setting was written"
-    report = info.value.report
+    report = render_report(info.value)
     assert "applied       1/5 external_oms: update (request id " in report
     assert "FAILED        2/5 availability_webhook: create" in report
     assert "not attempted 3/5 external_atp: update" in report
@@ -183,7 +182,7 @@ def test_the_stop_report_is_a_value_that_render_words(app: SandboxApp, journal: 
         (5, "associate_app"),
     ]
     assert stop.safety == SafetyCheck(), "re-read, and no rule broken"
-    assert info.value.report == render_run_report(run_report)
+    assert render_report(info.value) == render_run_report(run_report)
 
 
 def test_a_secret_changed_underneath_is_named_but_not_shown(
@@ -241,7 +240,7 @@ def test_the_convergence_check_names_the_field_that_did_not_settle(
 
     assert "did not converge" in str(info.value)
     assert "still changes availability_webhook.timeout" in str(info.value)
-    assert "all 5 steps ran, then the convergence check failed" in info.value.report
+    assert "all 5 steps ran, then the convergence check failed" in render_report(info.value)
 
 
 def test_a_partner_setting_moved_since_planning_stops_the_write(
@@ -259,7 +258,7 @@ def test_a_partner_setting_moved_since_planning_stops_the_write(
 
     assert "writing external_atp now would break rule 1" in str(info.value)
     assert ("external_atp", "POST") not in writes(app, TENANT)
-    assert "satisfies every safety rule" in info.value.report
+    assert "satisfies every safety rule" in render_report(info.value)
 
 
 def test_a_failing_probe_blocks_its_step_and_everything_after(
@@ -276,7 +275,7 @@ def test_a_failing_probe_blocks_its_step_and_everything_after(
     assert "gate webhook_probe failed" in str(info.value)
     assert "answered 500, expected 200" in str(info.value)
     assert writes(app, TENANT) == FORWARD[:2]
-    report = info.value.report
+    report = render_report(info.value)
     assert "BLOCKED       3/5 external_atp: update (gate webhook_probe:" in report
     assert "not attempted 4/5 external_order_webhook: create" in report
     assert "not attempted 5/5 associate_app: update" in report
@@ -328,7 +327,7 @@ def test_the_report_warns_loudly_when_the_live_state_still_breaks_a_rule(
     with pytest.raises(ApplyError) as info:
         _apply(app, env, plan, journal)
 
-    message, report = info.value.message, info.value.report
+    message, report = info.value.message, render_report(info.value)
     assert "availability_webhook: NewStore rejected the call" in message
     assert "Request id: " in message
     assert "FAILED        1/2 availability_webhook: create (request id " in report
@@ -357,19 +356,21 @@ def test_one_failing_environment_stops_the_rest_unless_keep_going(
             envs,
             run,
             journal,
-            keep_going=keep_going,
-            client_factory=lambda env: _client(app, env),
-            probe_transport=app.transport(),
+            ApplyOptions(
+                keep_going=keep_going,
+                client_factory=lambda env: _client(app, env),
+                probe_transport=app.transport(),
+            ),
         )
 
     assert writes(app, "acme-a") == []
     assert "[acme-a] external_oms: NewStore rejected the call" in info.value.message
     if keep_going:
         assert writes(app, "acme-b") == FORWARD
-        assert "acme-b: applied, converged" in info.value.report
+        assert "acme-b: applied, converged" in render_report(info.value)
     else:
         assert writes(app, "acme-b") == []
-        assert "acme-b: not attempted" in info.value.report
+        assert "acme-b: not attempted" in render_report(info.value)
 
 
 def test_an_environment_that_could_not_be_planned_stops_everything(
@@ -381,7 +382,7 @@ def test_an_environment_that_could_not_be_planned_stops_everything(
     assert run.environments[1].status is Status.ERROR
 
     with pytest.raises(ApplyError, match="nothing applied: acme-b could not be planned"):
-        apply_run(envs, run, journal, client_factory=lambda env: _client(app, env))
+        apply_run(envs, run, journal, ApplyOptions(client_factory=lambda env: _client(app, env)))
     assert writes(app, "acme-a") == []
 
 
@@ -398,9 +399,11 @@ def test_a_blocked_environment_stops_every_write_unless_keep_going_skips_it(
             envs,
             run,
             journal,
-            keep_going=keep_going,
-            client_factory=lambda env: _client(app, env),
-            probe_transport=app.transport(),
+            ApplyOptions(
+                keep_going=keep_going,
+                client_factory=lambda env: _client(app, env),
+                probe_transport=app.transport(),
+            ),
         )
     assert info.value.exit_code == 3
     assert writes(app, "acme-a") == (FORWARD if keep_going else [])

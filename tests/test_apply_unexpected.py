@@ -16,13 +16,14 @@ from env_helpers import ON_YAML
 from plan_helpers import make_env
 
 from reconciler.cli import cli
-from reconciler.core.apply import apply_run
+from reconciler.core.apply import ApplyOptions, apply_run
 from reconciler.core.journal import Journal, read_journal
 from reconciler.core.plan import plan_environments
 from reconciler.errors import ApplyError
 from reconciler.model import Environment
 from reconciler.newstore.client import NewStoreClient
 from reconciler.newstore.limiter import HostLimiter
+from reconciler.render.stop_report import render_report
 from reconciler.sandbox import SandboxApp, SandboxConfig
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
 
@@ -121,8 +122,10 @@ def test_an_exception_in_a_write_ends_in_the_safe_state_report_and_the_journal(
             [env],
             run,
             journal,
-            client_factory=lambda e: _client(app, e, breaking),
-            probe_transport=app.transport(),
+            ApplyOptions(
+                client_factory=lambda e: _client(app, e, breaking),
+                probe_transport=app.transport(),
+            ),
         )
 
     error = info.value
@@ -130,13 +133,13 @@ def test_an_exception_in_a_write_ends_in_the_safe_state_report_and_the_journal(
         f"[{TENANT}] step 3/5 external_atp stopped on an unexpected RuntimeError; "
         "nothing more was written"
     )
-    assert "FAILED        3/5 external_atp: update" in error.report
-    assert "not attempted 4/5 external_order_webhook: create" in error.report
-    assert "not attempted 5/5 associate_app: update" in error.report
+    assert "FAILED        3/5 external_atp: update" in render_report(error)
+    assert "not attempted 4/5 external_order_webhook: create" in render_report(error)
+    assert "not attempted 5/5 associate_app: update" in render_report(error)
     # The client stays broken, so the re-read for the safety statement fails too: said so.
     assert (
         "WARNING: could not re-read the live state to check the safety rules "
-        "(unexpected RuntimeError)" in error.report
+        "(unexpected RuntimeError)" in render_report(error)
     )
     assert "transport exploded" not in str(error) and DEFAULT_WEBHOOK_API_KEY not in str(error)
     assert writes(app, TENANT) == FORWARD[:2]
@@ -164,11 +167,14 @@ def test_an_exception_in_the_probe_stops_apply_with_the_report(tmp_path: Path) -
             [env],
             run,
             journal,
-            client_factory=lambda e: _client(app, e, app.transport()),
-            probe_transport=probe,
+            ApplyOptions(
+                client_factory=lambda e: _client(app, e, app.transport()), probe_transport=probe
+            ),
         )
 
     assert "step 3/5 external_atp stopped on an unexpected RuntimeError" in info.value.message
-    assert "The live state, re-read just now, satisfies every safety rule." in info.value.report
+    assert "The live state, re-read just now, satisfies every safety rule." in render_report(
+        info.value
+    )
     assert "transport exploded" not in str(info.value)
     assert writes(app, TENANT) == FORWARD[:2]

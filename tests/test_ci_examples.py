@@ -9,6 +9,7 @@ checked instead.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 import pytest
 import yaml
 from env_helpers import OFF_YAML
+from git_helpers import GIT
 from receiver_helpers import receiver
 
 from reconciler import __version__
@@ -58,18 +60,22 @@ GITLAB_VARIABLES = {
     "CI_MERGE_REQUEST_DIFF_BASE_SHA": "HEAD~1",  # the repo fixture's base commit
     "CI_JOB_URL": "https://gitlab.example/acme/newstore-config/-/jobs/4242",
 }
-SECRET_NAMES = (
+# The variables the environment files name (`reconciler vars` lists them), then the
+# reconciler's own secret, which no file names: the key of the plan file's fingerprints.
+FILE_SECRET_NAMES = (
     "NEWSTORE_CLIENT_ID",
     "NEWSTORE_CLIENT_SECRET",
     "ACME_STAGING_ATP_API_KEY",
     "ACME_PRODUCTION_ATP_API_KEY",
     "ACME_STAGING_ORDER_WEBHOOK_API_KEY",
     "ACME_PRODUCTION_ORDER_WEBHOOK_API_KEY",
-    "RECONCILER_FINGERPRINT_KEY",
-    # Optional (issue 22): where the drift job tells changes; empty when not configured.
-    "RECONCILER_NOTIFY",
-    "RECONCILER_NOTIFY_SECRET",
 )
+TOOL_SECRET_NAMES = ("RECONCILER_FINGERPRINT_KEY",)
+SECRET_NAMES = FILE_SECRET_NAMES + TOOL_SECRET_NAMES
+# Optional (issue 22): where the drift job tells changes. Named where users read what to create
+# (the drift workflow's header comment, GitLab's header, the CI README), never wired by name:
+# as secrets named RECONCILER_* they reach the step through the same JSON.
+NOTIFY_SECRET_NAMES = ("RECONCILER_NOTIFY", "RECONCILER_NOTIFY_SECRET")
 # Plan and apply use two different API clients (issue 25.2): GitLab's recipe has a plan client
 # for merge-request pipelines; on GitHub the test plays a plan workflow whose secrets name
 # another client than apply's (environment-scoped secrets, or a rotation in between).
@@ -264,7 +270,7 @@ class GitHub:
     def _job(self, workflow_name: str, job_id: str) -> JobRun:
         workflow = _load(GITHUB / workflow_name)
         assert workflow["defaults"]["run"]["shell"] == "bash"
-        context = dict(GITHUB_CONTEXT) | {f"secrets.{k}": v for k, v in self.secrets.items()}
+        context = dict(GITHUB_CONTEXT) | {"toJSON(secrets)": json.dumps(self.secrets)}
         context |= {f"inputs.{k}": v for k, v in self.inputs.items()}
         summary = self.workdir.parent / "summary.md"
         summary.write_text("")
@@ -364,6 +370,8 @@ class GitLab:
 def repo(live_sandbox: tuple[SandboxApp, str], tmp_path: Path) -> Path:
     """A config repository's checkout: environments/ pointing at the sandbox, checked out as
     GitHub checks out a pull request (HEAD the merge, HEAD^1 the base without these files)."""
+    if GIT is None:
+        pytest.skip("needs the git program (the checkout, and the apply lock's remote)")
     _, base = live_sandbox
     workdir = tmp_path / "checkout"
     (workdir / "environments").mkdir(parents=True)
@@ -376,6 +384,11 @@ def repo(live_sandbox: tuple[SandboxApp, str], tmp_path: Path) -> Path:
         (workdir / "environments" / f"{name}.yaml").write_text(text)
     _git(workdir, "add", "environments")
     _git(workdir, "commit", "--quiet", "-m", "the pull request")
+    # The repository's own remote, which holds the apply lock (`--lock git`).
+    remote = tmp_path / "remote.git"
+    _git(tmp_path, "init", "--quiet", "--bare", str(remote))
+    _git(workdir, "remote", "add", "origin", remote.as_uri())
+    _git(workdir, "push", "--quiet", "origin", "HEAD:refs/heads/main")
     return workdir
 
 
@@ -425,6 +438,8 @@ def _hand_edit(sandbox: SandboxApp, tenant: str, **changes: Any) -> dict[str, An
 
 
 def _assert_no_secret(text: str, secrets: dict[str, str]) -> None:
+    # The runner consumes `::add-mask::VALUE` commands: no reader of the log sees them.
+    text = re.sub(r"^::add-mask::.*\n?", "", text, flags=re.M)
     for name, value in secrets.items():
         if name not in ("NEWSTORE_CLIENT_ID", "NEWSTORE_PLAN_CLIENT_ID") and value:
             assert value not in text, f"{name} leaked"
@@ -549,7 +564,8 @@ def test_nightly_drift_probes_tells_a_change_once_and_keeps_the_dashboard(
             run.log + (work / "drift.md").read_text() + (work / "drift-dashboard.html").read_text()
         )
         _assert_no_secret(text, pipeline.secrets)
-        assert "nightly-secret-part" not in text
+        # The runner consumes `::add-mask::VALUE` (the action masks the URL): no reader sees it.
+        assert "nightly-secret-part" not in re.sub(r"^::add-mask::.*\n?", "", text, flags=re.M)
 
 
 @pytest.mark.e2e
@@ -700,8 +716,9 @@ def test_github_triggers() -> None:
 def test_github_permissions_are_minimal_per_job() -> None:
     expected = {
         "plan.yml": {"plan": {"contents": "read"}, "comment": {"pull-requests": "write"}},
+        # contents: write, for the apply lock's refs in the repository (refs/reconciler/*).
         "apply.yml": {
-            "apply": {"contents": "read", "actions": "read", "pull-requests": "read"},
+            "apply": {"contents": "write", "actions": "read", "pull-requests": "read"},
         },
         "drift.yml": {"drift": {"contents": "read"}, "report": {"issues": "write"}},
     }
@@ -711,43 +728,104 @@ def test_github_permissions_are_minimal_per_job() -> None:
         assert {job_id: job["permissions"] for job_id, job in workflow["jobs"].items()} == jobs
 
 
-def test_two_applies_never_run_at_once() -> None:
-    concurrency = _load(GITHUB / "apply.yml")["concurrency"]
-    assert concurrency == {"group": "reconciler-apply", "cancel-in-progress": False}
-    # GitHub still cancels a waiting run when a newer one queues: the run's last step checks
-    # that nothing is left unapplied, so a cancelled run never goes unnoticed.
-    last = _load(GITHUB / "apply.yml")["jobs"]["apply"]["steps"][-2]
-    assert last["uses"].startswith(ACTION_PREFIX)
-    assert last["with"]["command"] == "drift" and last["with"]["allowed-exit-codes"] == "0"
-    assert _gitlab_jobs()["apply"]["resource_group"] == "reconciler-apply"
+def test_no_apply_is_cancelled_while_it_waits() -> None:
+    """No concurrency group (GitHub cancels a waiting run of a group when a third one queues)
+    and no resource group: every apply waits for the git lock, and an older one is refused."""
+    apply = _load(GITHUB / "apply.yml")
+    assert "concurrency" not in apply and "concurrency" not in apply["jobs"]["apply"]
+    steps = apply["jobs"]["apply"]["steps"]
+    (run,) = [s for s in steps if s.get("with", {}).get("command") == "apply"]
+    assert "--lock git --lock-timeout 1200" in run["with"]["args"]
+    assert apply["jobs"]["apply"]["timeout-minutes"] * 60 > 1200, "the job outlives the wait"
+    assert not [s for s in steps if s.get("with", {}).get("command") == "drift"]
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))
+    assert "persist-credentials" not in checkout.get("with", {}), "git push needs the token"
+    job = _gitlab_jobs()["apply"]
+    assert "resource_group" not in job and job["interruptible"] is False
+    (script,) = [s for s in job["script"] if _tested(s) and "reconciler apply" in s]
+    assert "--lock git --lock-timeout 1200 --format json" in script
+
+
+@pytest.mark.e2e
+def test_an_apply_older_than_the_one_applied_passes_writing_nothing(
+    pipeline: Pipeline, live_sandbox: tuple[SandboxApp, str]
+) -> None:
+    """Two merges, their runs in the wrong order: the newer one applies first and records its
+    commit; the older one's run is refused before any write and passes, saying why."""
+    sandbox, _ = live_sandbox
+    work = pipeline.workdir
+    assert pipeline.plan().ok
+    older = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (work / "environments" / "README.md").write_text("a newer merge\n")
+    _git(work, "add", "environments")
+    _git(work, "commit", "--quiet", "-m", "a newer merge")
+    run = pipeline.apply()
+    assert run.ok, run.log
+    writes = len(sandbox.history("acme-staging"))
+    assert writes > 0
+    if isinstance(pipeline, GitHub):
+        assert run.outputs["applied"] == "5" and run.outputs["not-attempted"] == "0"
+        assert run.outputs["error-kind"] == ""
+        assert run.summary.startswith("## reconciler apply\n\n**applied** (exit 0): 5 applied")
+        assert "| acme-staging | applied | 5 | 0 | 0 | 0 |" in run.summary
+
+    _git(work, "checkout", "--quiet", older)
+    assert pipeline.plan().ok
+    run = pipeline.apply()
+    assert run.ok, run.log
+    assert "newer configuration already applied to tenant acme-" in run.log
+    assert "it holds this merge's changes. Nothing was written." in run.log
+    assert len(sandbox.history("acme-staging")) == writes
+    if isinstance(pipeline, GitHub):
+        assert run.outputs["error-kind"] == "older_commit"
+        assert "**failed** (exit 1)" in run.summary
 
 
 def test_secrets_reach_only_the_tested_reconciler_steps() -> None:
+    """The workflows name no secret, not even the reconciler's own fingerprint key: each
+    reconciler step gets them all as one JSON input, and the action exports just those
+    environments/ uses plus the secrets named RECONCILER_* (tests/test_action.py; the plan and
+    apply tests here use two API clients, so the key does travel that way)."""
     for name in WORKFLOWS:
+        text = (GITHUB / name).read_text()
+        assert not re.findall(r"secrets\.\w+", text), name
+        assert not [s for s in SECRET_NAMES if s in text], name
         workflow = _load(GITHUB / name)
         assert "env" not in workflow, name
         for job_id, job in workflow["jobs"].items():
-            assert "secrets." not in str(job.get("env", {})), (name, job_id)
+            assert "secrets" not in str(job.get("env", {})), (name, job_id)
     for name, _job_id, step in _github_steps():
         run = step.get("run", "")
+        assert "secrets" not in str(step.get("env", {})), (name, step.get("name"))
         assert "secrets." not in run and "${{" not in (run if _tested(run) else "")
-        uses_secrets = "secrets." in str(step.get("env", {}))
+        uses_secrets = "secrets" in step.get("with", {})
+        if uses_secrets:
+            assert step["with"]["secrets"] == "${{ toJSON(secrets) }}"
         # The reconciler runs through the action only; a fork's offline validation gets none.
         runs_reconciler = step.get("uses", "").startswith(ACTION_PREFIX) and (
             "--allow-missing-secrets" not in step["with"].get("args", "")
         )
         assert not _runs_reconciler(run), (name, step.get("name"))
         assert uses_secrets == runs_reconciler, (name, step.get("name"))
-        # Each secret goes in under its own name, the one environments/ refers to.
-        for key, value in step.get("env", {}).items():
-            if "secrets." in str(value):
-                assert value == f"${{{{ secrets.{key} }}}}"
     # GitLab masks the variables; no script should print or pass them on anyway.
     for job in _gitlab_jobs().values():
         for script in job["script"]:
             assert not any(s in script for s in SECRET_NAMES[1:]), script
             tokens = re.findall(r".*RECONCILER_GITLAB_TOKEN.*", script)
-            assert all('PRIVATE-TOKEN: $RECONCILER_GITLAB_TOKEN"' in line for line in tokens)
+            # The API's header, or git's credential helper (which never writes it down).
+            helper = 'password=%s\\n" "$RECONCILER_GITLAB_TOKEN"; }; f\''
+            assert all(
+                'PRIVATE-TOKEN: $RECONCILER_GITLAB_TOKEN"' in line or line.endswith(helper)
+                for line in tokens
+                if not line.lstrip().startswith("#")
+            ), tokens
+    # GitLab's header lists the CI/CD variables to create: no environment file's name (that
+    # is `reconciler vars`'s job), only the reconciler's own, which no file names.
+    header = GITLAB.read_text()
+    assert not [s for s in FILE_SECRET_NAMES[2:] if s in header]
+    assert all(s in header for s in TOOL_SECRET_NAMES)
 
 
 def test_every_reconciler_command_is_in_a_tested_script() -> None:
@@ -755,7 +833,7 @@ def test_every_reconciler_command_is_in_a_tested_script() -> None:
         "reconciler validate",
         "reconciler plan --format markdown --detailed-exitcode --out plan.json",
         "reconciler apply --plan plan.json --auto-approve --journal apply-journal.jsonl"
-        ' "${glass[@]}"',
+        ' --lock git --lock-timeout 1200 --format json "${glass[@]}"',
         "reconciler drift --probe --format markdown --state .reconciler/drift-state.json"
         " --output html=drift-dashboard.html",
     }
@@ -770,8 +848,12 @@ def test_every_reconciler_command_is_in_a_tested_script() -> None:
         ("validate", "", ""),
         ("validate", "--allow-missing-secrets", ""),
         ("plan", "", "markdown"),
-        ("apply", "--plan plan.json --auto-approve --journal apply-journal.jsonl", ""),
-        ("drift", "", ""),
+        (
+            "apply",
+            "--plan plan.json --auto-approve --journal apply-journal.jsonl --lock git "
+            "--lock-timeout 1200",
+            "",
+        ),
         ("drift", DRIFT_ARGS, "markdown"),
     }
     for scripts in (gitlab,):
@@ -815,9 +897,12 @@ def test_api_scripts_use_the_marker_and_the_files_the_tested_ones_write() -> Non
     plan, apply, drift = (_gitlab_jobs()[job]["script"] for job in ("plan", "apply", "drift"))
     (note,) = [s for s in plan if "/notes" in s]
     assert MARKER in note and '"body@note.md"' in note
-    (fetch,) = [s for s in apply if not _tested(s)]
+    fetch, push = [s for s in apply if not _tested(s)]
     assert '"jobs/$job/artifacts/plan.json" > plan.json' in fetch
     assert fetch.count("Nothing was applied.") == 2 and fetch.count("exit 1") == 2
+    # The lock's pushes go to the project with the token, from the variable, never stored.
+    assert 'git remote set-url --push origin "$CI_SERVER_URL/$CI_PROJECT_PATH.git"' in push
+    assert "git config credential.helper '!f()" in push
     (issue,) = [s for s in drift if not _tested(s)]
     assert "labels=drift" in issue and '"description@issue.md"' in issue
 
@@ -861,11 +946,19 @@ def test_example_requirements_pin_this_release() -> None:
     assert "-r requirements.txt" in GITLAB.read_text()
 
 
-def test_readme_names_every_file_and_secret() -> None:
+def test_readme_names_every_file_and_how_to_find_the_secrets() -> None:
     readme = (CI / "README.md").read_text()
-    for name in (*WORKFLOWS, "gitlab-ci.yml", "requirements.txt", *SECRET_NAMES):
+    for name in (
+        *WORKFLOWS,
+        "gitlab-ci.yml",
+        "requirements.txt",
+        *SECRET_NAMES[:2],
+        *TOOL_SECRET_NAMES,
+        *NOTIFY_SECRET_NAMES,
+    ):
         assert name in readme, name
     assert "RECONCILER_GITLAB_TOKEN" in readme
+    assert "reconciler vars" in readme and "toJSON(secrets)" in readme
 
 
 @pytest.mark.e2e

@@ -18,6 +18,7 @@ from reconciler.errors import (
     ReportedError,
 )
 from reconciler.model import Location, locate
+from reconciler.render.stop_report import render_error
 
 
 def test_exit_codes_live_on_the_exception_classes() -> None:
@@ -31,7 +32,7 @@ def test_exit_codes_live_on_the_exception_classes() -> None:
 def test_the_errors_with_a_stop_report_share_one_base() -> None:
     for error in (ApplyError("x"), ChangedUnderneath("x"), Interrupted("x"), BlockedError("x")):
         assert isinstance(error, ReportedError)
-        assert (error.stop, error.report, str(error)) == (None, "", "x")
+        assert (error.stop, render_error(error), str(error)) == (None, "x", "x")
 
 
 def test_one_location_lookup_walks_keys_and_list_indexes() -> None:

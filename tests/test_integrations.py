@@ -100,4 +100,4 @@ def test_shell_completion_completes_commands() -> None:
     }
     result = subprocess.run([str(RECONCILER)], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["plain,validate"]
+    assert result.stdout.splitlines() == ["plain,validate", "plain,vars"]

@@ -32,6 +32,7 @@ if not hasattr(resource, "prlimit"):
 
 TENANT = "acme-staging"
 WEBHOOK_CONFIG = f"/{TENANT}/v0/config/availability/webhook"
+ORDER_WEBHOOK_CONFIG = f"/{TENANT}/v0/config/sales_order/external_order_webhook"
 
 
 class DiskFillsUp(SandboxApp):
@@ -60,13 +61,15 @@ class DiskFillsUp(SandboxApp):
         return answer
 
 
-def _run_apply(app: DiskFillsUp, write_env: WriteEnv, tmp_path: Path) -> tuple[int, str, str]:
+def _run_apply(
+    app: DiskFillsUp, write_env: WriteEnv, tmp_path: Path, *extra: str
+) -> tuple[int, str, str]:
     with running(app) as base:
         directory = write_env(TENANT, TENANT, base, ON_YAML).parent
         journal = tmp_path / "j.jsonl"
         app.journal = journal
         command = [sys.executable, "-m", "reconciler", "--environments-dir", str(directory)]
-        command += ["apply", "--auto-approve", "--journal", str(journal)]
+        command += ["apply", "--auto-approve", "--journal", str(journal), *extra]
         proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -114,6 +117,25 @@ def test_a_full_disk_after_a_write_keeps_the_step_applied_and_the_stop_report(
     assert lines[-1]["phase"] == "intent" and lines[-1]["setting"] == "availability_webhook"
 
 
+def test_a_full_disk_is_its_own_error_kind_in_the_json_summary(
+    write_env: WriteEnv, tmp_path: Path
+) -> None:
+    """A CI system reading `apply --format json` learns that the journal failed (kind
+    `journal`), with the step that landed counted as applied."""
+    from test_apply_events import records  # the schema-validating reader of JSON lines
+
+    app = DiskFillsUp(("PUT", WEBHOOK_CONFIG), spare=7)
+
+    code, out, err = _run_apply(app, write_env, tmp_path, "--format", "json")
+
+    assert code == 1, out + err
+    summary = records(out)[-1]
+    assert summary["error"]["kind"] == "journal", summary
+    assert "cannot append to the apply journal" in summary["error"]["message"]
+    assert summary["steps"]["applied"] == 2 and summary["steps"]["not_attempted"] == 3
+    assert summary["steps"]["failed"] == 0
+
+
 def test_the_exit_code_stays_the_applys_when_the_journal_fails_on_a_blocked_gate(
     write_env: WriteEnv, tmp_path: Path
 ) -> None:
@@ -141,9 +163,11 @@ def test_a_write_whose_answer_was_lost_is_unknown_not_failed(
         path.read_text().replace("  timeout: 5\n", "  timeout: 5\n  retry:\n    attempts: 2\n", 1)
     )
     directory = path.parent
-    # Every attempt at the webhook config's write lands, then the connection drops.
+    # Every attempt at the order webhook config's write lands, then the connection drops.
+    # (A write a safety rule relies on, such as the availability webhook's, is read back
+    # instead of resent, and a read-back that shows it landed continues: test_review_safety_v3.)
     sandbox.set_faults(
-        [{"method": "PUT", "path": WEBHOOK_CONFIG, "drop_connection": True, "times": 50}]
+        [{"method": "POST", "path": ORDER_WEBHOOK_CONFIG, "drop_connection": True, "times": 50}]
     )
     env = os.environ.copy()
     command = [sys.executable, "-m", "reconciler", "--environments-dir", str(directory)]
@@ -157,8 +181,8 @@ def test_a_write_whose_answer_was_lost_is_unknown_not_failed(
     )
 
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "UNKNOWN       2/5 availability_webhook: create" in proc.stderr, proc.stderr
+    assert "UNKNOWN       4/5 external_order_webhook: create" in proc.stderr, proc.stderr
     assert "the answer was lost: the write may have landed" in proc.stderr
     results = [e for e in _whole_lines(tmp_path / "j.jsonl") if e["phase"] == "result"]
-    assert results[-1]["setting"] == "availability_webhook"
+    assert results[-1]["setting"] == "external_order_webhook"
     assert results[-1]["result"] == "unknown"

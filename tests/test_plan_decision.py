@@ -21,6 +21,7 @@ import pytest
 from apply_helpers import FORWARD, writes
 from click.testing import CliRunner, Result
 from env_helpers import ON_YAML
+from git_helpers import needs_git
 
 from reconciler.cli import Injected, cli
 from reconciler.core.planfile import load_plan_file
@@ -215,6 +216,7 @@ def _git(directory: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+@needs_git
 def test_a_plan_file_records_when_and_from_which_commit(
     live_sandbox: tuple[SandboxApp, str], env_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

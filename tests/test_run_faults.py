@@ -161,13 +161,17 @@ def test_a_signal_stops_apply_before_the_next_write_with_the_stop_report(
     assert "Traceback" not in err
     assert f"{name} received: stopped before step 2/5" in err
     assert "applied       1/5 external_oms: update" in err
-    assert "not attempted 2/5 availability_webhook: create" in err
+    assert (
+        f"not attempted 2/5 availability_webhook: create (interrupted: {name} before it started)"
+        in err
+    )
+    assert "FAILED" not in err and "failed" not in err  # issue 21.5: interrupted, not failed
     assert "The live state, re-read just now, satisfies every safety rule." in err
     assert writes(sandbox, "sig") == FORWARD[:1], "the write in flight finished; no other"
     closing = read_journal(journal)[-1]
     assert closing["phase"] == "interrupted"
     assert closing["signal"] == name
-    assert closing["environments"] == {"sig": "failed"}
+    assert closing["environments"] == {"sig": "interrupted"}
 
     # The lock is free (no waiting allowed), and running again converges.
     rerun = run_cli(
@@ -176,6 +180,52 @@ def test_a_signal_stops_apply_before_the_next_write_with_the_stop_report(
     assert rerun.exit_code == 0, rerun.output
     assert writes(sandbox, "sig") == FORWARD
     assert run_cli(directory, "plan", "--detailed-exitcode").exit_code == 0
+
+
+@pytest.mark.parametrize("sandbox_config", [SandboxConfig(latency_ms=150)], indirect=True)
+def test_the_steps_a_signal_stopped_say_interrupted_not_failed(
+    live_sandbox: Sandbox, write_env: WriteEnv, tmp_path: Path
+) -> None:
+    """Found as a new user: a Ctrl-C between steps is no failure. The step that never started,
+    and those after it, read "not attempted (interrupted)"; the environment's outcome, in the
+    text, the JSON summary and the journal, is "interrupted", never "failed"."""
+    from test_apply_events import records  # the schema-validating reader of JSON lines
+
+    sandbox, base = live_sandbox
+    directory = write_env("sig", "sig", base, ON_YAML).parent
+    journal = tmp_path / "sig.jsonl"
+    command = [sys.executable, "-m", "reconciler", "--environments-dir", str(directory)]
+    proc = subprocess.Popen(
+        [*command, "apply", "--auto-approve", "--format", "json", "--journal", str(journal)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=os.environ.copy(),
+    )
+    try:
+        _wait_for_intent(proc, journal)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+
+    assert proc.returncode == 130, out + err
+    report = err[err.index("Error: ") :]
+    assert "sig (tenant sig): stopped before step 2 of 5 (SIGINT)." in report
+    assert (
+        "not attempted 2/5 availability_webhook: create (interrupted: SIGINT before it started)"
+        in report
+    )
+    assert "not attempted 5/5 associate_app: update (interrupted)" in report
+    assert "failed" not in report.lower() and "stopped at step" not in report
+    summary = records(out)[-1]
+    assert summary["outcome"] == "interrupted" and summary["error"]["kind"] == "interrupted"
+    (env,) = summary["environments"]
+    assert env["outcome"] == "interrupted", env
+    assert env["steps"]["failed"] == 0 and env["steps"]["not_attempted"] == 4
+    assert read_journal(journal)[-1]["environments"] == {"sig": "interrupted"}
+    assert writes(sandbox, "sig") == FORWARD[:1]
 
 
 @pytest.mark.parametrize("sandbox_config", [SandboxConfig(latency_ms=300)], indirect=True)
@@ -296,11 +346,12 @@ def test_a_signal_between_environments_leaves_the_rest_not_attempted(
     live_sandbox: Sandbox, write_env: WriteEnv, tmp_path: Path
 ) -> None:
     from reconciler.config import load_environments
-    from reconciler.core.apply import EnvironmentConverged, Event, apply_run
+    from reconciler.core.apply import ApplyOptions, EnvironmentConverged, Event, apply_run
     from reconciler.core.interrupt import StopRequest
     from reconciler.core.journal import Journal
     from reconciler.core.plan import plan_environments
     from reconciler.errors import Interrupted
+    from reconciler.render.stop_report import render_report
 
     sandbox, base = live_sandbox
     for tenant in ("sig-a", "sig-b"):
@@ -313,12 +364,16 @@ def test_a_signal_between_environments_leaves_the_rest_not_attempted(
             stop.request(signal.SIGTERM)  # as the CLI's handler does
 
     with Journal(tmp_path / "j.jsonl") as journal, pytest.raises(Interrupted) as caught:
-        apply_run(envs, plan_environments(envs), journal, on_event=on_event, stop=stop)
+        apply_run(
+            envs, plan_environments(envs), journal, ApplyOptions(on_event=on_event, stop=stop)
+        )
 
     assert caught.value.exit_code == 143
     assert "SIGTERM received between environments" in caught.value.message
-    assert "sig-a: applied, converged" in caught.value.report
-    assert "sig-b: not attempted (SIGTERM received before it started)" in caught.value.report
+    assert "sig-a: applied, converged" in render_report(caught.value)
+    assert "sig-b: not attempted (SIGTERM received before it started)" in render_report(
+        caught.value
+    )
     assert writes(sandbox, "sig-a") == FORWARD
     assert writes(sandbox, "sig-b") == []
     closing = read_journal(tmp_path / "j.jsonl")[-1]

@@ -31,7 +31,7 @@ from werkzeug.wrappers import Request
 
 from reconciler.cli import cli
 from reconciler.core.journal import read_journal
-from reconciler.core.lock import tenant_locks
+from reconciler.core.lock import LOCAL, LockRequest, hold_locks
 from reconciler.errors import ApplyError
 from reconciler.rules import violations
 from reconciler.sandbox import SandboxApp
@@ -214,11 +214,12 @@ def test_the_lock_is_keyed_by_tenant_identity(tmp_path: Path) -> None:
         name="other-spelling",
         connection=replace(env.connection, base_url="http://LOCALHOST.:8765/acme-staging/"),
     )
-    with tenant_locks([env], directory=tmp_path) as held:
-        assert held[0].acquired
+    request = LockRequest(directory=tmp_path)
+    with hold_locks([env], LOCAL, request) as held:
+        assert held.locks[0].acquired
         with (
             pytest.raises(ApplyError, match="is applying tenant acme-staging"),
-            tenant_locks([other], directory=tmp_path),
+            hold_locks([other], LOCAL, request),
         ):
             pass
     (lock_file,) = tmp_path.iterdir()

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config.build import build_environment, secret_urls
+from reconciler.config.consent import confirmations_from_variables
 from reconciler.config.rehearsal import rehearse_secrets, rehearse_urls
-from reconciler.config.resolve import Merged, Resolver, substitute
+from reconciler.config.resolve import CREDENTIAL_DEFAULTS, Merged, Resolver, substitute
 from reconciler.config.schema import check_schema, closest
 from reconciler.errors import ConfigError, Problem, ValidationFailed
 from reconciler.identity import tenant_identity
@@ -136,6 +137,8 @@ def _build(
     # A rehearsal's secrets are the sandbox's demo values: its real variables are never read.
     demo = rehearse_secrets(merged)
     in_urls = secret_urls(merged.data)  # before substitution: which urls a ${VAR} makes secret
+    # Before substitution too: a confirmation must be written out, not filled by a variable.
+    confirmations = confirmations_from_variables(merged)
     substitution_problems, bad = substitute(
         merged,
         {**environ, **demo} if demo else environ,
@@ -150,7 +153,7 @@ def _build(
         else p
         for p in substitution_problems
     ]
-    problems += substitution_problems
+    problems += substitution_problems + confirmations
     bad |= {p.path for p in problems}
     schema_problems = check_schema(merged, bad)
     problems += schema_problems
@@ -188,16 +191,10 @@ def shared_tenants(environments: Sequence[Environment]) -> dict[str, Problem]:
                 "connection.base_url" if "connection.base_url" in env.locations else "tenant",
                 f"{files} both manage tenant {tenants} ({identity}): two files for one tenant "
                 "undo each other's changes; keep one, or set `allow_shared_tenant: true` in "
-                "each of them if two views of one tenant are really wanted",
+                "each of them (in the file itself: a base file's does not count) if two views "
+                "of one tenant are really wanted",
             )
     return problems
-
-
-# The contract's defaults: an environment may leave its credentials to the usual variables.
-CREDENTIAL_DEFAULTS = {
-    "connection.client_id": "${NEWSTORE_CLIENT_ID}",
-    "connection.client_secret": "${NEWSTORE_CLIENT_SECRET}",
-}
 
 
 def _default_credentials(merged: Merged) -> set[str]:

@@ -14,38 +14,25 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler.clock import today_utc
+from reconciler.config.consent import said_here
 from reconciler.config.resolve import Merged
+from reconciler.config.urls import spelling_problem, unreachable_by_newstore, url_problem
 from reconciler.config.yamlsafe import child_path
 from reconciler.errors import Problem
 from reconciler.identity import tenant_in_base_url, tenant_in_token_url
-from reconciler.model import ABSENT, Connection, Environment, Gates, Value, WebhookProbe
+from reconciler.model import (
+    ABSENT,
+    Connection,
+    Environment,
+    Gates,
+    LockChoice,
+    Value,
+    WebhookProbe,
+)
 from reconciler.net import is_loopback
 from reconciler.newstore.settings import REGISTRY
 from reconciler.policy import DAYS, Freeze, Policy, Window
 from reconciler.rules import RULES, Rule
-
-
-def url_problem(url: str, *, allow_query: bool) -> str | None:
-    """Why `url` is unacceptable, or None. Never quotes the URL (it could hold a password)."""
-    if not url or any(c.isspace() for c in url):
-        return "must be an absolute URL without spaces"
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
-    except ValueError:
-        return "is not a valid URL (check the host and port)"
-    if parts.scheme not in ("http", "https") or not host:
-        return "must be an absolute URL such as `https://host/path`"
-    if "@" in parts.netloc:
-        return "must not embed credentials (user:password@); secrets only come from ${...}"
-    if not allow_query and parts.query:
-        return "must not have a query string (?...)"
-    if not allow_query and parts.fragment:
-        return "must not have a fragment (#...)"
-    if parts.scheme == "http" and not is_loopback(host):
-        return "must use https (plain http is only allowed for 127.0.0.0/8, ::1 and localhost)"
-    return None
 
 
 class _EnvironmentBuilder:
@@ -91,8 +78,10 @@ class _EnvironmentBuilder:
         for key in urls:
             path = child_path("connection", key)
             if isinstance(conn.get(key), str) and self.ok(path):
-                why = url_problem(conn[key], allow_query=False) or self._other_tenant(
-                    named_by[key](conn[key]), tenant
+                why = (
+                    url_problem(conn[key], allow_query=False)
+                    or spelling_problem(conn[key])
+                    or self._other_tenant(named_by[key](conn[key]), tenant)
                 )
                 if why:
                     self.report(path, why)
@@ -150,7 +139,13 @@ class _EnvironmentBuilder:
                 invalid.add(key)
         return desired, invalid
 
-    def setting_urls(self) -> None:
+    def setting_urls(self, tenant: str) -> None:
+        conn = self.data.get("connection")
+        base = conn.get("base_url") if isinstance(conn, dict) else None
+        base = base if isinstance(base, str) else f"https://{tenant}.p.newstore.net"
+        # NewStore calls these urls from its own network: for a tenant it hosts (any base_url
+        # not on this machine), a url only this machine or its network can reach never works.
+        hosted = not is_loopback(urlsplit(base).hostname or "localhost")
         for setting in REGISTRY:
             section = self.data.get(setting.key)
             if not isinstance(section, dict):
@@ -159,6 +154,8 @@ class _EnvironmentBuilder:
                 path = child_path(setting.key, name)
                 if isinstance(section.get(name), str) and self.ok(path):
                     why = url_problem(section[name], allow_query=setting.url_query_allowed)
+                    if why is None and hosted:
+                        why = unreachable_by_newstore(section[name])
                     if why:
                         self.report(path, why)
 
@@ -319,6 +316,21 @@ class _EnvironmentBuilder:
             timezone = "UTC"
         return Policy(timezone=timezone, windows=tuple(windows), freezes=tuple(freezes))
 
+    def apply_lock(self) -> LockChoice | None:
+        """`apply_lock`: `local`, `git`, or a mapping with `backend`, `remote`, `ttl_minutes`
+        (the schema checked the shape)."""
+        value = self.data.get("apply_lock")
+        if value is None or not self.ok("apply_lock"):
+            return None
+        if isinstance(value, str):
+            return LockChoice(backend=value)
+        ttl = value.get("ttl_minutes")
+        return LockChoice(
+            backend=str(value.get("backend", "local")),
+            remote=str(value.get("remote", "origin")),
+            ttl_seconds=None if ttl is None else float(ttl) * 60,
+        )
+
 
 DEFAULT_PLAN_VALID_HOURS = 24
 
@@ -385,7 +397,7 @@ def build_environment(
         builder.report("tenant", "`tenant` is required (the NewStore tenant id, e.g. acme-staging)")
     tenant = tenant if isinstance(tenant, str) and builder.ok("tenant") else ""
     connection = builder.connection(tenant)
-    builder.setting_urls()
+    builder.setting_urls(tenant)
     desired, invalid = builder.desired()
     builder.rules(desired, invalid)
     policy = builder.policy()
@@ -403,7 +415,8 @@ def build_environment(
             policy=policy,
             plan_valid_hours=int(merged.data.get("plan_valid_hours", DEFAULT_PLAN_VALID_HOURS)),
             locations=merged.locations,
-            allow_shared_tenant=merged.data.get("allow_shared_tenant") is True,
+            allow_shared_tenant=said_here(merged, "allow_shared_tenant"),
+            apply_lock=builder.apply_lock(),
             secret_urls=dict(secrets_in_urls or {}),
         ),
         [],

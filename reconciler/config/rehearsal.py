@@ -10,6 +10,8 @@ a rehearsal talks to this machine only.
 
     rehearse_secrets(merged)  before `${NAME}` substitution: the variables it reads instead
     rehearse_urls(merged)     after: the problems of its connection; sets the webhook url
+    is_rehearsal(data)        whether a merged document is a rehearsal
+    sample_webhook_url(url)   the webhook url a rehearsal against the sandbox at url sends
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ _DEMO_VALUES: Final = {
 
 
 def _is_rehearsal(merged: Merged) -> bool:
-    return isinstance(merged.data, dict) and merged.data.get(KEY) is True
+    return is_rehearsal(merged.data)
 
 
 def _variable(setting: str, field: str) -> str:
@@ -91,6 +93,16 @@ def rehearse_urls(merged: Merged) -> list[Problem]:
         ]
     webhook = data.get("availability_webhook")
     if isinstance(webhook, dict):
-        parts = urlsplit(str(urls[0]))
-        webhook["url"] = f"{parts.scheme}://{parts.netloc}{SAMPLE_WEBHOOK_PATH}"
+        webhook["url"] = sample_webhook_url(str(urls[0]))
     return []
+
+
+def is_rehearsal(data: Any) -> bool:
+    """Whether a merged document (after `extends`) says `rehearsal: true`."""
+    return isinstance(data, dict) and data.get(KEY) is True
+
+
+def sample_webhook_url(base_url: str) -> str:
+    """The availability webhook a rehearsal against the sandbox at `base_url` sends."""
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.netloc}{SAMPLE_WEBHOOK_PATH}"

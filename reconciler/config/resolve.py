@@ -10,7 +10,7 @@ import copy
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,17 @@ _HEADER_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
 # The client id is no secret (a file may spell it out), but it comes from the same CI secret
 # store as the client secret: an offline check that may skip one may skip the other.
 CREDENTIAL_PATHS = frozenset({"connection.client_id"})
+# The contract's defaults: an environment may leave its credentials to the usual variables.
+CREDENTIAL_DEFAULTS = {
+    "connection.client_id": "${NEWSTORE_CLIENT_ID}",
+    "connection.client_secret": "${NEWSTORE_CLIENT_SECRET}",
+}
 # Real chains are one or two bases deep; the cap keeps a generated chain from recursing forever.
 MAX_EXTENDS_DEPTH = 16
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _REFERENCE = re.compile(rf"\$\$\{{|\$\{{(?P<name>{_NAME})\}}|\$\{{")
+"""`$${` (an escaped `${`), a `${NAME}` reference, or a `${` that starts none."""
 _WHOLE_REFERENCE = re.compile(rf"\$\{{(?P<name>{_NAME})\}}")
 
 
@@ -42,6 +48,9 @@ class Merged:
     file: str
     data: dict[str, Any]
     locations: dict[str, Location]
+    # Key path → the variable its whole value came from (`api_key: ${NAME}`), filled in by
+    # `substitute`, so a message about the value can name where it came from instead.
+    variables: dict[str, str] = field(default_factory=dict)
 
     def locate(self, path: str) -> Location:
         """Where `path` was written, else its closest written parent, else the file's start."""
@@ -50,6 +59,11 @@ class Merged:
     def problem(self, path: str, message: str) -> Problem:
         loc = self.locate(path)
         return Problem(loc.file, loc.line, loc.column, path, message)
+
+
+def references(text: str) -> list[str]:
+    """The variable names `text` refers to, in order (`$${` escapes are not references)."""
+    return [match["name"] for match in _REFERENCE.finditer(text) if match["name"]]
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -139,6 +153,53 @@ def _merge(
     return data, locations
 
 
+def _distance(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance of `a` and `b`, or `limit + 1` once it is known to exceed `limit`."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if min(current) > limit:
+            return limit + 1
+        previous = current
+    return previous[-1]
+
+
+def similar_variable(name: str, environ: Mapping[str, str]) -> str | None:
+    """A set variable whose name is a likely misspelling of `name` (a letter or two apart,
+    case aside), or None. Only names are compared; no value is looked at."""
+    limit = min(2, max(1, len(name) // 8))
+    best: tuple[int, str] | None = None
+    for candidate in environ:
+        if candidate == name:
+            continue
+        distance = _distance(name.upper(), candidate.upper(), limit)
+        if distance <= limit and (best is None or (distance, candidate) < best):
+            best = (distance, candidate)
+    return best[1] if best is not None else None
+
+
+def not_set(name: str, environ: Mapping[str, str]) -> str:
+    """The message for an unset variable, with the likely intended one when it is set."""
+    similar = similar_variable(name, environ)
+    hint = f" (did you mean {similar}, which is set?)" if similar is not None else ""
+    return f"environment variable {name} is not set{hint}"
+
+
+def merge_data(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """`child` merged over `base` as `extends` merges them (no locations kept)."""
+    return _merge(base, {}, child, {})[0]
+
+
+def whole_reference(value: Any) -> str | None:
+    """The variable `value` is exactly a reference to (`${NAME}`), else None."""
+    match = _WHOLE_REFERENCE.fullmatch(value) if isinstance(value, str) else None
+    return match["name"] if match is not None else None
+
+
 def _placeholder(name: str) -> str:
     # Long enough for every length rule, and obviously not a real secret in any output.
     return f"<missing:{name}>".ljust(SECRET_MIN_LENGTH, "-")
@@ -170,6 +231,7 @@ def substitute(
             )
             return value
         name = match["name"]
+        merged.variables[path] = name
         if name in environ:
             value = environ[name]
             if path in HEADER_PATHS and not _HEADER_VALUE.fullmatch(value):
@@ -182,7 +244,7 @@ def substitute(
             return value
         if allow_missing_secrets:
             return _placeholder(name)
-        report(path, f"environment variable {name} is not set")
+        report(path, not_set(name, environ))
         return value
 
     def text(path: str, value: str) -> str:
@@ -198,7 +260,7 @@ def substitute(
                 )
                 return match[0]
             if name not in environ:
-                report(path, f"environment variable {name} is not set")
+                report(path, not_set(name, environ))
                 return match[0]
             return environ[name]
 

@@ -171,6 +171,15 @@ def check_schema(merged: Merged, bad: set[str]) -> list[Problem]:
             for key in required:
                 if key not in error.instance and child_path(path, key) not in suggested:
                     add(child_path(path, key), f"`{key}` is required here")
+        elif error.validator == "minLength" and path in merged.variables:
+            # The value is a secret from a variable: name the variable, never the value.
+            field = path.rsplit(".", 1)[-1]
+            length = len(error.instance) if isinstance(error.instance, str) else 0
+            add(
+                path,
+                f"environment variable {merged.variables[path]} holds {length} characters; "
+                f"{field} must be at least {error.validator_value} characters long",
+            )
         else:
             add(path, _message(error, path))
     return list(problems.values())

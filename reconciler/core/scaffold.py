@@ -74,9 +74,20 @@ REHEARSAL_YAML: Final = """\
 # real secret to anyone.
 extends: ../environments/staging.yaml
 rehearsal: true
+apply_lock: local  # the sandbox is on this machine: no need for the shared lock
 connection:
   base_url: http://127.0.0.1:8765/acme-staging
   token_url: http://127.0.0.1:8765/auth/realms/acme-staging/protocol/openid-connect/token
+"""
+
+# With CI, every apply of these tenants shares one lock, a laptop's included (a laptop's file
+# lock cannot see a CI runner's apply), and an older commit never goes over a newer one.
+SHARED_LOCK_YAML: Final = """
+# Every apply of these tenants, from CI or from a laptop, takes one lock per tenant: a ref in
+# this repository's git remote (origin; refs/reconciler/locks/...), so two can never interleave.
+# It also refuses a checkout older than the commit applied last. Applying needs a clone that
+# can push to origin; `reconciler unlock ENV --lock-id ID` breaks a killed runner's lock.
+apply_lock: git
 """
 
 GITIGNORE: Final = """\
@@ -125,7 +136,7 @@ def scaffold(ci: str, source: str = DEFAULT_SOURCE) -> dict[str, str]:
     """Every file of a new configuration repository, by path relative to its root."""
     url, ref = split_source(source)
     files = {
-        "environments/_base.yaml": BASE_YAML,
+        "environments/_base.yaml": BASE_YAML + (SHARED_LOCK_YAML if ci != "none" else ""),
         "environments/staging.yaml": EXAMPLE_YAML,
         "rehearsal/staging.yaml": REHEARSAL_YAML,
         "schemas/environment.schema.json": schema_path("environment.schema.json").read_text(),

@@ -15,12 +15,12 @@ imports no setting.
 
 from __future__ import annotations
 
+import contextlib
 import json as jsonlib
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -39,9 +39,11 @@ from reconciler.errors import (
     TransportError,
     UnreachableError,
 )
+from reconciler.identity import tenant_in_base_url, tenant_in_token_url
 from reconciler.model import Environment
 from reconciler.net import is_loopback
 from reconciler.newstore.auth import IP_BLOCKED, IP_BLOCKED_HINT, ClientCredentials
+from reconciler.newstore.http import HTTPClient, proxies_configured
 from reconciler.newstore.limiter import HostLimiter
 from reconciler.newstore.problem import (
     MIN_SCRUBBED_SECRET,
@@ -73,52 +75,6 @@ from reconciler.newstore.transport import (
 )
 
 log = logging.getLogger("reconciler.http")
-
-_PROXY_VARIABLES = (
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "ALL_PROXY",
-    "https_proxy",
-    "http_proxy",
-    "all_proxy",
-)
-"""The variables httpx reads proxies from (NO_PROXY only matters beside one of them)."""
-
-
-def _proxies_configured() -> bool:
-    """Whether the process names a proxy; only then does the client read the environment
-    (`trust_env`). httpx would otherwise walk every environment variable for each client (a
-    tenth of a run's CPU over a thousand environments) to find none; the TLS settings it also
-    reads there (SSL_CERT_FILE, SSL_CERT_DIR) reach it through `ssl_context` either way."""
-    return any(os.environ.get(name) for name in _PROXY_VARIABLES)
-
-
-class _NoCookies(httpx.Cookies):
-    """A cookie jar that keeps nothing: NewStore's APIs authenticate with the bearer token,
-    and a cookie one response set must not ride along on later calls. (httpx's jar also
-    parses every response's headers into a urllib request: a tenth of a request's CPU.)"""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        pass
-
-    def set_cookie_header(self, request: httpx.Request) -> None:
-        pass
-
-
-_NO_COOKIES = _NoCookies()
-
-
-class _HTTPClient(httpx.Client):
-    """httpx's client without a cookie jar."""
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES
-
-    @cookies.setter
-    def cookies(self, cookies: object) -> None:
-        pass  # httpx's constructor sets an empty jar; there is nothing to keep
-
 
 E = TypeVar("E", bound=NewStoreError)
 JSON = "application/json"
@@ -173,6 +129,8 @@ class NewStoreClient:
         self._urls: dict[str, httpx.URL] = {}
         self._limiter = limiter or HostLimiter.for_host(base.netloc.decode("ascii"))
         self._backoff = backoff
+        # Writes sent inside `writes_once()`: one attempt, no resend (see there).
+        self._writes_once = False
         token_path = token_url.path
         self._auth = ClientCredentials(
             env,
@@ -183,13 +141,13 @@ class NewStoreClient:
         )
         try:
             # No base_url: every request is sent with its absolute URL (`_url`).
-            self._http = _HTTPClient(
+            self._http = HTTPClient(
                 auth=self._auth,
                 timeout=conn.timeout,
                 verify=ssl_context(conn.ca_bundle),
                 follow_redirects=False,
                 transport=transport,
-                trust_env=_proxies_configured(),
+                trust_env=proxies_configured(),
                 headers={"Accept": "application/json"},
             )
         except ValueError as exc:
@@ -334,7 +292,8 @@ class NewStoreClient:
         Retrying writes is safe here: every setter NewStore offers for these settings is "set
         to this value" (POST/PUT of the full value; DELETE is idempotent), so repeating one is
         harmless. A connection dropped after NewStore committed a write just sets the same
-        value again. `exact_json`: `json` is a document read with `body(..., exact=True)`,
+        value again (harmless to the value, not to time: inside `writes_once()` a write is not
+        resent). `exact_json`: `json` is a document read with `body(..., exact=True)`,
         sent with every number as it was read (`jsonexact.dumps`).
         """
         if not path.startswith("/"):
@@ -343,6 +302,8 @@ class NewStoreClient:
         started = time.monotonic()
         budget = self.env.connection.retry_max_seconds
         attempts = max(1, self.env.connection.retry_attempts)
+        if self._writes_once and method != "GET":
+            attempts = 1
         shown = self.full_path(path)
 
         def remaining() -> float:
@@ -421,6 +382,23 @@ class NewStoreClient:
             environment=self.env.name,
             hint=hint,
         )
+
+    @contextlib.contextmanager
+    def writes_once(self) -> Iterator[None]:
+        """Inside: every write (POST/PUT/DELETE) is one attempt; a transient failure raises at
+        once instead of being retried. For writes a safety rule relies on: a resend after a lost
+        answer would leave the write (had it landed) unjudged for the whole backoff; the caller
+        reads it back instead, and resends only what did not land."""
+        self._writes_once = True
+        try:
+            yield
+        finally:
+            self._writes_once = False
+
+    @property
+    def backoff(self) -> float:
+        """The base wait between attempts (doubling), for callers that retry themselves."""
+        return self._backoff
 
     def confirm(self, read: Callable[[], T], agrees: Callable[[T], bool]) -> tuple[T, int]:
         """`retries.confirm_read` within this environment's retry budget and backoff."""
@@ -559,11 +537,31 @@ class NewStoreClient:
         if kind is StatusKind.IP_BLOCKED:
             self._limiter.trip()
         cls, message, hint = _STATUS_ERRORS[kind]
+        if kind is StatusKind.AUTH:
+            hint = self._auth_hint()
         if kind is StatusKind.REDIRECT:
             location = httpx.URL(response.headers.get("location", ""))
             target = location.host or self.env.connection.base_url
             message = message.format(target=target)
         return self.error(cls, setting, method, path, message, response=response, hint=hint)
+
+    def _auth_hint(self) -> str:
+        """Why NewStore may refuse a token its own token endpoint just issued. A token is only
+        good for its realm's tenant: a base_url naming another tenant (a typo) is the likelier
+        cause, and the one that can be told from the URLs, so it comes first."""
+        conn = self.env.connection
+        api, realm = tenant_in_base_url(conn.base_url), tenant_in_token_url(conn.token_url)
+        if api is not None and realm is not None and api != realm:
+            return (
+                f"connection.base_url is the API of tenant `{api}`, but the token comes from "
+                f"realm `{realm}` (connection.token_url), and a token is only accepted by its "
+                f"own tenant: make both name the same tenant (the file says `{self.env.tenant}`)."
+            )
+        return (
+            "Either connection.base_url is not the API of the tenant whose realm issued the "
+            "token (connection.token_url: both must name the same tenant), or the API client "
+            "lacks access to this setting in NewStore."
+        )
 
 
 # What each kind of unaccepted answer becomes (RETRYABLE ones only once the budget is spent).
@@ -572,7 +570,7 @@ _STATUS_ERRORS: dict[StatusKind, tuple[type[NewStoreError], str, str]] = {
     StatusKind.AUTH: (
         AuthError,
         "NewStore refused the access token, also after fetching a new one",
-        "Check that the API client has permission for this setting.",
+        "",  # worded from the connection: NewStoreClient._auth_hint
     ),
     StatusKind.REDIRECT: (
         RejectedError,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -88,7 +89,7 @@ def probe_webhook(
         if 300 <= response.status_code < 400:
             why = " (a redirect; NewStore does not follow it)"
         raise BlockedError(f"{prefix}: answered {response.status_code}, expected 200{why}")
-    verdict = judge_answer(json_body(response), probe)
+    verdict = judge_answer(json_body(response), probe, [api_key])
     if verdict.problem:
         # The webhook wrote these words: it could quote the key it was sent.
         raise BlockedError(f"{prefix}: {scrub(verdict.problem, [api_key])}")
@@ -108,8 +109,10 @@ _LISTED = 10  # pairs named in a message; the rest are counted
 _SHOWN_CHARS = 60  # of a value the webhook sent
 
 
-def _shown(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
+def shown(value: Any, secrets: Collection[str] = ()) -> str:
+    """A value the webhook sent, for a message: scrubbed of `secrets` first, then cut (cut
+    first, a key split by the cut would no longer be found, and its first part would show)."""
+    text = scrub(value if isinstance(value, str) else json.dumps(value), secrets)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
 
 
@@ -127,13 +130,18 @@ class Verdict:
     in_stock: int = 0
 
 
-def judge_answer(body: Any, probe: WebhookProbe) -> Verdict:
+def judge_answer(body: Any, probe: WebhookProbe, secrets: Collection[str] = ()) -> Verdict:
     """Judge a webhook's answer to the probe's request: valid per
     webhooks-availability_hook.yaml, and about what was asked. Every entry must name a
     requested product (product_id and external_identifier as sent) at a requested location,
     with an integer `atp` >= 0; every requested product must get at least one entry. A pair
     left out alone is not a failure (NewStore's own example leaves one out); fewer than
-    `probe.min_available` pairs in stock is."""
+    `probe.min_available` pairs in stock is. Values the webhook sent are quoted scrubbed of
+    `secrets` (the key it was sent)."""
+
+    def _shown(value: Any) -> str:
+        return shown(value, secrets)
+
     if not isinstance(body, dict):
         return Verdict("invalid answer body: not a JSON object")
     items = body.get("availabilities")

@@ -5,6 +5,7 @@ draw: `reconciler.render.mermaid`), with field-level detail folded away in <deta
 from __future__ import annotations
 
 from reconciler.core.plan import EnvPlan, RunPlan, Status
+from reconciler.provenance import ConfigCommit
 from reconciler.render._format import (
     cell,
     code,
@@ -73,7 +74,23 @@ def _env_section(env: EnvPlan) -> list[str]:
     return lines
 
 
-def render_markdown(run: RunPlan) -> str:
+def planned_from(commit: ConfigCommit | None, checksum: str) -> str:
+    """The closing line: the configuration commit and the plan (its file's checksum) this
+    comment shows, so that a reviewer can tell which push it belongs to and an apply job which
+    plan file it is."""
+    where = (
+        f"config commit `{commit.sha[:12]}`{' with uncommitted changes' if commit.dirty else ''}"
+        if commit is not None
+        else "files outside a git repository (no config commit)"
+    )
+    return f"<sub>Planned from {where}; plan checksum `{checksum}`.</sub>"
+
+
+def render_markdown(
+    run: RunPlan, *, commit: ConfigCommit | None = None, checksum: str | None = None
+) -> str:
+    """The plan as Markdown; with `checksum`, it ends with the commit and checksum it was
+    planned from (`planned_from`)."""
     lines = ["## NewStore reconciler plan", "", run_summary(run), ""]
     lines += ["| environment | status | changes |", "|---|---|---|"]
     lines += [
@@ -99,4 +116,6 @@ def render_markdown(run: RunPlan) -> str:
         lines.append("")
     for env in run.environments:
         lines += _env_section(env)
+    if checksum is not None:
+        lines += ["---", "", planned_from(commit, checksum)]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from reconciler.core.apply import EnvironmentConverged, Event, GateChecked, Outcome, StepFinished
+from reconciler.core.apply import (
+    EnvironmentConverged,
+    Event,
+    GateChecked,
+    Outcome,
+    StepFinished,
+    StepStarted,
+)
 
 
 def render_event(event: Event) -> str:
     """One line (newline included), e.g.
-    "[acme-staging] 2/4 availability_webhook: create … applied (request id 7f3a)"."""
+    "[acme-staging] 2/4 availability_webhook: create … applied (request id 7f3a)"; "" for a
+    step that starts (its line comes when it finishes)."""
+    if isinstance(event, StepStarted):
+        return ""
     if isinstance(event, EnvironmentConverged):
         return f"[{event.environment}] converged: a fresh plan after the last step has no changes\n"
     where = f"[{event.environment}] {event.number}/{event.total} {event.setting}"

@@ -1,5 +1,7 @@
 """The stop report in words: what `reconciler apply` prints when it stops part-way.
 
+render_error(error)          an error's message, then its stop report (what the CLI prints)
+render_report(error)         an error's stop report alone ("" without one)
 render_run_report(report)    every failed environment's report, then the others' fates
 render_stop_report(stop)     one environment's: steps applied / failed / not attempted,
                              then what a fresh read says about the safety rules
@@ -21,6 +23,7 @@ from reconciler.core.apply.report import (
     SafetyCheck,
     StopReport,
 )
+from reconciler.errors import ReconcilerError, ReportedError
 from reconciler.rules import Rule
 
 _LABEL: Final = {
@@ -59,8 +62,10 @@ def render_safety(check: SafetyCheck) -> str:
             "WARNING: could not re-read the live state to check the safety rules "
             f"({check.unreadable}). Check it with `reconciler plan` before anything else."
         )
-    if not check.broken:
+    if not check.broken and not check.unproven:
         return "The live state, re-read just now, satisfies every safety rule."
+    if not check.broken:
+        return _unproven(check)
     parts = [f"WARNING: THE LIVE STATE, RE-READ JUST NOW, BREAKS {_rules(check.broken)}."]
     if check.broken_before:
         parts.append(
@@ -71,7 +76,21 @@ def render_safety(check: SafetyCheck) -> str:
     parts += [_whose(b) for b in check.breaks if not (b.before and not b.others)]
     if check.broken_by_others:
         parts.append("Someone else is changing the tenant. Fix it now.")
+    if check.unproven:
+        parts.append(_unproven(check))
     return " ".join(parts)
+
+
+def _unproven(check: SafetyCheck) -> str:
+    """A rule with a probe whose condition holds and whose config exists, but that no probe
+    vouches for: a read cannot tell whether NewStore can use that config."""
+    rules = ", ".join(str(r) for r in check.unproven)
+    return (
+        "WARNING: THE LIVE STATE, RE-READ JUST NOW, CANNOT BE CONFIRMED SAFE: external ATP is on "
+        f"and the webhook config exists, but {check.unproven_why}, so {rules} is unconfirmed: "
+        f"if that webhook does not answer, {check.unproven[0].consequence}. Check it now with "
+        "`reconciler drift --probe`."
+    )
 
 
 def _whose(found: RuleBreak) -> str:
@@ -112,11 +131,13 @@ def render_stop_report(stop: EnvStop) -> str:
 
 
 def _render_stop(stop: StopReport) -> str:
-    where = (
-        f"stopped at step {stop.failed_at} of {stop.total}"
-        if stop.failed_at is not None
-        else f"all {stop.total} steps ran, then the convergence check failed"
-    )
+    if stop.failed_at is None:
+        where = f"all {stop.total} steps ran, then the convergence check failed"
+    elif stop.interrupted is not None:
+        # A signal between steps is no failure: the step it came before never started.
+        where = f"stopped before step {stop.failed_at} of {stop.total} ({stop.interrupted})"
+    else:
+        where = f"stopped at step {stop.failed_at} of {stop.total}"
     lines = [f"{stop.environment} (tenant {stop.tenant}): {where}."]
     for event in stop.finished:
         extra = [f"request id {event.request_id}"] if event.request_id else []
@@ -129,10 +150,16 @@ def _render_stop(stop: StopReport) -> str:
             f"  {_LABEL[event.outcome]:<14}{event.number}/{stop.total} {event.setting}: "
             f"{event.action}{shown}"
         )
-    lines += [
-        f"  {'not attempted':<14}{step.number}/{stop.total} {step.setting}: {step.action}"
-        for step in stop.not_attempted
-    ]
+    for step in stop.not_attempted:
+        if stop.interrupted is None:
+            why = ""
+        elif step.number == stop.failed_at:
+            why = f" (interrupted: {stop.interrupted} before it started)"
+        else:
+            why = " (interrupted)"
+        lines.append(
+            f"  {'not attempted':<14}{step.number}/{stop.total} {step.setting}: {step.action}{why}"
+        )
     if stop.concurrent:
         lines.append("Changed by someone else while this apply ran (its own writes are above):")
         lines += [_concurrent(change, stop.total) for change in stop.concurrent]
@@ -162,3 +189,17 @@ def render_run_report(report: RunReport) -> str:
     if report.others:
         parts.append("Other environments:\n" + "\n".join(_fate(f) for f in report.others))
     return "\n\n".join(parts)
+
+
+def render_report(error: ReconcilerError) -> str:
+    """The stop report `error` carries, in words ("" when it carries none)."""
+    stop = error.stop if isinstance(error, ReportedError) else None
+    if not isinstance(stop, RunReport) or not stop:
+        return ""
+    return render_run_report(stop)
+
+
+def render_error(error: ReconcilerError) -> str:
+    """What a user reads of an error: its message, then its stop report, if any."""
+    report = render_report(error)
+    return f"{error}\n{report}" if report else str(error)

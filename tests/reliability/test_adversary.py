@@ -46,7 +46,7 @@ from apply_helpers import ORDER_WEBHOOK_API_KEY, setting_of_path
 from werkzeug.wrappers import Request
 
 from reconciler.config import load_environment
-from reconciler.core.apply import StopReport, apply_run
+from reconciler.core.apply import ApplyOptions, RunReport, StopReport, apply_run
 from reconciler.core.journal import Journal, read_journal
 from reconciler.core.plan import Status, plan_environments
 from reconciler.errors import ReportedError
@@ -267,10 +267,11 @@ def _apply(env: Environment, app: SandboxApp, journal: Path) -> tuple[str, StopR
         return "blocked at plan time", None
     with Journal(journal) as opened:
         try:
-            apply_run([env], _as_run(plan), opened, client_factory=factory,
-                      probe_transport=app.transport())  # fmt: skip
+            options = ApplyOptions(client_factory=factory, probe_transport=app.transport())
+            apply_run([env], _as_run(plan), opened, options)
         except ReportedError as exc:
-            stops = [s for s in exc.stop.stops if isinstance(s, StopReport)] if exc.stop else []
+            report = exc.stop if isinstance(exc.stop, RunReport) else RunReport()
+            stops = [s for s in report.stops if isinstance(s, StopReport)]
             return _ended(exc, journal), stops[0] if stops else None
     return "converged", None
 

@@ -31,7 +31,7 @@ import pytest
 from apply_helpers import ORDER_WEBHOOK_API_KEY
 
 from reconciler.config import load_environment
-from reconciler.core.apply import apply_run
+from reconciler.core.apply import ApplyOptions, apply_run
 from reconciler.core.journal import Journal, read_journal
 from reconciler.core.plan import Status, plan_environments
 from reconciler.errors import ApplyError, BlockedError
@@ -39,6 +39,7 @@ from reconciler.model import Environment
 from reconciler.newstore.client import NewStoreClient
 from reconciler.newstore.limiter import HostLimiter
 from reconciler.newstore.settings import REGISTRY
+from reconciler.render.stop_report import render_report
 from reconciler.rules import violations as rule_violations
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY, WEBHOOK_PATH
@@ -68,6 +69,7 @@ SAFE_STATEMENTS = {
     "The live state, re-read just now, satisfies every safety rule.": "re-read: safe",
     "WARNING: could not re-read the live state to check the safety rules": "re-read failed",
     "WARNING: THE LIVE STATE, RE-READ JUST NOW, BREAKS": "re-read: a rule still broken",
+    "WARNING: THE LIVE STATE, RE-READ JUST NOW, CANNOT BE CONFIRMED SAFE": "re-read: unprobed",
 }
 WRITES = [(s.path, m) for s in REGISTRY for m in ("POST", "PUT", "DELETE")]
 
@@ -120,9 +122,10 @@ def _apply(env: Environment, app: SandboxApp, journal_path: Path) -> str:
         return "converged"
     with Journal(journal_path) as journal:
         try:
-            apply_run([env], run, journal, client_factory=factory, probe_transport=app.transport())
+            options = ApplyOptions(client_factory=factory, probe_transport=app.transport())
+            apply_run([env], run, journal, options)
         except (ApplyError, BlockedError) as exc:
-            report = exc.report
+            report = render_report(exc)
             if not report:
                 assert isinstance(exc, BlockedError), exc
                 return "blocked"

@@ -361,7 +361,8 @@ def test_newstore_echoing_a_secret_in_a_rejection(fresh: World) -> None:
         ({"status": 503, "times": None, "retry_after": 0}, "gave up after 2 attempts"),
         ({"status": 409, "times": None}, "another update of this setting"),
         ({"status": 403, "body": "html", "times": None}, "NewStore blocked this IP"),
-        ({"drop_connection": True, "times": None}, "the connection dropped"),
+        # Dropped before NewStore commits it (a status): the read-back shows it did not land.
+        ({"drop_connection": True, "status": 503, "times": None}, "the connection dropped"),
         ({"latency_ms": 700, "times": None}, "no answer within the timeout"),
     ],
     ids=["500", "503-exhausted", "409", "403-block", "dropped", "timeout"],

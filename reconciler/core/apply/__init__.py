@@ -1,8 +1,12 @@
 """Apply: carry out a plan one checked step at a time, and stop safely on any failure.
 
-    apply_run(envs, run, journal, ...)   every environment of a RunPlan, one after another (run)
-    apply_environment(env, plan, ...)    one environment's steps, then the convergence check
-                                         (environment)
+    apply_run(envs, run, journal, options)   every environment of a RunPlan, one after
+                                             another (run)
+    apply_environment(env, plan, client, journal, options)
+                                             one environment's steps, then the convergence
+                                             check (environment)
+    ApplyOptions                             how: keep-going, skip-probe, break-glass, clock,
+                                             stop request, on_event, ... (options)
     check_plan_file(run, source, envs)   `apply --plan`: refuse unless the file still describes
                                          the world, then return the same plan re-made from it
                                          (planfile_check)
@@ -25,8 +29,11 @@ from reconciler.core.apply.events import (
     GateChecked,
     OnEvent,
     Outcome,
+    PlanAccepted,
     StepFinished,
+    StepStarted,
 )
+from reconciler.core.apply.options import DEFAULT_OPTIONS, ApplyOptions
 from reconciler.core.apply.planfile_check import check_plan_file, plan_file_environments
 from reconciler.core.apply.report import (
     EnvFate,
@@ -46,7 +53,9 @@ from reconciler.core.apply.run import (
 from reconciler.core.plan import WEBHOOK
 
 __all__ = [
+    "DEFAULT_OPTIONS",
     "WEBHOOK",
+    "ApplyOptions",
     "EnvFate",
     "EnvResult",
     "EnvironmentConverged",
@@ -56,9 +65,11 @@ __all__ = [
     "NothingWritten",
     "OnEvent",
     "Outcome",
+    "PlanAccepted",
     "RunReport",
     "SafetyCheck",
     "StepFinished",
+    "StepStarted",
     "StopReport",
     "apply_environment",
     "apply_run",

@@ -13,28 +13,26 @@ step the environment is planned again and must need nothing.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from reconciler.clock import Clock, system_clock, today_utc
+from reconciler.clock import today_utc
 from reconciler.core.apply.events import (
     EnvironmentConverged,
     GateChecked,
-    OnEvent,
     Outcome,
     StepFinished,
-    ignore,
+    StepStarted,
 )
-from reconciler.core.apply.guard import AfterWrite, Guard
-from reconciler.core.apply.recheck import Compensation, did
+from reconciler.core.apply.guard import Guard
+from reconciler.core.apply.options import DEFAULT_OPTIONS, ApplyOptions
+from reconciler.core.apply.recheck import moved_fields
 from reconciler.core.apply.report import NotAttempted, RunReport, StopReport, check_safety
-from reconciler.core.interrupt import StopRequest
+from reconciler.core.apply.writes import ANSWER_LOST, StepWrites, answer_lost, failure, show
 from reconciler.core.plan import (
     STOCK_CONFIRMED,
     WEBHOOK,
     WEBHOOK_PROBE,
-    Action,
     EnvPlan,
     Step,
     build_plan,
@@ -49,28 +47,20 @@ from reconciler.errors import (
     ApplyError,
     BlockedError,
     ChangedUnderneath,
-    HostBlockedError,
     Interrupted,
     JournalError,
     NewStoreError,
     ReconcilerError,
     ReportedError,
-    UnreachableError,
 )
-from reconciler.model import ABSENT, Environment, Value, show_value
+from reconciler.model import ABSENT, Environment, Value
 from reconciler.newstore.settings import BY_KEY, Setting
 from reconciler.policy import Decision, decide, decision_dict, explain
 from reconciler.rules import Rule
 
 if TYPE_CHECKING:
-    import httpx
-
     from reconciler.core.journal import Journal
     from reconciler.newstore.client import NewStoreClient
-
-
-def _show(setting: Setting, value: Value, secret: frozenset[str] = frozenset()) -> str:
-    return show_value(shown_value(setting, value, secret), sort_keys=True)
 
 
 def _policy_words(decision: Decision) -> str:
@@ -80,41 +70,14 @@ def _policy_words(decision: Decision) -> str:
     )
 
 
-ANSWER_LOST = "the answer was lost: the write may have landed"
-
-
-def _answer_lost(exc: ReconcilerError) -> bool:
-    """Whether a write failed with no answer from NewStore after it may have been sent (a
-    connection dropped, a timeout), so that it may have landed: the step's outcome is unknown,
-    not failed. An error NewStore answered, or a request never sent, failed."""
-    return (
-        isinstance(exc, NewStoreError)
-        and exc.status is None
-        and not isinstance(exc, HostBlockedError | UnreachableError)
-    )
-
-
 def _rules(rules: Sequence[Rule]) -> str:
     return "; ".join(f"{rule}: {rule.consequence}" for rule in rules)
-
-
-def _undo_words(setting: Setting, before: Value, undo: Compensation) -> str:
-    """What a compensating write does, in words: "set external_atp back off"."""
-    value = undo.value
-    if undo.undo:
-        if value is ABSENT:
-            return f"deleted {setting.key} again"
-        flags = [v for v in value.values() if isinstance(v, bool)]
-        if len(value) == 1 and flags:
-            return f"set {setting.key} back {'on' if flags[0] else 'off'}"
-        return f"put {setting.key} back as it was"
-    return f"{did(setting, before, value)} (the safe side)"
 
 
 # --- one environment ----------------------------------------------------------------------------
 
 
-class _EnvironmentApply:
+class _EnvironmentApply(StepWrites):
     """The state of applying one environment: the latest value read of every managed setting
     and what each step came to, for the safety checks and the report."""
 
@@ -124,20 +87,14 @@ class _EnvironmentApply:
         plan: EnvPlan,
         client: NewStoreClient,
         journal: Journal,
-        *,
-        skip_probe: bool,
-        on_event: OnEvent,
-        probe_transport: httpx.BaseTransport | None,
-        clock: Clock = system_clock,
-        break_glass: str | None = None,
-        stop: StopRequest | None = None,
+        options: ApplyOptions = DEFAULT_OPTIONS,
     ) -> None:
         self.env, self.plan, self.client, self.journal = env, plan, client, journal
-        self.clock, self.break_glass = clock, break_glass
-        self.stop = stop
-        self.skip_probe = skip_probe
-        self.on_event = on_event
-        self.probe_transport = probe_transport
+        self.clock, self.break_glass = options.clock, options.break_glass
+        self.stop = options.stop
+        self.skip_probe = options.skip_probe
+        self.on_event = options.on_event
+        self.probe_transport = options.probe_transport
         self.total = len(plan.steps)
         self.guard = Guard(env, plan, client)
         self.finished: list[StepFinished] = []
@@ -149,6 +106,9 @@ class _EnvironmentApply:
             try:
                 self._check_stop(number, step)
                 self._check_journal(number, step)
+                self.on_event(
+                    StepStarted(self.env.name, number, self.total, step.setting, step.action)
+                )
                 self._policy(number, step)
                 self._gates(number, step)
                 self._step(number, step)
@@ -163,45 +123,6 @@ class _EnvironmentApply:
         except Exception as exc:
             raise self._unexpected(exc, None, None) from None
         return self.finished
-
-    def _finish(
-        self,
-        number: int,
-        step: Step,
-        outcome: Outcome,
-        request_id: str | None,
-        detail: str = "",
-        *,
-        best_effort: bool = False,
-    ) -> None:
-        event = StepFinished(
-            self.env.name,
-            number,
-            self.total,
-            step.setting,
-            step.action,
-            outcome,
-            request_id,
-            detail,
-        )
-        self.finished.append(event)
-        if best_effort:
-            # Reporting a failure that may have come from the callback itself (e.g. the CLI
-            # writing to a closed pipe): the report carries the step either way.
-            with contextlib.suppress(Exception):
-                self.on_event(event)
-        else:
-            self.on_event(event)
-
-    def _record(self, phase: str, step: Step, **fields: Any) -> None:
-        self.journal.record(
-            phase,
-            environment=self.env.name,
-            tenant=self.env.tenant,
-            setting=step.setting,
-            action=str(step.action),
-            **fields,
-        )
 
     def _check_stop(self, number: int, step: Step) -> None:
         """Stop before the next write once a signal asked to (the write in flight, if any,
@@ -312,6 +233,7 @@ class _EnvironmentApply:
         secret = self.env.secret_names(step.setting)
         request_id: str | None = None
         outcome, detail = Outcome.FAILED, ""
+        landed = False
         try:
             planned = self.guard.fingerprint(step.setting, step.before)
             # An answer that contradicts the plan's read (a 404 where a document was) is read
@@ -346,34 +268,30 @@ class _EnvironmentApply:
                 after=shown_value(setting, step.after, secret),
             )
             try:
-                request_id = self._send(setting, step.after, step, before=current)
+                # The rules this write relies on are judged first, so that a compensating
+                # write, if one is needed, is the very next write after one round trip of
+                # re-reads.
+                request_id, found = self._write(number, step, current)
             except NewStoreError as exc:
-                if _answer_lost(exc):
+                if answer_lost(exc):
                     outcome, detail = Outcome.UNKNOWN, ANSWER_LOST
                 failed = self._judge_failed_write(number, step, exc)
                 if failed is not None:
                     self._finish(number, step, outcome, exc.request_id, detail)
                     self._undo(number, step, exc.request_id, failed)
                 raise
-            # The rules this write relies on are judged first, so that a compensating write,
-            # if one is needed, is the very next write after one round trip of re-reads.
-            self.guard.wrote(step.setting, step.after)
-            found = self.guard.after_write(number, step, lambda: self._probe_now(number, step))
+            landed = True
             if not found.broken:
-                settled = setting.read_managed(self.client, step.after)
-                self.guard.wrote(step.setting, settled)
-                if differs(setting, settled, step.after):
-                    message = (
-                        f"[{self.env.name}] {step.setting} did not settle: wrote "
-                        f"{_show(setting, step.after, secret)}, read back "
-                        f"{_show(setting, settled, secret)}"
-                    )
-                    self._record("verify", step, result=str(Outcome.FAILED), error=message)
-                    raise ApplyError(message)
+                self._read_back(number, step)
+        except Interrupted:
+            raise  # before the write: the step was not started, so it did not fail either
         except JournalError:
             raise  # its intent could not be recorded: the step was not attempted
         except ReconcilerError as exc:
-            if isinstance(exc, NewStoreError) and exc.request_id:
+            if landed and isinstance(exc, NewStoreError):
+                # The write landed under its own request id; a read after it failed.
+                outcome, detail = Outcome.UNKNOWN, f"landed, not confirmed: {failure(exc)}"
+            elif not landed and isinstance(exc, NewStoreError) and exc.request_id:
                 request_id = exc.request_id
             self._finish(number, step, outcome, request_id, detail)
             raise
@@ -381,119 +299,11 @@ class _EnvironmentApply:
         if found.broken:
             self._undo(number, step, request_id, found)
 
-    def _judge_failed_write(self, number: int, step: Step, exc: NewStoreError) -> AfterWrite | None:
-        """A write that failed may still have landed (an answer lost after NewStore committed
-        it, a read-back inside the write that found someone else's change): if NewStore holds
-        the written value, the rules it relies on are judged as after any write. Returns what
-        was found when a rule is broken (None: nothing to undo, or it could not be told)."""
-        setting = BY_KEY[step.setting]
-        try:
-            now = setting.read_managed(self.client, step.after)
-            if differs(setting, now, step.after):
-                return None
-            self.guard.wrote(step.setting, now)
-            found = self.guard.after_write(number, step, lambda: self._probe_now(number, step))
-        except ReconcilerError:
-            return None  # the stop report's fresh read says what the state is
-        return found if found.broken else None
-
-    def _send(
-        self, setting: Setting, value: Value, step: Step, before: Value = ABSENT, **journal: Any
-    ) -> str | None:
-        """Write `value` (ABSENT: delete) where `before` was just read, and journal the result
-        (unknown when the answer was lost); NewStore's request id."""
-        try:
-            if value is ABSENT:
-                request_id = setting.delete(self.client)
-            else:
-                request_id = setting.write_over(self.client, value, before)
-        except ReconcilerError as exc:
-            self._record(
-                "result",
-                step,
-                result=str(Outcome.UNKNOWN if _answer_lost(exc) else Outcome.FAILED),
-                request_id=exc.request_id if isinstance(exc, NewStoreError) else None,
-                error=str(exc),
-                **journal,
-            )
-            raise
-        self._record("result", step, result=str(Outcome.APPLIED), request_id=request_id, **journal)
-        return request_id
-
-    def _probe_now(self, number: int, step: Step) -> bool | None:
-        """The webhook probe run after a webhook write made while external ATP was off, when
-        the re-read finds it on (someone turned it on meanwhile); journaled like a gate."""
-        outcome = run_gate(self.env, skip=self.skip_probe, transport=self.probe_transport)
-        detail = f"after the write (external ATP went on meanwhile): {outcome.detail}"
-        self._record("gate", step, gate=WEBHOOK_PROBE, result=outcome.result, detail=detail)
-        self.on_event(
-            GateChecked(
-                self.env.name,
-                number,
-                self.total,
-                step.setting,
-                WEBHOOK_PROBE,
-                outcome.result,
-                detail,
-            )
-        )
-        return None if outcome.result == "skipped" else outcome.passed
-
-    def _undo(self, number: int, step: Step, request_id: str | None, found: AfterWrite) -> NoReturn:
-        """The write is in and a rule it relies on is broken now: undo it at once and stop."""
-        own = f"{did(BY_KEY[step.setting], step.before, step.after)} (request id {request_id})"
-        changes = [c.what for c in found.changes] or ["changed the tenant"]
-        rules = ", ".join(str(rule) for rule in found.broken)
-        seen = (
-            f"[{self.env.name}] step {number}/{self.total} {step.setting}: right after this "
-            f"apply {own}, a re-read found that someone else {' and '.join(changes)}, which "
-            f"broke {rules}"
-        )
-        if found.compensation is None:
-            raise ApplyError(
-                f"{seen}; no single write can undo that safely, so nothing more was written. "
-                "Fix it now."
-            )
-        undone = self._compensate(number, step, found, found.compensation)
-        raise ChangedUnderneath(
-            f"{seen}: this apply {undone} at once. Nothing more was written; review a fresh "
-            "plan once the other writer is done."
-        )
-
-    def _compensate(self, number: int, step: Step, found: AfterWrite, undo: Compensation) -> str:
-        """Make the compensating write; returns what it did, in words."""
-        setting = BY_KEY[undo.setting]
-        secret = self.env.secret_names(undo.setting)
-        before = self.guard.latest[undo.setting]
-        action = Action.DELETE if undo.value is ABSENT else Action.UPDATE
-        done = _undo_words(setting, before, undo)
-        fix = Step(undo.setting, action, before, undo.value, (), f"undoes step {number}")
-        self._record(
-            "compensate",
-            fix,
-            before=shown_value(setting, before, secret),
-            after=shown_value(setting, undo.value, secret),
-            compensates_step=number,
-            because=[str(rule) for rule in found.broken],
-        )
-        try:
-            request_id = self._send(setting, undo.value, fix, compensating=True)
-            self.guard.wrote(undo.setting, setting.read_managed(self.client, undo.value))
-        except NewStoreError as exc:
-            self._finish(number, fix, Outcome.FAILED, exc.request_id, f"could not {done}")
-            raise ApplyError(
-                f"[{self.env.name}] step {number}/{self.total} {step.setting}: a concurrent "
-                f"change broke {', '.join(str(r) for r in found.broken)} right after this "
-                f"apply's write, and the compensating write ({done}) failed: {exc}"
-            ) from None
-        self._finish(number, fix, Outcome.UNDONE, request_id, done)
-        return f"{done} (request id {request_id})"
-
     def _changed_underneath(
         self, setting: Setting, step: Step, now: Value, reads: int = 1
     ) -> ChangedUnderneath:
         names = self.env.secret_names(step.setting)
-        planned, current = _show(setting, step.before, names), _show(setting, now, names)
+        planned, current = show(setting, step.before, names), show(setting, now, names)
         if planned == current:
             secret = " and ".join(sorted(setting.secret_fields | names))
             current += f" (its {secret} changed)"
@@ -545,7 +355,8 @@ class _EnvironmentApply:
         return ApplyError(message, self.stop_report(number))
 
     def _stopped(self, exc: ReconcilerError, number: int | None) -> ApplyError | BlockedError:
-        report = self.stop_report(number)
+        signal = exc.signal_name if isinstance(exc, Interrupted) else None
+        report = self.stop_report(number, interrupted=signal)
         message = exc.message if isinstance(exc, ReportedError) else str(exc)
         if isinstance(exc, BlockedError):
             return BlockedError(message, report)
@@ -557,7 +368,21 @@ class _EnvironmentApply:
             return Interrupted(message, report, exc.signal_name)
         return ApplyError(message, report)
 
-    def stop_report(self, failed_at: int | None) -> RunReport:
+    def _vouch(self, held: Value) -> str | None:
+        """Why the webhook config NewStore holds is not vouched for by a probe (None: it is):
+        the config this apply's probe passed for, or the file's config, probed now."""
+        webhook = BY_KEY[WEBHOOK]
+        if self.guard.probed is not None and not moved_fields(webhook, held, self.guard.probed):
+            return None
+        desired = self.env.desired.get(WEBHOOK, ABSENT)
+        if desired is ABSENT or moved_fields(webhook, held, desired):
+            return "the config NewStore holds is not one this apply's probe passed for"
+        outcome = run_gate(self.env, skip=self.skip_probe, transport=self.probe_transport)
+        if outcome.passed:
+            return None
+        return f"the probe of the config NewStore holds, run for this report, {outcome.result}"
+
+    def stop_report(self, failed_at: int | None, *, interrupted: str | None = None) -> RunReport:
         not_attempted = tuple(
             NotAttempted(number, step.setting, step.action)
             for number, step in enumerate(self.plan.steps, 1)
@@ -568,6 +393,7 @@ class _EnvironmentApply:
             tenant=self.env.tenant,
             total=self.total,
             failed_at=failed_at,
+            interrupted=interrupted,
             finished=tuple(self.finished),
             not_attempted=not_attempted,
             safety=check_safety(
@@ -578,6 +404,7 @@ class _EnvironmentApply:
                 self.guard.seen,
                 self.guard.written,
                 self.guard.foreign,
+                self._vouch,
             ),
             concurrent=tuple(self.guard.concurrent),
         )
@@ -589,28 +416,11 @@ def apply_environment(
     plan: EnvPlan,
     client: NewStoreClient,
     journal: Journal,
-    *,
-    skip_probe: bool = False,
-    on_event: OnEvent = ignore,
-    probe_transport: httpx.BaseTransport | None = None,
-    clock: Clock = system_clock,
-    break_glass: str | None = None,
-    stop: StopRequest | None = None,
+    options: ApplyOptions = DEFAULT_OPTIONS,
 ) -> list[StepFinished]:
     """Apply one environment's planned steps, then check it converged; returns what each step
     came to. Raises ApplyError / ChangedUnderneath / BlockedError / Interrupted (with the
-    safe-state report); `stop` is checked before every write.
-    Before each step the environment's policy is asked at `clock()`; `break_glass` (a reason)
-    overrides it."""
-    return _EnvironmentApply(
-        env,
-        plan,
-        client,
-        journal,
-        skip_probe=skip_probe,
-        on_event=on_event,
-        probe_transport=probe_transport,
-        clock=clock,
-        break_glass=break_glass,
-        stop=stop,
-    ).run()
+    safe-state report); `options.stop` is checked before every write.
+    Before each step the environment's policy is asked at `options.clock()`;
+    `options.break_glass` (a reason) overrides it."""
+    return _EnvironmentApply(env, plan, client, journal, options).run()

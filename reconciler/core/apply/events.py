@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from reconciler.core.plan import Action
+from reconciler.core.plan import Action, RunPlan
 
 
 class Outcome(enum.StrEnum):
@@ -34,6 +34,17 @@ class GateChecked:
 
 
 @dataclass(frozen=True)
+class StepStarted:
+    """A step is about to be checked (policy, gates, re-read) and, if all agree, written."""
+
+    environment: str
+    number: int
+    total: int
+    setting: str
+    action: Action
+
+
+@dataclass(frozen=True)
 class StepFinished:
     environment: str
     number: int
@@ -51,7 +62,17 @@ class EnvironmentConverged:
     steps: int
 
 
-Event: TypeAlias = GateChecked | StepFinished | EnvironmentConverged
+@dataclass(frozen=True)
+class PlanAccepted:
+    """The run's plan passed every check made before the first write (nothing unplannable or
+    blocked, the change policy, the locks and the older-commit check); `checksum` is its plan
+    file's (`apply --plan`) or, planned by this run, that of the plan file it would make."""
+
+    plan: RunPlan
+    checksum: str
+
+
+Event: TypeAlias = StepStarted | GateChecked | StepFinished | EnvironmentConverged
 OnEvent: TypeAlias = Callable[[Event], None]
 
 

@@ -17,9 +17,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
-from reconciler.core.apply.recheck import Compensation, compensation, did, moved_fields, relied_on
+from reconciler.core.apply.recheck import (
+    Compensation,
+    blind_compensation,
+    compensation,
+    did,
+    moved_fields,
+    relied_on,
+)
 from reconciler.core.apply.report import ConcurrentChange
-from reconciler.core.plan import WEBHOOK, WEBHOOK_PROBE, EnvPlan, Step, fingerprint, fingerprint_key
+from reconciler.core.plan import (
+    WEBHOOK,
+    WEBHOOK_PROBE,
+    EnvPlan,
+    Step,
+    differs,
+    fingerprint,
+    fingerprint_key,
+)
 from reconciler.errors import ApplyError, ChangedUnderneath
 from reconciler.model import ABSENT, Environment, Value
 from reconciler.newstore.settings import BY_KEY, REGISTRY
@@ -46,6 +61,10 @@ class AfterWrite:
     broken: list[Rule] = field(default_factory=list)
     changes: list[ConcurrentChange] = field(default_factory=list)
     compensation: Compensation | None = None
+    # Why the re-read failed, when it did: `broken` are then the rules whose state is unknown
+    # (treated as broken: the safe side is written), `compensation` a write that keeps them
+    # whatever the unread settings hold.
+    unreadable: str = ""
 
 
 class Guard:
@@ -112,6 +131,17 @@ class Guard:
             self.foreign.add(key)
         self.latest[key] = value
         self.seen[key] = fp
+        return value
+
+    def read_back(self, key: str, number: int, written: Value) -> Value:
+        """Read `key` right after this apply wrote `written`: what NewStore shows of that write
+        is this apply's own; anything else someone else wrote since (a concurrent change,
+        recorded as such, never as this apply's write)."""
+        setting = BY_KEY[key]
+        value = setting.read_managed(self.client, written)
+        if differs(setting, value, written):
+            return self._note(key, value, number, True)
+        self.wrote(key, value)
         return value
 
     def wrote(self, key: str, settled: Value) -> None:
@@ -216,6 +246,17 @@ class Guard:
             step.setting, step.before, self.latest, broken, undo_first=not safe_side_first
         )
         return AfterWrite(broken, changes, undo)
+
+    def unknown_after_write(self, step: Step, why: str) -> AfterWrite | None:
+        """The re-read after a write that rules rely on failed (`why`): whether those rules
+        still hold is unknown, so they are treated as broken, and the compensation is a write
+        that keeps them whatever the unread settings hold. None: the write relies on no rule."""
+        before_write = set(violations({**self.latest, step.setting: step.before}))
+        relied = [r for r in relied_on(step.setting, self.latest) if r not in before_write]
+        if not relied:
+            return None
+        undo = blind_compensation(step.setting, step.before, self.latest, relied)
+        return AfterWrite(relied, [], undo, why)
 
 
 def _probed_step(step: Step) -> bool:

@@ -9,6 +9,7 @@ concurrent writer can leave a rule broken is then one round trip.
     relied_on(key, state)                the rules a write of `key` leaves depending on others
     moved_fields(setting, now, probed)   what differs between NewStore's config and the probed
     compensation(...)                    the one write that makes the broken rules hold again
+    blind_compensation(...)              the one write that makes rules hold whatever is unread
     did(setting, before, after)          a change in words: "deleted availability_webhook"
 """
 
@@ -118,6 +119,37 @@ def compensation(
         if not any(rule in now for rule in broken) and now <= still_broken:
             return candidate
     return None
+
+
+def blind_compensation(
+    key: str, before: Value, state: Mapping[str, Value], rules: Sequence[Rule]
+) -> Compensation | None:
+    """The single write that makes every rule of `rules` hold whatever the settings that could
+    not be re-read hold: undoing the write of `key` (back to `before`), else the safe side of a
+    rule's condition, where that value alone keeps every rule (external ATP off keeps rules 1
+    and 2 whatever the webhook and the external OMS are). None when no single write can."""
+    undo = [Compensation(key, before, True)]
+    safe = [
+        Compensation(rule.if_setting, SAFE_SIDE[rule.if_setting], False)
+        for rule in rules
+        if rule.if_setting in SAFE_SIDE and rule.if_setting in state
+    ]
+    for candidate in undo + safe:
+        if not writable(BY_KEY[candidate.setting], candidate.value):
+            continue
+        if all(_keeps(rule, candidate) for rule in rules):
+            return candidate
+    return None
+
+
+def _keeps(rule: Rule, write: Compensation) -> bool:
+    """Whether `write` alone makes `rule` hold, whatever the rule's other setting is."""
+    if write.setting == rule.if_setting:
+        return not rule.if_holds(write.value)
+    # A config that exists proves nothing for a rule with a probe: it must also work.
+    return (
+        write.setting == rule.then_setting and rule.probe is None and rule.then_holds(write.value)
+    )
 
 
 def _flag(value: Value) -> bool | None:

@@ -11,7 +11,7 @@ environment of the run. The core builds it and never words it: `render.stop_repo
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeAlias
@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, TypeAlias
 from reconciler.core.apply.events import StepFinished
 from reconciler.core.plan import Action, fingerprint, fingerprint_key, read_live
 from reconciler.errors import ReconcilerError
-from reconciler.model import Environment, Value
+from reconciler.model import ABSENT, Environment, Value
 from reconciler.newstore.settings import BY_KEY
-from reconciler.rules import Rule, violations
+from reconciler.rules import RULES, Rule, violations
 
 if TYPE_CHECKING:
     from reconciler.newstore.client import NewStoreClient
@@ -68,6 +68,10 @@ class SafetyCheck:
     unreadable: str = ""
     blocked_at: datetime | None = None
     breaks: tuple[RuleBreak, ...] = ()  # one per rule of `broken`, in that order
+    # Rules with a probe that the read cannot break but nothing vouches for: the condition
+    # holds and the config exists, but no probe passed for the config NewStore holds (`why`).
+    unproven: tuple[Rule, ...] = ()
+    unproven_why: str = ""
 
     @property
     def broken_by_others(self) -> tuple[Rule, ...]:
@@ -86,7 +90,8 @@ class NotAttempted:
 @dataclass(frozen=True)
 class StopReport:
     """One environment's apply that stopped: at step `failed_at` of `total`, or (None) in the
-    convergence check after every step ran."""
+    convergence check after every step ran. `interrupted` names the signal that stopped it
+    before step `failed_at` began (that step was not attempted, it did not fail)."""
 
     environment: str
     tenant: str
@@ -95,6 +100,7 @@ class StopReport:
     finished: tuple[StepFinished, ...]
     not_attempted: tuple[NotAttempted, ...]
     safety: SafetyCheck
+    interrupted: str | None = None
     concurrent: tuple[ConcurrentChange, ...] = ()
 
 
@@ -139,12 +145,15 @@ def check_safety(
     seen: Mapping[str, str] | None = None,
     written: Mapping[str, str] | None = None,
     foreign: Collection[str] = (),
+    vouch: Callable[[Value], str | None] | None = None,
 ) -> SafetyCheck:
     """Re-read the live state and judge it by the safety rules, each broken rule with whose
     writes it is down to (`RuleBreak`): `seen` holds the fingerprint of what the apply last
     read or wrote of each setting, `written` of what it wrote itself (`plan.fingerprint`),
-    `foreign` the settings whose value as last read someone else wrote. After an IP block,
-    judge `latest` (the last values read or written) instead."""
+    `foreign` the settings whose value as last read someone else wrote. A rule with a probe
+    (rule 1) holds only for a config a probe passed for: `vouch(held)` says why the config
+    NewStore holds is not vouched for (None: it is; no `vouch`: nothing is). After an IP
+    block, judge `latest` (the last values read or written) instead."""
     blocked_at = client.blocked_at
     if blocked_at is not None:
         return SafetyCheck(broken=tuple(violations(latest)), blocked_at=blocked_at)
@@ -171,8 +180,21 @@ def check_safety(
             if written.get(s) != now[s] and ((s in seen and seen[s] != now[s]) or s in foreign)
         )
         breaks.append(RuleBreak(rule, own, others, rule in broken_at_start))
+    unproven, why = [], ""
+    for rule in RULES:
+        if rule.probe is None or rule in broken or rule.condition(live) is not True:
+            continue
+        held = live.get(rule.then_setting, ABSENT)
+        if held is ABSENT:
+            continue
+        found = "no probe was run for it" if vouch is None else vouch(held)
+        if found is not None:
+            unproven.append(rule)
+            why = why or found
     return SafetyCheck(
         broken=tuple(broken),
         broken_before=tuple(rule for rule in broken if rule in broken_at_start),
         breaks=tuple(breaks),
+        unproven=tuple(unproven),
+        unproven_why=why,
     )

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from reconciler.clock import Clock, system_clock
 from reconciler.core.apply.environment import apply_environment
-from reconciler.core.apply.events import OnEvent, ignore
+from reconciler.core.apply.events import StepFinished
+from reconciler.core.apply.options import DEFAULT_OPTIONS, ApplyOptions
 from reconciler.core.apply.report import EnvFate, NothingWritten, RunReport
-from reconciler.core.interrupt import StopRequest
-from reconciler.core.plan import ClientFactory, RunPlan, Status, default_client
+from reconciler.core.plan import RunPlan, Status, default_client
 from reconciler.errors import (
     ApplyError,
     BlockedError,
@@ -29,8 +28,6 @@ from reconciler.policy import Decision, decide, decision_dict, explain
 if TYPE_CHECKING:
     from datetime import datetime
 
-    import httpx
-
     from reconciler.core.journal import Journal
     from reconciler.core.lock import TenantLock
     from reconciler.newstore.client import NewStoreClient
@@ -43,11 +40,13 @@ if TYPE_CHECKING:
 class EnvResult:
     name: str
     # "applied" | "converged" | "blocked" | "error" (could not be planned; --keep-going
-    # skipped it) | "failed" | "not attempted"
+    # skipped it) | "failed" | "interrupted" (a signal stopped it between steps; nothing
+    # failed) | "not attempted"
     status: str
     steps: int = 0
     error: ReportedError | None = None
     why: str = ""  # for "not attempted": why not
+    finished: tuple[StepFinished, ...] = ()  # for "applied": what each step came to
 
 
 def refuse_unready(run: RunPlan, *, keep_going: bool) -> None:
@@ -103,33 +102,30 @@ def apply_run(
     envs: Sequence[Environment],
     run: RunPlan,
     journal: Journal,
+    options: ApplyOptions = DEFAULT_OPTIONS,
     *,
-    keep_going: bool = False,
-    skip_probe: bool = False,
-    client_factory: ClientFactory | None = None,
-    on_event: OnEvent = ignore,
-    probe_transport: httpx.BaseTransport | None = None,
     locks: Sequence[TenantLock] = (),
-    clock: Clock = system_clock,
-    break_glass: str | None = None,
-    stop: StopRequest | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> list[EnvResult]:
     """Apply every environment of `run` with changes, one after another, in order.
 
     Converged environments need nothing. Refuses before writing anything when an environment
-    could not be planned, or is blocked (`refuse_unready`); with `keep_going`, blocked ones are
-    skipped instead (BlockedError at the end), and one failing does not stop the rest (which
-    are otherwise reported "not attempted"). `locks` (held by the caller, `lock.tenant_locks`)
-    are recorded in the journal's start line.
+    could not be planned, or is blocked (`refuse_unready`); with `options.keep_going`, blocked
+    ones are skipped instead (BlockedError at the end), and one failing does not stop the rest
+    (which are otherwise reported "not attempted"). `locks` (held by the caller,
+    `lock.tenant_locks`) and `provenance` (where the run came from) are recorded in the
+    journal's start line.
 
-    Every environment with changes is checked against its policy at `clock()` before the
-    first write of the run (`held_by_policy`), and again before each of its steps; a blocked
-    one is refused like a gate-blocked one. `break_glass` (the reason) overrides the policy,
-    never a gate or safety rule, and is recorded in the journal.
+    Every environment with changes is checked against its policy at `options.clock()` before
+    the first write of the run (`held_by_policy`), and again before each of its steps; a
+    blocked one is refused like a gate-blocked one. `options.break_glass` (the reason)
+    overrides the policy, never a gate or safety rule, and is recorded in the journal.
     """
+    keep_going, skip_probe = options.keep_going, options.skip_probe
+    break_glass, stop = options.break_glass, options.stop
     by_name = {env.name: env for env in envs}
     refuse_unready(run, keep_going=keep_going)
-    factory = client_factory or default_client
+    factory = options.client_factory or default_client
     journal.record(
         "start",
         environments=[p.name for p in run.environments],
@@ -137,8 +133,9 @@ def apply_run(
         keep_going=keep_going,
         locks=[lock.journal_fields() for lock in locks],
         **({"break_glass": break_glass} if break_glass is not None else {}),
+        **({"provenance": dict(provenance)} if provenance is not None else {}),
     )
-    held = held_by_policy(envs, run, clock(), journal, break_glass=break_glass)
+    held = held_by_policy(envs, run, options.clock(), journal, break_glass=break_glass)
     if held and not keep_going:
         journal.record("end", result="blocked", environments=dict.fromkeys(held, "blocked"))
         raise BlockedError(_held_message("nothing applied", held))
@@ -165,27 +162,19 @@ def apply_run(
         client: NewStoreClient | None = None
         try:
             with factory(env) as client:
-                apply_environment(
-                    env,
-                    plan,
-                    client,
-                    journal,
-                    skip_probe=skip_probe,
-                    on_event=on_event,
-                    probe_transport=probe_transport,
-                    clock=clock,
-                    break_glass=break_glass,
-                    stop=stop,
-                )
+                finished = apply_environment(env, plan, client, journal, options)
         except ReportedError as exc:
-            results.append(EnvResult(plan.name, "failed", len(plan.steps), exc))
+            stopped = "interrupted" if isinstance(exc, Interrupted) else "failed"
+            results.append(EnvResult(plan.name, stopped, len(plan.steps), exc))
             halted = _halted_by(exc, client, keep_going)
         except ReconcilerError as exc:  # e.g. the client could not be built
             error = ApplyError(str(exc), RunReport((NothingWritten(plan.name),)))
             results.append(EnvResult(plan.name, "failed", len(plan.steps), error))
             halted = _halted_by(exc, client, keep_going)
         else:
-            results.append(EnvResult(plan.name, "applied", len(plan.steps)))
+            results.append(
+                EnvResult(plan.name, "applied", len(plan.steps), finished=tuple(finished))
+            )
     failed = [r for r in results if r.error is not None]
     blocked = [r.name for r in results if r.status == "blocked"]
     errored = [r.name for r in results if r.status == "error"]
@@ -295,7 +284,10 @@ def _combined(
     failed: list[EnvResult], results: list[EnvResult], interrupted: str | None = None
 ) -> ReportedError:
     stops = tuple(
-        stop for r in failed if r.error is not None and r.error.stop for stop in r.error.stop.stops
+        stop
+        for r in failed
+        if r.error is not None and isinstance(r.error.stop, RunReport)
+        for stop in r.error.stop.stops
     )
     report = RunReport(stops, _others(results))
 
