@@ -1,49 +1,72 @@
 """Benchmark: `reconciler plan` over many environments against a slow sandbox (`make bench`).
 
-Starts `python -m reconciler sandbox` with a fixed latency per request, writes N environment
-files for N tenants on it, runs `python -m reconciler plan` once as a subprocess, then asks the
-sandbox how many requests each tenant received. Prints the wall time against the latency-bound
-lower limit, and the start-up time of `reconciler --help` and `reconciler validate`.
+For each variant (plain HTTP, and HTTPS with a throwaway certificate, as NewStore's hosts are)
+and each size (200 and 1,000 environments by default): starts `python -m reconciler sandbox`
+with a fixed latency per request, writes N environment files for N tenants on it, each
+managing the five settings, runs the real `reconciler plan` once as a subprocess (through
+`bench/phases.py`, which records where its CPU goes), then asks the sandbox how many requests
+each tenant received. Prints the wall time against the latency-bound lower limit, the plan's
+CPU per environment and its breakdown by phase, and the start-up time of `reconciler --help`
+and `reconciler validate`.
 
-The lower limit: an environment costs one token request, then the four setting GETs, which
+Each tenant's API is on 127.0.0.1 and its token endpoint on `localhost`: two hosts, so two
+connections (and over HTTPS two handshakes) per environment, as against NewStore's tenant and
+identity hosts.
+
+The lower limit: an environment costs one token request, then the five setting GETs, which
 `read_live` sends concurrently; so its critical path is ROUND_TRIPS_PER_ENV round trips of the
 sandbox's latency, and P environments are in flight at once:
 
     ideal = N × ROUND_TRIPS_PER_ENV × latency / P
 
-Not a test: the figures depend on the machine. The target is 200 environments at 50 ms within
-2× the ideal.
+Not a test: the figures depend on the machine and on what else runs on it (the load average is
+printed with them). Targets: within 1.6× of the ideal at 200 environments, 1.5× at 1,000, and at
+most 4.5 ms of plan CPU per environment at 1,000.
+
+Figures (2 cores, 50 ms latency, parallelism 16), before → after this round's work:
+FIGURES
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
-import resource
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from reconciler.parallelism import DEFAULT_PARALLELISM  # noqa: E402
+from reconciler.sandbox.certs import throwaway_certificate  # noqa: E402
+
 EXAMPLES = REPO / "environments"
-ROUND_TRIPS_PER_ENV = 2  # the token, then the four GETs side by side
+PHASES = REPO / "bench" / "phases.py"
+ROUND_TRIPS_PER_ENV = 2  # the token, then the five GETs side by side
 SETTING_PATHS = (
     "/v0/config/sales_order/external_oms",
     "/v0/config/availability/webhook",
     "/v0/config/routing/uses_external_atp",
+    "/v0/config/sales_order/external_order_webhook",
     "/api/v1/associate-app/config",
 )
+PHASE_ORDER = ("start-up", "load", "client", "token", "reads", "plan", "render", "other")
 ENV_FILE = """\
 tenant: {tenant}
 connection:
-  base_url: {url}/{tenant}
-  token_url: {url}/auth/realms/{tenant}/protocol/openid-connect/token
+  base_url: {scheme}://127.0.0.1:{port}/{tenant}
+  token_url: {scheme}://localhost:{port}/auth/realms/{tenant}/protocol/openid-connect/token
   client_id: sandbox
   client_secret: ${{BENCH_CLIENT_SECRET}}
 external_oms:
@@ -51,36 +74,61 @@ external_oms:
 availability_webhook: absent
 external_atp:
   enabled: false
+external_order_webhook:
+  url: https://oms.example.com/newstore
+  api_key: ${{BENCH_ORDER_WEBHOOK_API_KEY}}
+  timeout: 15
 associate_app:
   use_new_om_ui: false
 """
 
 
-def _default_parallelism() -> int:
-    sys.path.insert(0, str(REPO))
-    from reconciler.parallelism import DEFAULT_PARALLELISM
+@dataclass
+class Run:
+    variant: str
+    envs: int
+    latency_ms: int
+    parallelism: int
+    wall_s: float
+    load_s: float
+    figures: dict[str, Any]
+    sandbox_cpu_s: float
+    requests: int
+    histogram: collections.Counter[int]
 
-    return DEFAULT_PARALLELISM
+    @property
+    def ideal_s(self) -> float:
+        return self.envs * ROUND_TRIPS_PER_ENV * self.latency_ms / 1000 / self.parallelism
+
+    def per_env_ms(self, seconds: float) -> float:
+        return seconds * 1000 / self.envs
 
 
-def _start_sandbox(latency_ms: int) -> tuple[subprocess.Popen[str], str]:
+def _start_sandbox(
+    latency_ms: int, tls: tuple[Path, Path] | None
+) -> tuple[subprocess.Popen[str], int]:
     command = [sys.executable, "-m", "reconciler", "sandbox", "--port", "0"]
-    command += ["--latency-ms", str(latency_ms)]
+    command += ["--latency-ms", str(latency_ms), "--allow-host", "localhost"]
+    if tls is not None:
+        command += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO
     )
     assert process.stdout is not None
     for line in process.stdout:
         if "listening on" in line:
-            return process, line.split("listening on", 1)[1].strip()
+            return process, int(line.rsplit(":", 1)[1])
     process.wait()
     raise SystemExit(f"the sandbox exited ({process.returncode}) before listening")
 
 
-def _children_cpu() -> tuple[float, float]:
-    """User and system CPU seconds of every child process waited for so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime, usage.ru_stime
+def _process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds a running process has used so far (Linux's /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _median_seconds(command: list[str], runs: int, env: dict[str, str]) -> float:
@@ -92,12 +140,14 @@ def _median_seconds(command: list[str], runs: int, env: dict[str, str]) -> float
     return statistics.median(times)
 
 
-def _count_requests(url: str, tenants: list[str]) -> tuple[collections.Counter[int], int]:
+def _count_requests(
+    url: str, tenants: list[str], verify: ssl.SSLContext | bool
+) -> tuple[collections.Counter[int], int]:
     """Per-tenant counts of token requests and of GETs per setting path, as a histogram of
     "how many times" (ideally {1: ...} only), and the total number of requests."""
     histogram: collections.Counter[int] = collections.Counter()
     total = 0
-    with httpx.Client(base_url=url) as http:
+    with httpx.Client(base_url=url, verify=verify) as http:
         for tenant in tenants:
             requests = http.get(f"/_sandbox/tenants/{tenant}/requests").json()
             total += len(requests)
@@ -111,73 +161,132 @@ def _count_requests(url: str, tenants: list[str]) -> tuple[collections.Counter[i
     return histogram, total
 
 
+def _measure(
+    variant: str, envs: int, latency_ms: int, parallelism: int, runs: int, base: dict[str, str]
+) -> Run:
+    with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp:
+        directory = Path(tmp)
+        env = dict(base)
+        verify: ssl.SSLContext | bool = True
+        tls = None
+        if variant == "tls":
+            (directory / "tls").mkdir()
+            tls = throwaway_certificate(directory / "tls")
+            env["SSL_CERT_FILE"] = str(tls[0])  # trusted as a public CA would be
+            verify = ssl.create_default_context(cafile=str(tls[0]))
+        scheme = "https" if tls else "http"
+        environments = directory / "environments"
+        environments.mkdir()
+        sandbox, port = _start_sandbox(latency_ms, tls)
+        sandbox_before = _process_cpu(sandbox.pid)
+        try:
+            tenants = [f"bench-{i:04d}" for i in range(envs)]
+            for tenant in tenants:
+                text = ENV_FILE.format(tenant=tenant, scheme=scheme, port=port)
+                (environments / f"{tenant}.yaml").write_text(text)
+            cli = ["--environments-dir", str(environments)]
+            figures_file = directory / "phases.json"
+            command = [sys.executable, str(PHASES), str(figures_file), "--", *cli]
+            command += ["plan", "--parallelism", str(parallelism)]
+            started = time.perf_counter()
+            result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
+            wall = time.perf_counter() - started
+            if result.returncode not in (0, 2):
+                raise SystemExit(f"plan exited {result.returncode}:\n{result.stderr[-3000:]}")
+            figures = json.loads(figures_file.read_text())
+            sandbox_after = _process_cpu(sandbox.pid)
+            histogram, total = _count_requests(f"{scheme}://127.0.0.1:{port}", tenants, verify)
+            # The same process without the HTTP part: start-up, loading and validating the files.
+            load_s = _median_seconds(
+                [sys.executable, "-m", "reconciler", *cli, "validate"], runs, env
+            )
+        finally:
+            sandbox.terminate()
+            sandbox.wait()
+            assert sandbox.stdout is not None
+            sandbox.stdout.close()
+    sandbox_cpu = (
+        sandbox_after - sandbox_before
+        if sandbox_after is not None and sandbox_before is not None
+        else float("nan")
+    )
+    return Run(
+        variant, envs, latency_ms, parallelism, wall, load_s, figures, sandbox_cpu, total, histogram
+    )
+
+
+def _report(run: Run) -> None:
+    figures = run.figures
+    total = float(figures["total_cpu_s"])
+    phases: dict[str, float] = dict(figures["phases_s"])
+    phases["start-up"] = float(figures["startup_cpu_s"])
+    phases["other"] = total - sum(phases.values())
+    label = "HTTPS" if run.variant == "tls" else "plain HTTP"
+    print(
+        f"plan: {run.envs} environments, {label}, {run.latency_ms} ms latency, "
+        f"parallelism {run.parallelism}"
+    )
+    print(f"  wall time        {run.wall_s:8.2f} s (whole process: start-up, load, read, render)")
+    print(f"    of which       {run.load_s:8.2f} s start-up and loading (`validate` of the files)")
+    print(
+        f"  ideal bound      {run.ideal_s:8.2f} s "
+        f"(N × {ROUND_TRIPS_PER_ENV} round trips × latency / parallelism)"
+    )
+    target = 1.6 if run.envs <= 200 else 1.5
+    print(f"  ratio            {run.wall_s / run.ideal_s:8.2f} × the ideal (target: ≤ {target}×)")
+    print(
+        f"  plan CPU         {total:8.2f} s ({float(figures['user_s']):.2f} user, "
+        f"{float(figures['system_s']):.2f} system): "
+        f"{run.per_env_ms(total):.2f} ms per environment (target at 1,000: ≤ 4.5)"
+    )
+    breakdown = ", ".join(
+        f"{phase} {run.per_env_ms(phases.get(phase, 0.0)):.2f}" for phase in PHASE_ORDER
+    )
+    print(f"    per env (ms)   {breakdown}")
+    print(f"  sandbox CPU      {run.sandbox_cpu_s:8.2f} s during the plan")
+    print(f"  requests         {run.requests} ({run.requests / run.envs:.1f} per environment)")
+    ok = set(run.histogram) == {1}
+    print(
+        f"  per environment  1 token request and 1 GET per setting ({len(SETTING_PATHS)}): "
+        + ("yes" if ok else f"NO, counts seen: {dict(run.histogram)}")
+    )
+    if not ok:
+        raise SystemExit("expected exactly 1 token request and 1 GET per setting per environment")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--envs", type=int, default=200, help="environments (default 200)")
+    parser.add_argument(
+        "--envs", type=int, nargs="+", default=[200, 1000], help="sizes (default 200 1000)"
+    )
+    parser.add_argument(
+        "--variant",
+        choices=("plain", "tls"),
+        nargs="+",
+        default=["plain", "tls"],
+        help="plain HTTP and/or HTTPS (default both)",
+    )
     parser.add_argument("--latency-ms", type=int, default=50, help="sandbox latency (default 50)")
     parser.add_argument("--parallelism", type=int, help="plan --parallelism (default: the CLI's)")
     parser.add_argument("--runs", type=int, default=5, help="start-up timing runs (default 5)")
     args = parser.parse_args()
-    parallelism = args.parallelism or _default_parallelism()
+    parallelism = args.parallelism or DEFAULT_PARALLELISM
 
-    env = {**os.environ, "BENCH_CLIENT_SECRET": "sandbox-secret", "NO_COLOR": "1"}
-    sandbox, url = _start_sandbox(args.latency_ms)
-    try:
-        with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp:
-            directory = Path(tmp)
-            tenants = [f"bench-{i:04d}" for i in range(args.envs)]
-            for tenant in tenants:
-                (directory / f"{tenant}.yaml").write_text(ENV_FILE.format(tenant=tenant, url=url))
-            command = [sys.executable, "-m", "reconciler", "--environments-dir", str(directory)]
-            command += ["plan", "--parallelism", str(parallelism)]
-            cpu_before = _children_cpu()
-            started = time.perf_counter()
-            result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
-            wall = time.perf_counter() - started
-            plan_user, plan_sys = (b - a for a, b in zip(cpu_before, _children_cpu(), strict=True))
-            if result.returncode != 0:
-                raise SystemExit(f"plan exited {result.returncode}:\n{result.stderr}")
-            histogram, total = _count_requests(url, tenants)
-            # The same process without the HTTP part: start-up, loading and validating the files.
-            offline = [*command[:5], "validate"]
-            load_s = _median_seconds(offline, args.runs, env)
-    finally:
-        sandbox.terminate()
-        cpu_before = _children_cpu()
-        sandbox.wait()
-        sandbox_user, sandbox_sys = (
-            b - a for a, b in zip(cpu_before, _children_cpu(), strict=True)
-        )
-
-    ideal = args.envs * ROUND_TRIPS_PER_ENV * args.latency_ms / 1000 / parallelism
-    print(
-        f"plan: {args.envs} environments, {args.latency_ms} ms latency, parallelism {parallelism}"
-    )
-    load = os.getloadavg()[0]
-    print(f"  machine          {os.cpu_count()} cores, load average {load:.2f} (1 min) at the end")
-    print(f"  wall time        {wall:8.2f} s (whole process: start-up, load, read, render)")
-    print(f"    of which       {load_s:8.2f} s start-up and loading the files (`validate` of them)")
-    print(
-        f"  ideal bound      {ideal:8.2f} s "
-        f"(N × {ROUND_TRIPS_PER_ENV} round trips × latency / parallelism)"
-    )
-    print(f"  ratio            {wall / ideal:8.2f} × the ideal (target: within 2×)")
-    print(f"    reading only   {(wall - load_s) / ideal:8.2f} × the ideal")
-    print(f"  plan CPU         {plan_user:8.2f} s user, {plan_sys:.2f} s system")
-    print(
-        f"  sandbox CPU      {sandbox_user:8.2f} s user, {sandbox_sys:.2f} s system "
-        "(its whole life: start-up, the run, the counting)"
-    )
-    print(f"  requests         {total} ({total / args.envs:.1f} per environment)")
-    print(
-        "  per environment  1 token request and 1 GET per setting: "
-        + ("yes" if set(histogram) == {1} else f"NO, counts seen: {dict(histogram)}")
-    )
-    if set(histogram) != {1}:
-        raise SystemExit("expected exactly 1 token request and 1 GET per setting per environment")
+    base = {
+        **os.environ,
+        "BENCH_CLIENT_SECRET": "sandbox-secret",
+        "BENCH_ORDER_WEBHOOK_API_KEY": "bench-order-webhook-key-0000000000",
+        "NO_COLOR": "1",
+    }
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start")
+    for variant in args.variant:
+        for envs in args.envs:
+            run = _measure(variant, envs, args.latency_ms, parallelism, args.runs, base)
+            _report(run)
+    print(f"machine: load average {os.getloadavg()[0]:.2f} (1 min) at the end")
 
     validate_env = {
-        **env,
+        **base,
         "NEWSTORE_CLIENT_ID": "bench",
         "NEWSTORE_CLIENT_SECRET": "bench-client-secret-0000000",
         "SANDBOX_CLIENT_ID": "sandbox",

@@ -707,6 +707,15 @@ def unlock(g: Globals, env: str, lock_id: str, lock_remote: str | None, force: b
     help="Also answer requests addressed to this host name (repeatable); only loopback names "
     "and --host are answered otherwise.",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Serve HTTPS with this PEM certificate (with --tls-key); clients trust it through "
+    "connection.ca_bundle or SSL_CERT_FILE.",
+)
+@click.option(
+    "--tls-key", type=click.Path(exists=True, dir_okay=False), help="The --tls-cert's PEM key."
+)
 def sandbox(
     host: str,
     port: int,
@@ -719,13 +728,19 @@ def sandbox(
     mask_webhook_api_key: bool,
     admin_shows_keys: bool,
     allowed_hosts: tuple[str, ...],
+    tls_cert: str | None,
+    tls_key: str | None,
 ) -> None:
     """Run a local NewStore for demos and tests, until Ctrl-C."""
     # lazy: start-up time
     from reconciler.sandbox import SandboxApp, SandboxConfig, serve
     from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY
     from reconciler.sandbox.banner import banner
+    from reconciler.sandbox.server import tls_context
 
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together.")
+    tls = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
     config = SandboxConfig(
         token_ttl=token_ttl,
         latency_ms=latency_ms,
@@ -742,6 +757,7 @@ def sandbox(
         port,
         on_ready=lambda url: click.echo(banner(url, config, state_file)),
         allowed_hosts=allowed_hosts,
+        tls=tls,
     )
     click.echo("Sandbox stopped.")
 

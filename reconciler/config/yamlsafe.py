@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from reconciler.errors import Problem
 from reconciler.model import Location
@@ -28,6 +30,7 @@ MAX_DEPTH = 64
 MAX_NODES = 10_000
 
 _STD = "tag:yaml.org,2002:"
+_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
 _SCALAR_TAGS = {f"{_STD}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
 
 
@@ -57,20 +60,19 @@ class _LimitExceeded(Exception):
         self.message, self.line, self.column = message, line, column
 
 
-class _Composer(yaml.SafeLoader):
-    """SafeLoader's composer with a depth and node budget (PyYAML's is recursive and unbounded)."""
+class _Budget:
+    """The composer's depth and node budget (PyYAML's composer is recursive and unbounded)."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self._depth = 0
-        self._nodes = 0
+    _depth = 0
+    _nodes = 0
+    peek_event: Any  # the parser's (PyYAML's or libyaml's)
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         self._nodes += 1
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH or self._nodes > MAX_NODES:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                mark = self.peek_event().start_mark
                 what = (
                     f"nested deeper than {MAX_DEPTH} levels"
                     if self._depth > MAX_DEPTH
@@ -79,9 +81,63 @@ class _Composer(yaml.SafeLoader):
                 raise _LimitExceeded(
                     f"document {what}; environment files are small", mark.line + 1, mark.column + 1
                 )
-            return super().compose_node(parent, index)
+            return Composer.compose_node(self, parent, index)  # type: ignore[arg-type]
         finally:
             self._depth -= 1
+
+
+class _PureComposer(_Budget, yaml.SafeLoader):
+    """PyYAML's pure-Python reader, scanner and parser, under the budgeted composer."""
+
+    def __init__(self, text: str) -> None:
+        yaml.SafeLoader.__init__(self, text)
+
+
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _CComposer(_Budget, CParser, Resolver):
+        """libyaml's C scanner and parser for the events (the bulk of the time: ~10× faster
+        than PyYAML's pure-Python ones, and not recursive), with PyYAML's Python composer on
+        top so that the depth and node budget is still checked node by node. libyaml's own
+        composer (CParser.get_single_node) is recursive in C and has no budget: never used.
+        Marks (line, column, index) come from libyaml's events as before."""
+
+        get_single_node = Composer.get_single_node
+        compose_document = Composer.compose_document
+        compose_scalar_node = Composer.compose_scalar_node
+        compose_sequence_node = Composer.compose_sequence_node
+        compose_mapping_node = Composer.compose_mapping_node
+
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            Resolver.__init__(self)
+            self.anchors: dict[str, Node] = {}
+
+    _FAST: type[_PureComposer] | type[_CComposer] = _CComposer
+else:  # pragma: no cover - PyYAML built without libyaml
+    _FAST = _PureComposer
+
+
+def _compose(text: str) -> Node | None:
+    """The document's root node, composed by the fast parser; a document it refuses is
+    composed again by the pure-Python one, whose error (or, should the two disagree, whose
+    node) is the answer, so that messages stay PyYAML's wherever libyaml words them otherwise
+    (and libyaml's own nesting cap never pre-empts the composer's)."""
+    loader: Any = _FAST(text)
+    try:
+        return loader.get_single_node()  # type: ignore[no-any-return]
+    except _LimitExceeded:
+        raise
+    except yaml.YAMLError:
+        pass
+    finally:
+        loader.dispose()
+    loader = _PureComposer(text)
+    try:
+        return loader.get_single_node()  # type: ignore[no-any-return]
+    finally:
+        loader.dispose()
 
 
 class _DocumentBuilder:
@@ -211,11 +267,13 @@ def _tab_at(text: str, index: int, problem: str | None) -> bool:
 
 def parse_text(text: str, file: str) -> tuple[Document | None, list[Problem]]:
     """Parse YAML text. Returns (None, problems) when nothing usable could be read."""
-    loader: _Composer | None = None
     try:
-        # The Reader rejects non-printable characters already while constructing the loader.
-        loader = _Composer(text)
-        root = loader.get_single_node()
+        # PyYAML's Reader rejects non-printable characters while constructing its loader;
+        # libyaml's message for them is less helpful, so the same check runs first here.
+        bad = _NON_PRINTABLE.search(text)
+        if bad is not None:
+            raise yaml.reader.ReaderError(file, bad.start(), ord(bad.group()), "unicode", "")
+        root = _compose(text)
     except _LimitExceeded as exc:
         return None, [Problem(file, exc.line, exc.column, "", exc.message)]
     except yaml.reader.ReaderError as exc:
@@ -241,9 +299,6 @@ def parse_text(text: str, file: str) -> tuple[Document | None, list[Problem]]:
         return None, [Problem(file, line, column, "", message)]
     except yaml.YAMLError as exc:  # any other PyYAML complaint, without its text
         return None, [Problem(file, 0, 0, "", f"YAML error ({type(exc).__name__})")]
-    finally:
-        if loader is not None:
-            loader.dispose()
 
     if root is None:
         return None, [

@@ -44,12 +44,16 @@ class ClientCredentials(httpx.Auth):
         api_origin: tuple[str, str, int | None],
         limiter: HostLimiter | None = None,
         not_sent: Callable[[], Exception] | None = None,
+        token_url: httpx.URL | None = None,
     ) -> None:
         """`limiter`: the API host's; an IP block from the token endpoint trips it, and no
-        token is fetched once it is tripped (`not_sent()` is raised instead)."""
+        token is fetched once it is tripped (`not_sent()` is raised instead). `token_url`:
+        `connection.token_url` already parsed (parsing a URL is a good part of a request's
+        CPU in httpx; the client has parsed it to check it)."""
         self._limiter = limiter
         self._not_sent = not_sent
         self._conn = env.connection
+        self._token_url = token_url or httpx.URL(env.connection.token_url)
         self._env_name = env.name
         self._api_origin = api_origin
         self._token: str | None = None
@@ -116,7 +120,7 @@ class ClientCredentials(httpx.Auth):
     def _token_request(self) -> httpx.Request:
         return httpx.Request(
             "POST",
-            self._conn.token_url,
+            self._token_url,
             data={
                 "grant_type": "client_credentials",
                 "client_id": self._conn.client_id,
@@ -126,7 +130,7 @@ class ClientCredentials(httpx.Auth):
         )
 
     def _parse_token(self, response: httpx.Response, millis: int) -> tuple[str, float]:
-        url = httpx.URL(self._conn.token_url)
+        url = self._token_url
         request_id = response.headers.get("x-request-id")
         log.debug("token: POST %s → %d in %d ms", url.path, response.status_code, millis)
         if response.status_code in RETRYABLE_STATUSES:

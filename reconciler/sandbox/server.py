@@ -10,6 +10,11 @@ thread, and hid whether the client reuses its connections. Our handler writes th
 itself, always with a Content-Length, and first reads what is left of the request body so the
 next request on the connection starts clean. Closing the server closes its open connections,
 so an idle keep-alive connection neither delays Ctrl-C nor reaches a stopped server's app.
+
+With a TLS context (`--tls-cert`, `--tls-key`: NewStore's hosts are all HTTPS, and the
+benchmark measures the handshakes too) each accepted connection is wrapped, and its handshake
+runs in the connection's own thread: wrapping the listening socket, as werkzeug does, would
+make the accepting thread do every handshake one after the other.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -51,11 +57,23 @@ class _Server(ThreadedWSGIServer):
     """werkzeug's threaded server that knows its open connections, to close them when it
     closes (its handler threads are daemons: nothing else would end an idle one)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, tls: ssl.SSLContext | None = None, **kwargs: Any) -> None:
         # Before werkzeug's constructor, which already calls server_close.
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(*args, **kwargs)
+        self._tls = tls
+        # werkzeug reads it for the request's url scheme only (it was not given the context,
+        # so it did not wrap the listening socket).
+        self.ssl_context = tls
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if self._tls is not None:
+            connection = self._tls.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
 
     def opened(self, connection: socket.socket) -> None:
         with self._connections_lock:
@@ -91,6 +109,14 @@ class _Handler(WSGIRequestHandler):
     def finish(self) -> None:
         self.server.closed(self.connection)
         super().finish()
+
+    def handle(self) -> None:
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()
+            except (ssl.SSLError, OSError):
+                return  # a client that does not trust the certificate, or went away
+        super().handle()
 
     def run_wsgi(self) -> None:
         length = _content_length(self.headers.get("Content-Length"))
@@ -219,8 +245,23 @@ class _ServedHosts:
         return [body]
 
 
-def base_url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def base_url(host: str, port: int, *, tls: bool = False) -> str:
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """The server side of TLS from a PEM certificate (chain) and its key; ConfigError naming
+    the file when either cannot be used."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            f"cannot serve TLS with certificate {cert_file} and key {key_file}: {reason}."
+        ) from None
+    return context
 
 
 def bind(
@@ -230,12 +271,14 @@ def bind(
     *,
     quiet: bool = True,
     allowed_hosts: Iterable[str] = (),
+    tls: ssl.SSLContext | None = None,
 ) -> BaseWSGIServer:
     """A threaded werkzeug server listening on host:port (0 = a free port), not yet serving.
     It answers requests whose Host names this machine's loopback, `host` or one of
     `allowed_hosts` (`_ServedHosts`), others 421.
 
-    Its `.port` is the bound port. Raises ConfigError when the address cannot be bound.
+    With `tls`, it serves HTTPS. Its `.port` is the bound port. Raises ConfigError when the
+    address cannot be bound.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
@@ -247,7 +290,7 @@ def bind(
     try:
         served = _ServedHosts(app, host, allowed_hosts)
         server: BaseWSGIServer = _Server(
-            host, port, served, _QuietHandler if quiet else _Handler, fd=listener.fileno()
+            host, port, served, _QuietHandler if quiet else _Handler, fd=listener.fileno(), tls=tls
         )
     finally:
         # werkzeug duplicated the descriptor; ours is no longer needed.
@@ -261,14 +304,15 @@ def serve(
     port: int = 8765,
     on_ready: Callable[[str], None] | None = None,
     allowed_hosts: Iterable[str] = (),
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Serve until Ctrl-C (or SIGTERM), then return normally. `on_ready(url)` runs once the port
     is bound. Call it from the main thread: it installs its own signal handlers meanwhile."""
-    server = bind(app, host, port, quiet=False, allowed_hosts=allowed_hosts)
+    server = bind(app, host, port, quiet=False, allowed_hosts=allowed_hosts, tls=tls)
     with _stop_on_signals():
         try:
             if on_ready is not None:
-                on_ready(base_url(host, server.port))
+                on_ready(base_url(host, server.port, tls=tls is not None))
             server.serve_forever()
         except KeyboardInterrupt:
             pass
@@ -295,17 +339,23 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def running(
-    app: SandboxApp, host: str = "127.0.0.1", port: int = 0, *, allowed_hosts: Iterable[str] = ()
+    app: SandboxApp,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    allowed_hosts: Iterable[str] = (),
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[str]:
-    """Serve in a background thread; yields the base URL, e.g. "http://127.0.0.1:54321"."""
-    server = bind(app, host, port, allowed_hosts=allowed_hosts)
+    """Serve in a background thread; yields the base URL, e.g. "http://127.0.0.1:54321"
+    ("https://..." with `tls`)."""
+    server = bind(app, host, port, allowed_hosts=allowed_hosts, tls=tls)
     # A short poll interval keeps shutdown (and so every test using this) fast.
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox", daemon=True
     )
     thread.start()
     try:
-        yield base_url(host, server.port)
+        yield base_url(host, server.port, tls=tls is not None)
     finally:
         server.shutdown()
         thread.join()
