@@ -479,3 +479,21 @@ def test_sample_webhook_requires_the_api_key(
     assert response.status_code == 401
     assert sandbox.config.webhook_api_key not in response.text
     assert [r["status"] for r in sandbox.webhook_requests()] == [401]
+
+
+def test_associate_app_patch_whose_merged_document_fails_the_schema_is_422(
+    api: httpx.Client, sandbox: SandboxApp
+) -> None:
+    """DEVIATIONS["PATCH merge"]: a schema-valid merge patch whose merged document is not
+    (`hide_selling: true` into a document whose `release_toggles` lack the `drawer_navigation`
+    it needs) is refused 422, as a PUT of that document would be; the document stays as it was.
+    The spec does not say what NewStore answers; schemathesis found the case."""
+    document = _app_doc(lambda d: d.update(release_toggles={}))
+    document["ui_configurations"]["hide_selling"] = False
+    assert api.put(url(ASSOCIATE_APP, APP_PATH), json=document).status_code == 200
+    patch = {"ui_configurations": {"hide_selling": True}}
+    response = api.patch(url(ASSOCIATE_APP, APP_PATH), json=patch)
+    assert response.status_code == 422
+    assert_conforms(ASSOCIATE_APP, APP_PATH, response)
+    assert any("drawer_navigation" in m for m in response.json()["messages"])
+    assert sandbox.state(TENANT)["associate_app_config"] == document
