@@ -49,7 +49,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from reconciler.parallelism import DEFAULT_PARALLELISM  # noqa: E402
-from reconciler.sandbox.certs import throwaway_certificate  # noqa: E402
 
 EXAMPLES = REPO / "environments"
 PHASES = REPO / "bench" / "phases.py"
@@ -170,6 +169,9 @@ def _measure(
         verify: ssl.SSLContext | bool = True
         tls = None
         if variant == "tls":
+            # Here, so that the plain variant also runs on a checkout from before --tls-cert.
+            from reconciler.sandbox.certs import throwaway_certificate
+
             (directory / "tls").mkdir()
             tls = throwaway_certificate(directory / "tls")
             env["SSL_CERT_FILE"] = str(tls[0])  # trusted as a public CA would be
