@@ -73,7 +73,16 @@ LAYERS: list[tuple[str, list[str]]] = [
     # (and borrow its words), then deliver.
     ("notify", ["reconciler.notify"]),
     # The Python API, and the package itself, which exports it (lazily).
-    ("api", ["reconciler.api", "reconciler.api_lock", "reconciler"]),
+    (
+        "api",
+        [
+            "reconciler.api",
+            "reconciler.api_apply",
+            "reconciler.api_common",
+            "reconciler.api_lock",
+            "reconciler",
+        ],
+    ),
     ("cli", ["reconciler.cli", "reconciler.__main__", "reconciler.demo"]),
 ]
 # Beside the layers: a local NewStore that imports only the base layer, and that only the
