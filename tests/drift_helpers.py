@@ -11,11 +11,10 @@ drift's outputs (files, dashboard, metrics, notifications):
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 from env_helpers import OFF_YAML, ON_YAML, STOCK_UNCONFIRMED_YAML, WriteEnv
-from test_drift import HAND_MADE_KEY, closed_port, seed
+from test_drift import HAND_MADE_KEY, seed, write_gone
 
 from reconciler.sandbox import SandboxApp
 from reconciler.sandbox.app import DEFAULT_WEBHOOK_API_KEY
@@ -29,28 +28,6 @@ STATUSES = {
     "acme-gone": "error",
 }
 SECRETS = (HAND_MADE_KEY, DEFAULT_WEBHOOK_API_KEY, "sandbox-secret")
-
-
-def write_gone(directory: Path, name: str = "acme-gone") -> Path:
-    port = closed_port()
-    path = directory / f"{name}.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            tenant: acme-gone
-            connection:
-              base_url: http://127.0.0.1:{port}/acme-gone
-              token_url: http://127.0.0.1:{port}/auth/realms/acme-gone/protocol/openid-connect/token
-              client_id: sandbox
-              client_secret: ${{SANDBOX_CLIENT_SECRET}}
-              timeout: 2
-              retry:
-                attempts: 1
-            """
-        )
-        + OFF
-    )
-    return path
 
 
 def fleet(sandbox: SandboxApp, base: str, write_env: WriteEnv, *, gone: bool = True) -> Path:

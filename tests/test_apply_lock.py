@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 from apply_helpers import FORWARD, writes
 from env_helpers import ON_YAML, WriteEnv, run_cli, run_cli_process
+from prompt_helpers import WAIT_SECONDS, Holder, at_prompt, read_until
 
 from reconciler.core.journal import read_journal
 from reconciler.core.lock import lock_directory, lock_key
@@ -35,8 +32,6 @@ pytestmark = pytest.mark.e2e
 
 Sandbox = tuple[SandboxApp, str]
 TENANT = "acme-staging"
-PROMPT = "? [y/N]"
-WAIT_SECONDS = 60  # an upper bound for a subprocess to reach a point, never a measured time
 
 
 def _start(directory: Path, *args: str, stdin: int | None = None) -> subprocess.Popen[str]:
@@ -51,50 +46,10 @@ def _start(directory: Path, *args: str, stdin: int | None = None) -> subprocess.
     )
 
 
-def _read_until(stream: IO[str] | None, text: str, proc: subprocess.Popen[str]) -> str:
-    """What `stream` printed up to and including `text` (read unbuffered, so that a later
-    `communicate` still gets the rest)."""
-    assert stream is not None
-    seen = b""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while text.encode() not in seen:
-        assert time.monotonic() < deadline, f"never printed {text!r}: {seen!r}"
-        ready, _, _ = select.select([stream], [], [], 0.1)
-        if ready:
-            chunk = os.read(stream.fileno(), 4096)
-            assert chunk or proc.poll() is None, f"exited before {text!r}: {seen!r}"
-            seen += chunk
-    return seen.decode()
-
-
-@dataclass
-class Holder:
-    """An apply holding the lock at its confirmation prompt."""
-
-    proc: subprocess.Popen[str]
-    terminal: int
-
-    def answer(self, text: str) -> tuple[str, str]:
-        os.write(self.terminal, text.encode())
-        return self.proc.communicate(timeout=WAIT_SECONDS)
-
-
 @contextmanager
 def _holding(directory: Path, *args: str) -> Iterator[Holder]:
-    controller, terminal = pty.openpty()
-    proc = _start(directory, "apply", *args, stdin=terminal)
-    os.close(terminal)
-    try:
-        _read_until(proc.stdout, PROMPT, proc)
-        yield Holder(proc, controller)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            assert stream is not None
-            stream.close()
-        os.close(controller)
+    with at_prompt(lambda stdin: _start(directory, "apply", *args, stdin=stdin)) as holder:
+        yield holder
 
 
 def _refused(result: subprocess.CompletedProcess[str], holder: Holder, tenant: str) -> None:
@@ -167,7 +122,7 @@ def test_lock_timeout_waits_for_the_holder_then_finds_the_work_done(
         ) in error
 
         waiting = _start(directory, "apply", "--auto-approve", "--lock-timeout", "600")
-        told = _read_until(waiting.stderr, "…", waiting)
+        told = read_until(waiting.stderr, "…", waiting)
         assert told.startswith(
             f"Waiting up to 600 s for another `reconciler apply` (pid {holder.proc.pid}, "
             f"environment {TENANT}, started "

@@ -65,6 +65,29 @@ def closed_port() -> int:
     return port
 
 
+def write_gone(directory: Path, name: str = "acme-gone") -> Path:
+    """An environment file for a tenant whose NewStore does not answer (a closed port)."""
+    port = closed_port()
+    path = directory / f"{name}.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            tenant: acme-gone
+            connection:
+              base_url: http://127.0.0.1:{port}/acme-gone
+              token_url: http://127.0.0.1:{port}/auth/realms/acme-gone/protocol/openid-connect/token
+              client_id: sandbox
+              client_secret: ${{SANDBOX_CLIENT_SECRET}}
+              timeout: 2
+              retry:
+                attempts: 1
+            """
+        )
+        + OFF
+    )
+    return path
+
+
 def drift(directory: Path, *args: str) -> Result:
     return run_cli(directory, "drift", *args)
 
@@ -189,23 +212,7 @@ def test_an_unreadable_environment_exits_1_and_the_others_are_still_reported(
     envs: Path, live_sandbox: tuple[SandboxApp, str]
 ) -> None:
     sandbox, _ = live_sandbox
-    port = closed_port()
-    (envs / "acme-gone.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            tenant: acme-gone
-            connection:
-              base_url: http://127.0.0.1:{port}/acme-gone
-              token_url: http://127.0.0.1:{port}/auth/realms/acme-gone/protocol/openid-connect/token
-              client_id: sandbox
-              client_secret: ${{SANDBOX_CLIENT_SECRET}}
-              timeout: 2
-              retry:
-                attempts: 1
-            """
-        )
-        + OFF
-    )
+    write_gone(envs)
     sandbox.set_faults(
         [{"method": "GET", "path": "/acme-eu/v0/config/routing/uses_external_atp", "status": 400}]
     )

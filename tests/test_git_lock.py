@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +36,7 @@ from git_helpers import (
     remote_refs,
     seed_repository,
 )
+from prompt_helpers import WAIT_SECONDS, Holder, at_prompt
 from test_apply_events import records
 
 from reconciler.core.journal import read_journal
@@ -50,8 +48,6 @@ pytestmark = [pytest.mark.e2e, needs_git]
 
 Sandbox = tuple[SandboxApp, str]
 TENANT = "acme-staging"
-PROMPT = "? [y/N]"
-WAIT_SECONDS = 60  # an upper bound for a subprocess to reach a point, never a measured time
 SECRETS = {
     "SANDBOX_CLIENT_SECRET": "sandbox-secret",
     "SANDBOX_WEBHOOK_API_KEY": DEFAULT_WEBHOOK_API_KEY,
@@ -153,47 +149,11 @@ def repo(live_sandbox: Sandbox, tmp_path: Path) -> Repo:
     return _repo(tmp_path, live_sandbox[1])
 
 
-def _read_until(proc: subprocess.Popen[str], text: str) -> str:
-    assert proc.stdout is not None
-    seen = b""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while text.encode() not in seen:
-        assert time.monotonic() < deadline, f"never printed {text!r}: {seen!r}"
-        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if ready:
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            assert chunk or proc.poll() is None, f"exited before {text!r}: {seen!r}"
-            seen += chunk
-    return seen.decode()
-
-
-@dataclass
-class Holding:
-    proc: subprocess.Popen[str]
-    terminal: int
-
-    def answer(self, text: str) -> tuple[str, str]:
-        os.write(self.terminal, text.encode())
-        return self.proc.communicate(timeout=WAIT_SECONDS)
-
-
 @contextmanager
-def holding(runner: Runner, *args: str) -> Iterator[Holding]:
+def holding(runner: Runner, *args: str) -> Iterator[Holder]:
     """An apply of `runner` waiting at its confirmation prompt, holding its locks."""
-    controller, terminal = pty.openpty()
-    proc = runner.start("apply", *args, stdin=terminal)
-    os.close(terminal)
-    try:
-        _read_until(proc, PROMPT)
-        yield Holding(proc, controller)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            assert stream is not None
-            stream.close()
-        os.close(controller)
+    with at_prompt(lambda stdin: runner.start("apply", *args, stdin=stdin)) as holder:
+        yield holder
 
 
 def _lock_ref(base: str) -> str:
