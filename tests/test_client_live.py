@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from client_helpers import TENANT, WEBHOOK, api_requests, live_client, make_app, token_requests
 
-from reconciler.errors import IPBlockedError
+from reconciler.errors import IPBlockedError, NewStoreError
 from reconciler.model import ABSENT
 from reconciler.newstore.settings import BY_KEY, REGISTRY
 from reconciler.newstore.settings.flag import Flag
@@ -70,3 +70,17 @@ def test_the_ip_block(app: SandboxApp) -> None:
     with live_client(app) as client, pytest.raises(IPBlockedError):
         BY_KEY["external_oms"].read(client)
     assert len(api_requests(app)) == 1
+
+
+def test_the_token_request_keeps_the_environments_timeout(app: SandboxApp) -> None:
+    """A token endpoint that does not answer is a timeout like any other call's, not a wait
+    without end: the token request carries connection.timeout too."""
+    path = f"/auth/realms/{TENANT}/protocol/openid-connect/token"
+    app.set_faults([{"method": "POST", "path": path, "latency_ms": 1500, "times": None}])
+    with (
+        live_client(app, timeout=0.2, retry_attempts=2, retry_max_seconds=5) as client,
+        pytest.raises(NewStoreError) as raised,
+    ):
+        BY_KEY["external_oms"].read(client)
+    assert "no answer within the timeout" in str(raised.value)
+    assert client.token_requests == 0

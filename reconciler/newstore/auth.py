@@ -63,10 +63,29 @@ class ClientCredentials(httpx.Auth):
         self._changed = threading.Condition()
         self._fetching = False
         self.issued: list[str] = []  # every token fetched, so an echo of an old one is scrubbed
+        self._when_fetched: list[Callable[[], object]] = []
 
     @property
     def fetched(self) -> int:
         return len(self.issued)
+
+    def when_token(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call `callback` once a token is in hand: now if one is, else right after the next
+        fetch succeeds (in the fetching thread, before its own request goes out). Returns a
+        function that withdraws the callback if it has not run."""
+        with self._changed:
+            ready = self._token is not None and time.monotonic() < self._expires_at
+            if not ready:
+                self._when_fetched.append(callback)
+        if ready:
+            callback()
+
+        def withdraw() -> None:
+            with self._changed:
+                if callback in self._when_fetched:
+                    self._when_fetched.remove(callback)
+
+        return withdraw
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if (request.url.scheme, request.url.host, request.url.port) != self._api_origin:
@@ -110,11 +129,15 @@ class ClientCredentials(httpx.Auth):
             token, expires_at = self._parse_token(response, millis)
         finally:
             # On failure the waiters find no fresh token and try for themselves.
+            callbacks: list[Callable[[], object]] = []
             with self._changed:
                 if token is not None:
                     self._token, self._expires_at = token, expires_at
+                    callbacks, self._when_fetched = self._when_fetched, []
                 self._fetching = False
                 self._changed.notify_all()
+        for callback in callbacks:
+            callback()
         return token
 
     def _token_request(self) -> httpx.Request:
@@ -127,6 +150,8 @@ class ClientCredentials(httpx.Auth):
                 "client_secret": self._conn.client_secret,
             },
             headers={"Accept": "application/json"},
+            # httpx's client sends the requests an auth flow yields without its timeout.
+            extensions={"timeout": httpx.Timeout(self._conn.timeout).as_dict()},
         )
 
     def _parse_token(self, response: httpx.Response, millis: int) -> tuple[str, float]:

@@ -37,7 +37,7 @@ from reconciler.model import Environment
 from reconciler.net import is_loopback
 from reconciler.newstore.auth import ClientCredentials
 from reconciler.newstore.client_errors import ClientErrors
-from reconciler.newstore.http import HTTPClient, proxies_configured
+from reconciler.newstore.http import HTTPClient
 from reconciler.newstore.limiter import HostLimiter
 from reconciler.newstore.problem import (
     MIN_SCRUBBED_SECRET,
@@ -124,15 +124,13 @@ class NewStoreClient(ClientErrors):
             token_url=token_url,
         )
         try:
-            # No base_url: every request is sent with its absolute URL (`_url`).
+            # Every request is sent with its absolute URL (`_url`).
             self._http = HTTPClient(
+                api_origin=(base.scheme, base.host, base.port),
                 auth=self._auth,
                 timeout=conn.timeout,
                 verify=ssl_context(conn.ca_bundle),
-                follow_redirects=False,
                 transport=transport,
-                trust_env=proxies_configured(),
-                headers={"Accept": "application/json"},
             )
         except ValueError as exc:
             # httpx reads proxy settings from the environment here; their text may carry a
@@ -170,6 +168,13 @@ class NewStoreClient(ClientErrors):
     def token_requests(self) -> int:
         """How many access tokens this client fetched."""
         return self._auth.fetched
+
+    def when_token(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call `callback` once the client holds an access token (now, or right after the
+        fetch under way succeeds, before the request that fetched it goes out); returns a
+        function that withdraws it if it has not run. `read_live` starts its other reads so:
+        they go out beside the first one, none of them waiting on another for the token."""
+        return self._auth.when_token(callback)
 
     def _url(self, path: str) -> httpx.URL:
         url = self._urls.get(path)
