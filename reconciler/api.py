@@ -23,25 +23,41 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from reconciler.api_apply import ApplyResult, RunEvent, apply, approve_all
 from reconciler.api_common import (
     DEFAULT_ENVIRONMENTS,
     PathLike,
+    approve_all,
     check_replace,
     forget_hosts,
     ignore,
 )
 from reconciler.clock import Clock, system_clock
 from reconciler.config import load_each, load_environments
-from reconciler.core.drift import DriftReport, check_drift
 from reconciler.core.interrupt import StopRequest
 from reconciler.core.plan import ClientFactory, EnvPlan, RunPlan, plan_environments
 from reconciler.model import Environment
 from reconciler.parallelism import DEFAULT_PARALLELISM
 from reconciler.provenance import config_commit, of_run, run_url
 
+if TYPE_CHECKING:
+    from reconciler.api_apply import ApplyResult, RunEvent, apply
+    from reconciler.core.drift import DriftReport
+
 __all__ = ["ApplyResult", "Reconciler", "apply", "check_replace", "drift", "load", "plan"]
+
+_APPLY_NAMES = frozenset({"ApplyResult", "RunEvent", "apply"})
+
+
+def __getattr__(name: str) -> Any:
+    """`apply` and what it returns, loaded on first use: the writing path (locks, journal,
+    webhook probes, git) is most of the core, and `plan` and `drift` never need it."""
+    if name in _APPLY_NAMES:
+        from reconciler import api_apply  # lazy: start-up time (see the docstring)
+
+        return getattr(api_apply, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(
@@ -128,6 +144,8 @@ def drift(
     forget_hosts()
     now = clock().astimezone(UTC)
     environments = load_each(Path(environments_dir), names, environ=environ, today=today)
+    from reconciler.core.drift import check_drift  # lazy: start-up time (of `plan`)
+
     return check_drift(
         environments,
         parallelism=parallelism,
@@ -224,6 +242,8 @@ class Reconciler:
         on_event: Callable[[RunEvent], None] = ignore,
         on_plan: Callable[[RunPlan], None] = ignore,
     ) -> ApplyResult:
+        from reconciler.api_apply import apply  # lazy: start-up time (see __getattr__)
+
         return apply(
             self.environments_dir,
             names,

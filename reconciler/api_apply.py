@@ -16,6 +16,7 @@ from typing import TypeAlias
 from reconciler.api_common import (
     DEFAULT_ENVIRONMENTS,
     PathLike,
+    approve_all,
     check_replace,
     forget_hosts,
     ignore,
@@ -64,11 +65,6 @@ from reconciler.provenance import Provenance, of_run
 OnWait: TypeAlias = Callable[[str, Holder, float], None]
 """Called once per lock held by another apply while this one waits for it: (tenant, holder,
 timeout in seconds)."""
-
-
-def approve_all(run: RunPlan) -> bool:
-    """The default `confirm`: the caller already decided (as `apply --auto-approve`)."""
-    return True
 
 
 @dataclass(frozen=True)
