@@ -60,6 +60,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_APPLY_NAMES})
+
+
 def load(
     environments_dir: PathLike = DEFAULT_ENVIRONMENTS,
     names: Sequence[str] = (),

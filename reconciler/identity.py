@@ -22,6 +22,7 @@ only the file's `tenant:` names it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -38,9 +39,11 @@ _TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _REF_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_host(url: str) -> str:
     """`host[:port]` of a URL: lower case, no trailing dot, no default port, every loopback
-    name spelled `loopback`; IPv6 literals in brackets. "" when the URL has no host."""
+    name spelled `loopback`; IPv6 literals in brackets. "" when the URL has no host. (Cached:
+    a plan asks it of the same few URLs a dozen times per environment.)"""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower().rstrip(".")

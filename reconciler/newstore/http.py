@@ -209,9 +209,10 @@ class HTTPClient:
         response.request = request
         try:
             response.read()
-        except httpx.RequestError as exc:
+        except BaseException as exc:
             response.close()
-            exc.request = request
+            if isinstance(exc, httpx.RequestError):
+                exc.request = request
             raise
         return response
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from collections.abc import Iterable, Iterator
 
 import httpcore
@@ -37,7 +38,8 @@ class StackPool:
 
     def __init__(self, ssl_context: ssl.SSLContext) -> None:
         self._ssl_context = ssl_context
-        self._idle: dict[tuple[bytes, bytes, int], list[httpcore.HTTPConnection]] = {}
+        # Per origin, idle connections with the time each was given back, the most recent last.
+        self._idle: dict[tuple[bytes, bytes, int], list[tuple[httpcore.HTTPConnection, float]]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -71,7 +73,7 @@ class StackPool:
         with self._lock:
             stack = self._idle.get(_key(origin))
             while stack:
-                candidate = stack.pop()
+                candidate, _ = stack.pop()
                 if candidate.is_idle() and not candidate.has_expired():
                     found = candidate
                     break
@@ -91,19 +93,29 @@ class StackPool:
 
     def _give_back(self, connection: httpcore.HTTPConnection, origin: httpcore.Origin) -> None:
         """After an answer is closed: keep its connection if it can carry another request."""
+        stale: list[httpcore.HTTPConnection] = []
+        kept = False
         if connection.is_idle():
+            now = time.monotonic()
             with self._lock:
                 if not self._closed:
                     stack = self._idle.setdefault(_key(origin), [])
+                    # The bottom of the stack is the longest idle: past the keep-alive expiry
+                    # it would never be taken again (the top is taken first), so close it.
+                    while stack and now - stack[0][1] > KEEPALIVE_EXPIRY:
+                        stale.append(stack.pop(0)[0])
                     if len(stack) < MAX_IDLE:
-                        stack.append(connection)
-                        return
-        connection.close()
+                        stack.append((connection, now))
+                        kept = True
+        if not kept:
+            stale.append(connection)
+        for old in stale:
+            old.close()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            idle = [c for stack in self._idle.values() for c in stack]
+            idle = [c for stack in self._idle.values() for c, _ in stack]
             self._idle.clear()
         for connection in idle:
             connection.close()

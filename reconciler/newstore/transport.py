@@ -167,9 +167,19 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
         with _default_ssl_context_lock:
             return _default_ssl_context(cert_file, cert_dir)
     try:
-        return ssl.create_default_context(cafile=ca_bundle)
+        stat = os.stat(ca_bundle)
+        with _default_ssl_context_lock:
+            return _bundle_ssl_context(os.path.realpath(ca_bundle), stat.st_mtime_ns, stat.st_size)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot use CA bundle {ca_bundle}: {exc.strerror or exc}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _bundle_ssl_context(path: str, mtime_ns: int, size: int) -> ssl.SSLContext:
+    """A context trusting the CA bundle at `path`, one per bundle (and per version of its file:
+    a changed bundle is read again). Environments naming the same bundle share it, and with it
+    the pool of connections to the hosts they share (`newstore.http.shared_transport`)."""
+    return ssl.create_default_context(cafile=path)
 
 
 _default_ssl_context_lock = threading.Lock()

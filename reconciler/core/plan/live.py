@@ -8,6 +8,7 @@ and plans many environments in parallel, each failure an ERROR plan of its own.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
@@ -105,19 +106,31 @@ def _side_by_side(
     registry order."""
     first, rest = settings[0], settings[1:]
     futures: list[Future[Value]] = []
+    guard = threading.Lock()
+    started = False
 
     def start_the_rest() -> None:
-        futures.extend(pool.submit(read, s) for s in rest)
+        # Once, whoever comes first: the fetch (in this thread, or in another environment's
+        # when a caller shares one client between environments), or this thread afterwards.
+        nonlocal started
+        with guard:
+            if not started:
+                started = True
+                futures.extend(pool.submit(read, s) for s in rest)
 
     withdraw = client.when_token(start_the_rest)
     try:
         value = read(first)
-    finally:
+    except BaseException:
         withdraw()
-        wait(futures)
-    if not futures:  # no request of the first read needed a token: read the others now
-        start_the_rest()
-        wait(futures)
+        with guard:
+            started = True  # a callback running late starts nothing now
+            pending = list(futures)
+        wait(pending)
+        raise
+    withdraw()
+    start_the_rest()  # no request of the first read needed a token: read the others now
+    wait(futures)
     return {first.key: value, **{s.key: f.result() for s, f in zip(rest, futures, strict=True)}}
 
 
