@@ -23,26 +23,43 @@ Not a test: the figures depend on the machine and on what else runs on it (the l
 printed with them). Targets: within 1.6× of the ideal at 200 environments, 1.5× at 1,000, and at
 most 4.5 ms of plan CPU per environment at 1,000.
 
-Figures (2 cores, 50 ms latency, parallelism 16, plain HTTP, 1,000 environments; each run
-alone, the load average 2.0-2.3 at its start, left by the run before it), before (main at
-ba28f04: PyYAML's pure parser, httpx's cookie jar and environment walk per client) and after
-(libyaml's events under the budgeted composer, no cookie jar, proxies read only when named,
-absolute URLs parsed once, is_loopback cached), two runs each, interleaved:
+Figures (2 cores, 50 ms latency, parallelism 16, plain HTTP, 1,000 environments). This
+machine's speed drifts by a third within an hour (the sandbox's own CPU for the same 6,000
+requests went from 4.4 to 6.6 s), so each figure is from runs interleaved with its comparison.
 
-    plan CPU per environment   before 7.92, 7.83 ms        after 6.34, 8.04 ms
-      load and validate        before 1.11, 1.09 ms        after 0.56, 0.78 ms
-      client / token / reads   before 0.32 / 1.14 / 3.98   after 0.22 / 0.85 / 3.44 (run 1)
-    ratio to the ideal         before 1.59×, 1.64×         after 1.44×, 1.66×
-    HTTPS (after only)         18.8 ms per environment at 1,000, 3.05× the ideal: each
-                               environment opens six connections (the token, then its five
-                               GETs side by side over HTTP/1.1), so six handshakes
-    start-up (median of 11)    --help 65-85 → 70 ms; validate of the examples 253 → 250 ms
+Round 1 (the previous session): before = ba28f04 (PyYAML's pure parser, httpx's cookie jar and
+environment walk per client), after = 0be8ae0 (libyaml's events under the budgeted composer,
+no cookie jar, proxies read only when named, absolute URLs parsed once, is_loopback cached):
 
-The targets (≤ 4.5 ms, ≤ 1.6× at 200, ≤ 1.5× at 1,000) are not met: about 80% of the reads'
-CPU is in httpx, httpcore and h11 (a profile of the 1,000-environment run), per request and per
-connection. Halving it needs fewer requests' worth of that stack per environment: HTTP/2 (one
-connection and one handshake per host, the five GETs multiplexed), which the sandbox (werkzeug,
-HTTP/1.1) cannot serve yet, or a lighter HTTP client.
+    plan CPU per environment   7.92, 7.83 ms  →  6.34, 8.04 ms; ratio 1.59-1.64× → 1.44-1.66×
+
+Round 2: before = 0be8ae0, after = this tree (the client sends through httpx's transports
+itself; a pool that checks one idle connection per request; the token host's connections
+shared by every environment; an environment's other reads started once its token is in hand;
+apply and drift imported on first use). Three interleaved pairs each, the machine idle at the
+start (load 0.15):
+
+    plan CPU per environment   6.65, 7.70, 6.68 ms  →  5.50, 5.25, 5.57 ms
+      token                    0.84-0.98 ms         →  0.53-0.57 ms
+      reads (five GETs)        3.49-4.13 ms         →  2.86-3.03 ms
+      client / start-up        0.24-0.34 / 0.24-0.33 →  0.16-0.17 / 0.17-0.19 ms
+    ratio to the ideal         1.54-1.69×           →  1.38-1.44×  (target ≤ 1.5×: met)
+    one environment's reads, in-process, one at a time, no latency: 3.43 → 2.06 ms of CPU
+
+  200 environments (three pairs, the machine slowed by then): 10.6-13.8 → 9.4-11.8 ms per
+  environment, ratio 2.2-2.9× → 2.1-2.6× (an earlier `make bench` in the same hour: 1.72×);
+  start-up (~0.2 s, imports) is a fifth of the run at this size.
+  HTTPS, 1,000 (one pair): 20.3 → 16.5 ms per environment, 3.45× → 3.00× (`make bench` on an
+  idle machine: 13.5 ms, 2.45×): the token's handshake is now once per run, not per
+  environment; the five GETs still open five connections, so five handshakes.
+  start-up (median of 5-11): --help 90-105 ms both trees; validate of the examples 256 ms.
+
+Not met: ≤ 4.5 ms per environment at 1,000 (5.3-5.6 here) and ≤ 1.6× at 200. What is left is
+spread thin over httpx, httpcore and h11 (no function above 3% of a GET), plus the cost of a
+thread waking for each answer, which on this machine grows with the time it slept (the same
+reads cost 2.1 ms without latency, ~5 ms with 50 ms of it, one at a time). Halving it again
+needs fewer connections and wake-ups per environment: HTTP/2 (one connection per tenant host,
+the five GETs multiplexed; the sandbox's werkzeug speaks HTTP/1.1 only) or an event loop.
 """
 
 from __future__ import annotations
