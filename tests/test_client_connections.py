@@ -113,3 +113,31 @@ def test_a_refused_token_stops_an_environment_before_any_read() -> None:
     # at once and four of them waited for the first one's token).
     assert token_requests(app) == 1
     assert api_requests(app) == []
+
+
+def test_an_answer_closed_twice_gives_its_connection_back_once() -> None:
+    """Closing an answer again must not put its connection on the idle stack twice: two
+    requests would then take it at once."""
+    from reconciler.newstore.pool import StackPool
+    from reconciler.newstore.transport import ssl_context
+
+    app = make_app()
+    with running(app) as base, StackPool(ssl_context(None)) as pool:  # type: ignore[arg-type]
+        import httpcore
+
+        url = f"{base}/_sandbox/tenants/{TENANT}/state"
+        host = [(b"Host", base.removeprefix("http://").encode())]
+        first = pool.handle_request(httpcore.Request("GET", url, headers=host))
+        first.read()
+        first.close()
+        first.close()
+        second = pool.handle_request(httpcore.Request("GET", url, headers=host))
+        third = pool.handle_request(httpcore.Request("GET", url, headers=host))
+        for answer in (second, third):
+            answer.read()
+        ports = {
+            a.extensions["network_stream"].get_extra_info("client_addr")[1] for a in (second, third)
+        }
+        for answer in (second, third):
+            answer.close()
+    assert len(ports) == 2, "two requests in flight at once, two connections"

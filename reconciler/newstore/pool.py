@@ -145,6 +145,7 @@ class _Answer:
         self._connection = connection
         self._origin = origin
         self._pool = pool
+        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
         stream = self._response.stream
@@ -152,6 +153,10 @@ class _Answer:
         yield from stream
 
     def close(self) -> None:
+        # Once only: a connection given back twice would be taken by two requests at once.
+        if self._closed:
+            return
+        self._closed = True
         self._response.close()
         self._pool._give_back(self._connection, self._origin)
 
