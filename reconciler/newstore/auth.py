@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator
+from typing import TypeGuard
 
 import httpx
 
@@ -69,12 +70,16 @@ class ClientCredentials(httpx.Auth):
     def fetched(self) -> int:
         return len(self.issued)
 
+    def _fresh(self, token: str | None) -> TypeGuard[str]:
+        """Whether `token` is one to use now (the caller holds `_changed`)."""
+        return token is not None and time.monotonic() < self._expires_at
+
     def when_token(self, callback: Callable[[], object]) -> Callable[[], None]:
         """Call `callback` once a token is in hand: now if one is, else right after the next
         fetch succeeds (in the fetching thread, before its own request goes out). Returns a
         function that withdraws the callback if it has not run."""
         with self._changed:
-            ready = self._token is not None and time.monotonic() < self._expires_at
+            ready = self._fresh(self._token)
             if not ready:
                 self._when_fetched.append(callback)
         if ready:
@@ -111,7 +116,7 @@ class ClientCredentials(httpx.Auth):
         with self._changed:
             while True:
                 token = self._token
-                if token is not None and token != stale and time.monotonic() < self._expires_at:
+                if token != stale and self._fresh(token):
                     return token
                 if not self._fetching:
                     # A waiter whose fetcher was answered with the IP block must not ask again.

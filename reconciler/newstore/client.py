@@ -1,7 +1,7 @@
 """NewStoreClient: all HTTP traffic to one environment's NewStore tenant.
 
-One `NewStoreClient` per environment. It owns an `httpx.Client` (pooled connections, the
-environment's timeout and CA bundle, redirects *not* followed), fetches one access token and
+One `NewStoreClient` per environment. It owns an `HTTPClient` (`http.py`: pooled connections,
+the environment's timeout and CA bundle, redirects *not* followed), fetches one access token and
 reuses it until shortly before it expires, retries transient failures (429, 502-504, dropped
 connections) with exponential backoff inside the environment's retry budget, and turns every
 other failure into a `reconciler.errors.NewStoreError` subclass that names the setting, method,

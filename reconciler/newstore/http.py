@@ -88,26 +88,28 @@ class _ProxiedClient(httpx.Client):
 
 
 _shared_lock = threading.Lock()
-_shared: dict[int, tuple[ssl.SSLContext | bool, Transport]] = {}
+_shared: dict[ssl.SSLContext | bool, Transport] = {}
+"""Keyed by the context itself (contexts compare by identity; `transport.ssl_context` builds
+one per CA bundle), which the map keeps alive while its pool lives."""
 
 
 def shared_transport(verify: ssl.SSLContext | bool) -> Transport:
     """The process's pool for the hosts environments share (the token endpoint), one per CA
-    context. Kept with its context, so the context's id is never reused while the pool lives."""
+    context."""
     with _shared_lock:
-        entry = _shared.get(id(verify))
-        if entry is None or entry[0] is not verify:
-            entry = _shared[id(verify)] = (verify, Transport(verify))
-        return entry[1]
+        transport = _shared.get(verify)
+        if transport is None:
+            transport = _shared[verify] = Transport(verify)
+        return transport
 
 
 def close_shared() -> None:
     """Close the shared pools' idle connections (a new run opens its own): a run's connections
     do not outlive it, and none is left for the interpreter to find open at exit."""
     with _shared_lock:
-        entries = list(_shared.values())
+        transports = list(_shared.values())
         _shared.clear()
-    for _, transport in entries:
+    for transport in transports:
         transport.close()
 
 
