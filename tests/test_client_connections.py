@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, cast
 
+import httpx
 import pytest
 from client_helpers import TENANT, api_requests, make_app, make_env, token_requests
 
@@ -115,29 +116,49 @@ def test_a_refused_token_stops_an_environment_before_any_read() -> None:
     assert api_requests(app) == []
 
 
-def test_an_answer_closed_twice_gives_its_connection_back_once() -> None:
-    """Closing an answer again must not put its connection on the idle stack twice: two
-    requests would then take it at once."""
-    from reconciler.newstore.pool import StackPool
+def test_a_connection_goes_back_once_and_carries_one_request_at_a_time() -> None:
+    """An answer's connection is back in the pool once its answer is in hand, whatever the
+    caller then does with the answer (closing it twice once put the connection on the idle
+    stack twice: two requests would then take it at once); it carries the next request, and
+    two requests in flight at once go over two connections (the server holds both answers
+    until both requests have arrived: on one connection the second would never arrive)."""
+    from reconciler.newstore.pool import Transport
     from reconciler.newstore.transport import ssl_context
 
     app = make_app()
-    with running(app) as base, StackPool(ssl_context(None)) as pool:  # type: ignore[arg-type]
-        import httpcore
+    both_in = threading.Barrier(2, timeout=30)
+    holding = threading.Event()
 
+    class Held(ClientPorts):
+        def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            if holding.is_set():
+                both_in.wait()
+            return super().__call__(environ, start_response)
+
+    served = Held(app)
+    with running(cast(SandboxApp, served)) as base, Transport(ssl_context(None)) as pool:
         url = f"{base}/_sandbox/tenants/{TENANT}/state"
-        host = [(b"Host", base.removeprefix("http://").encode())]
-        first = pool.handle_request(httpcore.Request("GET", url, headers=host))
+        origin = ("http", "127.0.0.1", int(base.rsplit(":", 1)[1]))
+        first = pool.handle_request(httpx.Request("GET", url))
+        assert pool.idle(origin) == 1
         first.read()
         first.close()
         first.close()
-        second = pool.handle_request(httpcore.Request("GET", url, headers=host))
-        third = pool.handle_request(httpcore.Request("GET", url, headers=host))
-        for answer in (second, third):
-            answer.read()
-        ports = {
-            a.extensions["network_stream"].get_extra_info("client_addr")[1] for a in (second, third)
-        }
-        for answer in (second, third):
-            answer.close()
-    assert len(ports) == 2, "two requests in flight at once, two connections"
+        assert pool.idle(origin) == 1
+        pool.handle_request(httpx.Request("GET", url)).read()
+        assert len(served.ports(token=False)) == 1, "the second request reused the connection"
+        holding.set()
+        answers: list[httpx.Response] = []
+        threads = [
+            threading.Thread(
+                target=lambda: answers.append(pool.handle_request(httpx.Request("GET", url)))
+            )
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert [answer.status_code for answer in answers] == [200, 200]
+    assert not both_in.broken
+    assert len({port for _, port in served.seen[2:]}) == 2, "two at once, two connections"

@@ -4,7 +4,7 @@
 request's URL, headers, cookies and parameters with the client's, keeps a cookie jar (which
 parses every answer's headers into a urllib request), keeps redirect history and event hooks,
 and logs a line. Over a thousand environments that was about a third of a GET's CPU.
-`HTTPClient` sends through the same transports (httpcore's pool, or one a test injects) with
+`HTTPClient` sends through transports (`pool.Transport`, or one a test injects) with
 requests built from a fixed set of headers, drives the auth flow itself, and:
 
 - sets `connection.timeout` on every request, the token request too (httpx's client sends the

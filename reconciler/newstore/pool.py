@@ -1,28 +1,33 @@
-"""The connection pool under the client's transports: a stack of idle connections per origin.
+"""The connections under the client's transports: HTTP/1.1 over a socket, a stack of idle
+connections per origin.
 
-httpcore's `ConnectionPool` re-examines every connection it holds for every request, and
-again when each answer is closed: it asks each idle one whether it has expired, a `select()`
-system call apiece, under a lock every thread of the pool shares. A pool shared by many
-environments (the token endpoint's) holds a dozen idle connections, so each request paid a
-dozen system calls, and with them a dozen hand-overs of the GIL to another thread. This pool
-takes the most recently used idle connection to the request's origin, checks that one only,
-and puts it back when its answer is closed: the cost of a request no longer grows with the
-connections the pool holds.
+httpx's own transport goes through httpcore: a request is converted to httpcore's models and
+its answer back, each step of an exchange runs under a trace and an exception-mapping context
+manager, the request goes out in three writes, and its pool re-examined every connection it
+held (a `select()` apiece, under one lock) for every request and again as each answer closed.
+Over a thousand environments that was most of a GET's CPU. `Transport` does the exchange itself:
+h11 (the parser httpcore uses) reads and writes HTTP/1.1, a request goes out in one write, the
+answer's body is read in full before the connection goes back (the client reads every body
+anyway), and a request checks only the idle connection it takes.
 
-What stays httpcore's: each `HTTPConnection` (connecting, TLS, HTTP/1.1, keep-alive expiry,
-noticing a connection the server closed), and the errors, which httpx's transport maps as
-before. `Transport` is httpx's `HTTPTransport` over this pool (its `_pool`; httpx is pinned
-below 0.29 in pyproject.toml, and the client tests fail if that attribute ever moves).
+Kept as httpcore did it: TCP_NODELAY; TLS with the request's host as SNI, ALPN http/1.1;
+timeouts per phase (connect, the TLS handshake under the connect timeout, write, read); an
+idle connection dropped once its keep-alive expires or the server closed it; a write error
+left for the answer to explain (a server may close early and still answer); and every failure
+raised as the httpx error httpx's transport raised for it, with the same text, since
+`transport.classify_transport_error` reads both.
 """
 
 from __future__ import annotations
 
+import select
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from typing import Any
 
-import httpcore
+import h11
 import httpx
 
 MAX_IDLE = 20
@@ -31,142 +36,255 @@ MAX_IDLE = 20
 KEEPALIVE_EXPIRY = 5.0
 """Seconds an idle connection is kept (httpx's default)."""
 
+READ_BYTES = 64 * 1024
+MAX_INCOMPLETE_EVENT_SIZE = 100 * 1024
+"""The largest status line and headers accepted (httpcore's limit)."""
 
-class StackPool:
-    """httpcore's pool interface (`handle_request`, `close`) over a stack of idle connections
-    per origin; a connection carries one request at a time."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+Origin = tuple[str, str, int]
+
+
+class Connection:
+    """One HTTP/1.1 connection: one exchange at a time, kept alive between them."""
+
+    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext | None) -> None:
+        self.origin = origin
         self._ssl_context = ssl_context
-        # Per origin, idle connections with the time each was given back, the most recent last.
-        self._idle: dict[tuple[bytes, bytes, int], list[tuple[httpcore.HTTPConnection, float]]] = {}
+        self._sock: socket.socket | None = None
+        self._h11 = h11.Connection(
+            our_role=h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT_SIZE
+        )
+        self.idle_since = 0.0
+
+    def exchange(
+        self, request: httpx.Request, timeouts: dict[str, float | None]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bytes]:
+        """Send `request`, read its answer whole: (status, headers, reason, body). Returns with
+        the connection ready for the next exchange, or closed (`reusable` says which); closes
+        it on any exception."""
+        try:
+            if self._sock is None:
+                self._connect(timeouts.get("connect"))
+            return self._exchange(request, timeouts)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def reusable(self) -> bool:
+        return self._sock is not None and self._h11.our_state is h11.IDLE
+
+    def readable(self) -> bool:
+        """Whether the idle socket has something to read: at rest that can only be the
+        server's close (or garbage), so the connection cannot carry another request. `poll`,
+        as httpcore: `select` refuses descriptors above 1023."""
+        sock = self._sock
+        fd = -1 if sock is None else sock.fileno()
+        if fd < 0:
+            return True
+        try:
+            if hasattr(select, "poll"):
+                poller = select.poll()
+                poller.register(fd, select.POLLIN)
+                return bool(poller.poll(0))
+            return bool(select.select([fd], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def _connect(self, timeout: float | None) -> None:
+        _, host, port = self.origin
+        try:
+            sock = socket.create_connection((host, port), timeout)
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc)) from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl_context is not None:
+                sock.settimeout(timeout)
+                sock = self._ssl_context.wrap_socket(sock, server_hostname=host)
+        except TimeoutError as exc:
+            sock.close()
+            raise httpx.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:
+            sock.close()
+            raise httpx.ConnectError(str(exc)) from exc
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+
+    def _exchange(
+        self, request: httpx.Request, timeouts: dict[str, float | None]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bytes]:
+        sock = self._sock
+        assert sock is not None
+        state = self._h11
+        try:
+            data = state.send(
+                h11.Request(
+                    method=request.method.encode("ascii"),
+                    target=request.url.raw_path,
+                    headers=request.headers.raw,
+                )
+            )
+            content = request.read()
+            if content:
+                data += state.send(h11.Data(data=content))
+            data += state.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc)) from exc
+        try:
+            sock.settimeout(timeouts.get("write"))
+            sock.sendall(data)
+        except TimeoutError as exc:
+            raise httpx.WriteTimeout(str(exc)) from exc
+        except OSError:
+            # A server may close the connection early and still send a well-formed answer
+            # (httpcore reads on, too): the answer, or its absence, says what happened.
+            pass
+        sock.settimeout(timeouts.get("read"))
+        while True:
+            event = self._next_event(sock)
+            if isinstance(event, h11.Response):
+                break
+            # InformationalResponse (100 Continue and the like): the answer is still to come.
+        status, headers, reason = event.status_code, event.headers.raw_items(), event.reason
+        body: list[bytes] = []
+        while True:
+            event = self._next_event(sock)
+            if isinstance(event, h11.Data):
+                body.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        if state.our_state is h11.DONE and state.their_state is h11.DONE:
+            state.start_next_cycle()
+        else:  # the server said it closes (or must, to end the body)
+            self.close()
+        return status, headers, reason, b"".join(body)
+
+    def _next_event(self, sock: socket.socket) -> Any:
+        state = self._h11
+        while True:
+            try:
+                event = state.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise httpx.RemoteProtocolError(str(exc)) from exc
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                data = sock.recv(READ_BYTES)
+            except TimeoutError as exc:
+                raise httpx.ReadTimeout(str(exc)) from exc
+            except OSError as exc:
+                raise httpx.ReadError(str(exc)) from exc
+            if not data and state.their_state is h11.SEND_RESPONSE:
+                raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+            state.receive_data(data)
+
+
+class Transport(httpx.BaseTransport):
+    """An httpx transport over a stack of idle connections per origin; a connection carries
+    one request at a time, and a request checks only the idle connection it takes."""
+
+    def __init__(self, verify: ssl.SSLContext | bool) -> None:
+        self._verify = verify
+        self._ssl_context: ssl.SSLContext | None = None
+        self._idle: dict[Origin, list[Connection]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
-    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
-        origin = request.url.origin
-        while True:
-            connection, reused = self._take(origin)
-            try:
-                response = connection.handle_request(request)
-            except httpcore.ConnectionNotAvailable:
-                # An idle connection that could not take the request after all (the server
-                # closed it as it was taken): httpcore's pool, too, tries a fresh one.
-                connection.close()
-                if reused:
-                    continue
-                raise
-            except BaseException:
-                connection.close()
-                raise
-            return httpcore.Response(
-                status=response.status,
-                headers=response.headers,
-                content=_Answer(response, connection, origin, self),
-                extensions=response.extensions,
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.scheme
+        if scheme not in _DEFAULT_PORTS:
+            raise httpx.UnsupportedProtocol(
+                f"Request URL has an unsupported protocol '{scheme}://'."
             )
+        origin = (scheme, url.raw_host.decode("ascii"), url.port or _DEFAULT_PORTS[scheme])
+        timeouts = request.extensions.get("timeout", {})
+        connection = self._take(origin)
+        status, headers, reason, body = connection.exchange(request, timeouts)
+        self._give_back(connection)
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=httpx.ByteStream(body),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        )
 
-    def _take(self, origin: httpcore.Origin) -> tuple[httpcore.HTTPConnection, bool]:
-        """The most recently used idle connection to `origin` still open, else a new one."""
-        stale: list[httpcore.HTTPConnection] = []
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            verify = self._verify
+            context = (
+                verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
+            )
+            context.set_alpn_protocols(["http/1.1"])
+            self._ssl_context = context
+        return self._ssl_context
+
+    def _take(self, origin: Origin) -> Connection:
+        """The most recently used idle connection to `origin` still usable, else a new one."""
+        stale: list[Connection] = []
         found = None
+        now = time.monotonic()
         with self._lock:
-            stack = self._idle.get(_key(origin))
+            stack = self._idle.get(origin)
             while stack:
-                candidate, _ = stack.pop()
-                if candidate.is_idle() and not candidate.has_expired():
+                candidate = stack.pop()
+                if now - candidate.idle_since <= KEEPALIVE_EXPIRY:
                     found = candidate
                     break
                 stale.append(candidate)
         for connection in stale:
             connection.close()
         if found is not None:
-            return found, True
-        return (
-            httpcore.HTTPConnection(
-                origin=origin,
-                ssl_context=self._ssl_context,
-                keepalive_expiry=KEEPALIVE_EXPIRY,
-            ),
-            False,
-        )
+            if not found.readable():
+                return found
+            found.close()
+        context = self._context() if origin[0] == "https" else None
+        return Connection(origin, context)
 
-    def _give_back(self, connection: httpcore.HTTPConnection, origin: httpcore.Origin) -> None:
-        """After an answer is closed: keep its connection if it can carry another request."""
-        stale: list[httpcore.HTTPConnection] = []
-        kept = False
-        if connection.is_idle():
+    def _give_back(self, connection: Connection) -> None:
+        """After an exchange: keep its connection if it can carry another request."""
+        stale: list[Connection] = []
+        if connection.reusable:
             now = time.monotonic()
+            connection.idle_since = now
             with self._lock:
-                if not self._closed:
-                    stack = self._idle.setdefault(_key(origin), [])
+                if self._closed:
+                    stale.append(connection)
+                else:
+                    stack = self._idle.setdefault(connection.origin, [])
                     # The bottom of the stack is the longest idle: past the keep-alive expiry
                     # it would never be taken again (the top is taken first), so close it.
-                    while stack and now - stack[0][1] > KEEPALIVE_EXPIRY:
-                        stale.append(stack.pop(0)[0])
+                    while stack and now - stack[0].idle_since > KEEPALIVE_EXPIRY:
+                        stale.append(stack.pop(0))
                     if len(stack) < MAX_IDLE:
-                        stack.append((connection, now))
-                        kept = True
-        if not kept:
+                        stack.append(connection)
+                    else:
+                        stale.append(connection)
+        else:
             stale.append(connection)
         for old in stale:
             old.close()
 
+    def idle(self, origin: Origin) -> int:
+        """How many idle connections to `origin` the pool keeps (for tests)."""
+        with self._lock:
+            return len(self._idle.get(origin, ()))
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            idle = [c for stack in self._idle.values() for c, _ in stack]
+            idle = [c for stack in self._idle.values() for c in stack]
             self._idle.clear()
         for connection in idle:
             connection.close()
-
-    def __enter__(self) -> StackPool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _key(origin: httpcore.Origin) -> tuple[bytes, bytes, int]:
-    return (origin.scheme, origin.host, origin.port)
-
-
-class _Answer:
-    """An answer's body, read through; closing it gives the connection back to the pool."""
-
-    def __init__(
-        self,
-        response: httpcore.Response,
-        connection: httpcore.HTTPConnection,
-        origin: httpcore.Origin,
-        pool: StackPool,
-    ) -> None:
-        self._response = response
-        self._connection = connection
-        self._origin = origin
-        self._pool = pool
-        self._closed = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        stream = self._response.stream
-        assert isinstance(stream, Iterable)
-        yield from stream
-
-    def close(self) -> None:
-        # Once only: a connection given back twice would be taken by two requests at once.
-        if self._closed:
-            return
-        self._closed = True
-        self._response.close()
-        self._pool._give_back(self._connection, self._origin)
-
-
-class Transport(httpx.HTTPTransport):
-    """httpx's transport (its request and answer conversion, its error mapping) over a
-    `StackPool`."""
-
-    def __init__(self, verify: ssl.SSLContext | bool) -> None:
-        super().__init__(verify=verify)
-        self._pool.close()
-        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
-        self._pool = StackPool(context)  # type: ignore[assignment]
