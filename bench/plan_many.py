@@ -54,12 +54,30 @@ start (load 0.15):
   environment; the five GETs still open five connections, so five handshakes.
   start-up (median of 5-11): --help 90-105 ms both trees; validate of the examples 256 ms.
 
-Not met: ≤ 4.5 ms per environment at 1,000 (5.3-5.6 here) and ≤ 1.6× at 200. What is left is
-spread thin over httpx, httpcore and h11 (no function above 3% of a GET), plus the cost of a
-thread waking for each answer, which on this machine grows with the time it slept (the same
-reads cost 2.1 ms without latency, ~5 ms with 50 ms of it, one at a time). Halving it again
-needs fewer connections and wake-ups per environment: HTTP/2 (one connection per tenant host,
-the five GETs multiplexed; the sandbox's werkzeug speaks HTTP/1.1 only) or an event loop.
+Round 3: before = 76d135c, after = this tree (the client's own HTTP/1.1 connections: h11 over
+a socket, one write per request, the answer read whole; no httpcore layers, no conversion of
+httpcore's models to httpx's). Three interleaved pairs, the machine slowing as they ran (the
+sandbox's CPU for the same 6,000 requests is the yardstick; the plan's CPU per unit of it is
+the fair comparison):
+
+    plan CPU per environment   7.25, 6.33, 6.14 ms  →  5.06, 4.96, 7.15 ms
+      per second of the sandbox's CPU   1.18, 1.17, 1.18  →  1.03, 1.01, 0.97
+      reads (five GETs)        3.39-4.06 ms         →  2.34-2.46 ms (3.68 in the slowed run)
+      token                    0.64-0.77 ms         →  0.45-0.47 ms
+    ratio to the ideal         1.47-1.63×           →  1.39-1.40× (1.82× slowed)
+    one environment's reads, in-process, one at a time, no latency: 2.18 → 1.62 ms of CPU
+  `make bench` just after (load 0.21 at the start, the machine slower than in the morning:
+  the sandbox's CPU 5.3 s where it was 4.5): 1,000 plain 5.34 ms, 1.42×; 200 plain 1.67×;
+  HTTPS 1,000 11.6 ms, 2.16×; --help 99 ms, validate 225 ms.
+
+Not met: ≤ 4.5 ms per environment at 1,000 (5.0-5.3 here, 4.96 at best) and ≤ 1.6× at 200
+(1.60-1.67× on an idle machine). What is left: h11's own work per answer (its state machine
+and header validation, about a third of a GET now), httpx's Request and Response models
+(kept: the auth flow, the errors and every test speak them), building each environment's five
+URLs, and the cost of a thread waking for each answer, which on this machine grows with the
+time it slept. Halving it again needs fewer connections and wake-ups per environment: HTTP/2
+(one connection per tenant host, the five GETs multiplexed; the sandbox's werkzeug speaks
+HTTP/1.1 only) or an event loop.
 """
 
 from __future__ import annotations
