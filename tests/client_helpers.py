@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -129,3 +129,63 @@ class RecordingTransport(httpx.BaseTransport):
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+
+# --------------------------------------------------------------------------------------------
+# raw HTTP servers: scripted bytes on a socket
+
+Handler = Callable[[socket.socket, int], None]
+"""Serves one accepted connection; the int counts the connections accepted before it."""
+
+
+@contextmanager
+def raw_server(handler: Handler) -> Iterator[tuple[str, list[int]]]:
+    """A listener on 127.0.0.1 running `handler` per connection; yields (base URL, the list
+    of accepted connections' numbers)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[int] = []
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            number = len(accepted)
+            accepted.append(number)
+            conns.append(conn)
+            threading.Thread(target=_run, args=(handler, conn, number), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", accepted
+    finally:
+        stop.set()
+        thread.join()
+        for conn in conns:  # a handler still waiting on its client is let go
+            conn.close()
+        listener.close()
+
+
+def _run(handler: Handler, conn: socket.socket, number: int) -> None:
+    try:
+        handler(conn, number)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    return data

@@ -7,66 +7,13 @@ from __future__ import annotations
 import gzip
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
+from client_helpers import raw_server, read_request
 
 from reconciler.newstore.pool import Transport
 from reconciler.newstore.transport import ssl_context
-
-Handler = Callable[[socket.socket, int], None]
-"""Serves one accepted connection; the int counts the connections accepted before it."""
-
-
-@contextmanager
-def serving(handler: Handler) -> Iterator[tuple[str, list[int]]]:
-    """A listener on 127.0.0.1 running `handler` per connection; yields (base URL, the list
-    of accepted connections' numbers)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    accepted: list[int] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        listener.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            number = len(accepted)
-            accepted.append(number)
-            threading.Thread(target=_run, args=(handler, conn, number), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}", accepted
-    finally:
-        stop.set()
-        thread.join()
-        listener.close()
-
-
-def _run(handler: Handler, conn: socket.socket, number: int) -> None:
-    try:
-        handler(conn, number)
-    except OSError:
-        pass
-    finally:
-        conn.close()
-
-
-def _read_request(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    return data
 
 
 def _get(transport: Transport, url: str, timeout: float = 10.0) -> httpx.Response:
@@ -85,13 +32,13 @@ def test_keep_alive_reuses_one_connection_and_the_request_goes_out_whole() -> No
 
     def handler(conn: socket.socket, number: int) -> None:
         for _ in range(3):
-            request = _read_request(conn)
+            request = read_request(conn)
             if not request:
                 return
             requests.append(request)
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
-    with serving(handler) as (base, accepted), Transport(ssl_context(None)) as transport:
+    with raw_server(handler) as (base, accepted), Transport(ssl_context(None)) as transport:
         for _ in range(3):
             assert _get(transport, f"{base}/v0/x?a=1").content == b"ok"
         assert accepted == [0]
@@ -107,13 +54,13 @@ def test_connection_close_chunked_and_close_delimited_bodies() -> None:
     ]
 
     def handler(conn: socket.socket, number: int) -> None:
-        _read_request(conn)
+        read_request(conn)
         conn.sendall(answers[number])
         if number == 1:  # chunked keeps the connection: serve the third answer on it too
-            _read_request(conn)
+            read_request(conn)
             conn.sendall(answers[2])
 
-    with serving(handler) as (base, accepted), Transport(ssl_context(None)) as transport:
+    with raw_server(handler) as (base, accepted), Transport(ssl_context(None)) as transport:
         assert _get(transport, base).content == b"first"
         assert transport.idle(_origin(base)) == 0, "a connection the server closes is not kept"
         assert _get(transport, base).content == b"second"
@@ -127,11 +74,11 @@ def test_a_gzip_answer_is_decoded_and_its_headers_keep_their_case() -> None:
     body = gzip.compress(b'{"enabled": true}')
 
     def handler(conn: socket.socket, number: int) -> None:
-        _read_request(conn)
+        read_request(conn)
         head = "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nX-Request-ID: abc\r\n"
         conn.sendall(head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
 
-    with serving(handler) as (base, _), Transport(ssl_context(None)) as transport:
+    with raw_server(handler) as (base, _), Transport(ssl_context(None)) as transport:
         response = _get(transport, base)
     assert response.json() == {"enabled": True}
     assert response.headers["x-request-id"] == "abc"
@@ -143,11 +90,11 @@ def test_an_idle_connection_the_server_closed_is_not_taken_again() -> None:
     next request on a fresh connection, not "disconnected without a response"."""
 
     def handler(conn: socket.socket, number: int) -> None:
-        _read_request(conn)
+        read_request(conn)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         # then close at rest, the answer given (keep-alive timeout on the server side)
 
-    with serving(handler) as (base, accepted), Transport(ssl_context(None)) as transport:
+    with raw_server(handler) as (base, accepted), Transport(ssl_context(None)) as transport:
         assert _get(transport, base).content == b"ok"
         (kept,) = transport._idle[_origin(base)]
         while not kept.readable():  # the server's close has not reached this socket yet
@@ -170,10 +117,10 @@ def test_broken_answers_raise_httpx_errors_and_close_the_connection(
     answer: bytes, error: type[Exception], text: str
 ) -> None:
     def handler(conn: socket.socket, number: int) -> None:
-        _read_request(conn)
+        read_request(conn)
         conn.sendall(answer)
 
-    with serving(handler) as (base, _), Transport(ssl_context(None)) as transport:
+    with raw_server(handler) as (base, _), Transport(ssl_context(None)) as transport:
         with pytest.raises(error) as caught:
             _get(transport, base)
         assert transport.idle(_origin(base)) == 0
@@ -185,10 +132,10 @@ def test_no_answer_within_the_read_timeout_is_a_read_timeout() -> None:
     released = threading.Event()
 
     def handler(conn: socket.socket, number: int) -> None:
-        _read_request(conn)
+        read_request(conn)
         released.wait(30)
 
-    with serving(handler) as (base, _), Transport(ssl_context(None)) as transport:
+    with raw_server(handler) as (base, _), Transport(ssl_context(None)) as transport:
         try:
             with pytest.raises(httpx.ReadTimeout):
                 _get(transport, base, timeout=0.2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import socket
 import ssl
 import threading
 from collections.abc import Iterable, Iterator
@@ -20,7 +21,7 @@ from typing import Any, cast
 import certifi
 import httpx
 import pytest
-from client_helpers import TENANT, closed_port, make_app, make_env
+from client_helpers import TENANT, closed_port, make_app, make_env, raw_server, read_request
 from reliability.servers import Certificate, self_signed
 
 from reconciler.core.plan import Status, plan_environments
@@ -420,39 +421,18 @@ class _Stop(BaseException):
 def stalls_mid_body() -> Iterator[str]:
     """An HTTP server on 127.0.0.1 that answers every request with its head and the first bytes
     of a 100-byte body, then nothing more until the client goes away."""
-    import socket
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    port = listener.getsockname()[1]
-    stop = threading.Event()
-    accepted: list[socket.socket] = []
+    def handler(conn: socket.socket, number: int) -> None:
+        read_request(conn)
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"enabled": '
+        )
+        while conn.recv(65536):
+            pass
 
-    def serve() -> None:
-        listener.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            accepted.append(conn)
-            conn.recv(65536)
-            conn.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                b'Content-Length: 100\r\n\r\n{"enabled": '
-            )
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop.set()
-        thread.join()
-        for conn in accepted:
-            conn.close()
-        listener.close()
+    with raw_server(handler) as (base, _):
+        yield base
 
 
 def test_an_interrupt_in_the_middle_of_an_answer_leaves_no_socket_open() -> None:
