@@ -6,9 +6,12 @@ its answer back, each step of an exchange runs under a trace and an exception-ma
 manager, the request goes out in three writes, and its pool re-examined every connection it
 held (a `select()` apiece, under one lock) for every request and again as each answer closed.
 Over a thousand environments that was most of a GET's CPU. `Transport` does the exchange itself:
-h11 (the parser httpcore uses) reads and writes HTTP/1.1, a request goes out in one write, the
-answer's body is read in full before the connection goes back (the client reads every body
-anyway), and a request checks only the idle connection it takes.
+a request goes out in one write, the answer's body is read in full before the connection goes
+back (the client reads every body anyway), and a request checks only the idle connection it
+takes. The plain exchange (a request with a known length, an answer with a Content-Length) is
+written and read by `wire`'s patterns; anything else by h11 (the parser httpcore uses), the
+request replayed into its state and the bytes read so far handed to it, so h11 judges every
+answer the patterns do not accept (`tests/test_client_wire_plain.py`).
 
 Kept as httpcore did it: TCP_NODELAY; TLS with the request's host as SNI, ALPN http/1.1;
 timeouts per phase (connect, the TLS handshake under the connect timeout, write, read); an
@@ -20,6 +23,7 @@ raised as the httpx error httpx's transport raised for it, with the same text, s
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import ssl
@@ -29,6 +33,8 @@ from typing import Any
 
 import h11
 import httpx
+
+from reconciler.newstore import wire
 
 MAX_IDLE = 20
 """Idle connections kept per origin (httpx's own default for keep-alive connections)."""
@@ -41,6 +47,8 @@ MAX_INCOMPLETE_EVENT_SIZE = 100 * 1024
 """The largest status line and headers accepted (httpcore's limit)."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+"""The end of an answer's head, as h11 finds it."""
 
 Origin = tuple[str, str, int]
 
@@ -52,9 +60,7 @@ class Connection:
         self.origin = origin
         self._ssl_context = ssl_context
         self._sock: socket.socket | None = None
-        self._h11 = h11.Connection(
-            our_role=h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT_SIZE
-        )
+        self._keep = True  # whether the last answer left the connection fit for another
         self.idle_since = 0.0
 
     def exchange(
@@ -73,7 +79,7 @@ class Connection:
 
     @property
     def reusable(self) -> bool:
-        return self._sock is not None and self._h11.our_state is h11.IDLE
+        return self._sock is not None and self._keep
 
     def readable(self) -> bool:
         """Whether the idle socket has something to read: at rest that can only be the
@@ -126,21 +132,15 @@ class Connection:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bytes]:
         sock = self._sock
         assert sock is not None
-        state = self._h11
-        try:
-            data = state.send(
-                h11.Request(
-                    method=request.method.encode("ascii"),
-                    target=request.url.raw_path,
-                    headers=request.headers.raw,
-                )
-            )
-            content = request.read()
-            if content:
-                data += state.send(h11.Data(data=content))
-            data += state.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            raise httpx.LocalProtocolError(str(exc)) from exc
+        method = request.method.encode("ascii")
+        target = request.url.raw_path
+        headers = request.headers.raw
+        content = request.read()
+        # The plain request in one pattern check per header (`wire`); anything else, h11.
+        data = wire.encode_request(method, target, headers, content)
+        state = None
+        if data is None:
+            state, data = self._h11_request(method, target, headers, content)
         try:
             sock.settimeout(timeouts.get("write"))
             sock.sendall(data)
@@ -151,27 +151,100 @@ class Connection:
             # (httpcore reads on, too): the answer, or its absence, says what happened.
             pass
         sock.settimeout(timeouts.get("read"))
+        received = b""
+        if state is None:
+            plain, received = self._plain_answer(sock, method)
+            if plain is not None:
+                return plain
+            # Not plain: h11 reads it from the start, the request replayed into its state.
+            state, _ = self._h11_request(method, target, headers, content)
+        if received:  # (b"" would tell h11 the connection closed: its loop reads that itself)
+            state.receive_data(received)
+        return self._h11_answer(sock, state)
+
+    def _plain_answer(
+        self, sock: socket.socket, method: bytes
+    ) -> tuple[tuple[int, list[tuple[bytes, bytes]], bytes, bytes] | None, bytes]:
+        """The answer read by `wire.parse_head` when it is plain, else (None, what was read)."""
+        buffer = b""
         while True:
-            event = self._next_event(sock)
+            blank = _BLANK_LINE.search(buffer)
+            if blank is not None:
+                break
+            if len(buffer) > MAX_INCOMPLETE_EVENT_SIZE:
+                return None, buffer
+            data = self._recv(sock)
+            if not data:
+                return None, buffer
+            buffer += data
+        end = blank.end()
+        head = wire.parse_head(buffer[:end], method) if end <= MAX_INCOMPLETE_EVENT_SIZE else None
+        if head is None:
+            return None, buffer
+        need = end + head.length
+        while len(buffer) < need:
+            data = self._recv(sock)
+            if not data:
+                return None, buffer
+            buffer += data
+        # Bytes past the answer are no answer to anything we sent: the connection is spent.
+        self._keep = head.keep_alive and len(buffer) == need
+        if not self._keep:
+            self.close()
+        return (head.status, head.headers, head.reason, buffer[end:need]), b""
+
+    @staticmethod
+    def _h11_request(
+        method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], content: bytes
+    ) -> tuple[h11.Connection, bytes]:
+        state = h11.Connection(
+            our_role=h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT_SIZE
+        )
+        try:
+            data = state.send(h11.Request(method=method, target=target, headers=headers))
+            if content:
+                data += state.send(h11.Data(data=content))
+            data += state.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc)) from exc
+        return state, data or b""
+
+    def _h11_answer(
+        self, sock: socket.socket, state: h11.Connection
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bytes]:
+        while True:
+            event = self._next_event(sock, state)
             if isinstance(event, h11.Response):
                 break
             # InformationalResponse (100 Continue and the like): the answer is still to come.
         status, headers, reason = event.status_code, event.headers.raw_items(), event.reason
         body: list[bytes] = []
         while True:
-            event = self._next_event(sock)
+            event = self._next_event(sock, state)
             if isinstance(event, h11.Data):
                 body.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 break
-        if state.our_state is h11.DONE and state.their_state is h11.DONE:
-            state.start_next_cycle()
-        else:  # the server said it closes (or must, to end the body)
+        # Reusable when both sides are done and nothing past the answer arrived.
+        self._keep = (
+            state.our_state is h11.DONE
+            and state.their_state is h11.DONE
+            and not state.trailing_data[0]
+        )
+        if not self._keep:  # the server said it closes (or must, to end the body)
             self.close()
         return status, headers, reason, b"".join(body)
 
-    def _next_event(self, sock: socket.socket) -> Any:
-        state = self._h11
+    @staticmethod
+    def _recv(sock: socket.socket) -> bytes:
+        try:
+            return sock.recv(READ_BYTES)
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpx.ReadError(str(exc)) from exc
+
+    def _next_event(self, sock: socket.socket, state: h11.Connection) -> Any:
         while True:
             try:
                 event = state.next_event()
@@ -179,12 +252,7 @@ class Connection:
                 raise httpx.RemoteProtocolError(str(exc)) from exc
             if event is not h11.NEED_DATA:
                 return event
-            try:
-                data = sock.recv(READ_BYTES)
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout(str(exc)) from exc
-            except OSError as exc:
-                raise httpx.ReadError(str(exc)) from exc
+            data = self._recv(sock)
             if not data and state.their_state is h11.SEND_RESPONSE:
                 raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
             state.receive_data(data)
