@@ -7,6 +7,7 @@ at a time, so the fast path's buffering is seen too."""
 from __future__ import annotations
 
 import socket
+import threading
 from typing import Any
 
 import h11
@@ -128,6 +129,7 @@ NOT_PLAIN = [
     (b"POST", b"/t", [(b"Host", b"h"), (b"Content-Length", b"9")], b"{}"),
     (b"GET", b"/t", [(b"Host", b"h"), (b"Connection", b"close")], b""),
     (b"GET", b"/t", [(b"Host", b"h"), (b"Transfer-Encoding", b"chunked")], b""),
+    (b"CONNECT", b"h:443", [(b"Host", b"h:443")], b""),
 ]
 
 
@@ -158,3 +160,57 @@ def test_a_header_that_would_inject_a_line_is_refused_and_nothing_is_sent() -> N
         with pytest.raises(httpx.LocalProtocolError):
             transport.handle_request(request)
     assert received in ([], [b""]), "no byte of the request left"
+
+
+@pytest.mark.parametrize(
+    "start", [b" HTTP/1.1 200 OK\r\n", b"\r\n", b"\x16\x03\x01\x00", b"HTTP/1.0 200 OK\r\n"]
+)
+def test_bytes_that_cannot_start_a_plain_answer_go_to_h11_at_once(start: bytes) -> None:
+    """A server that sends them and then stalls gets h11's verdict on them, not a read timeout
+    after the patterns waited for a blank line (HTTP/1.0 goes to h11 too, which waits)."""
+    released = threading.Event()
+
+    def handler(conn: socket.socket, number: int) -> None:
+        read_request(conn)
+        conn.sendall(start)
+        released.wait(60)
+
+    with raw_server(handler) as (base, _), Transport(ssl_context(None)) as transport:
+        request = httpx.Request("GET", base, extensions={"timeout": {"read": 2.0}})
+        try:
+            with pytest.raises(httpx.HTTPError) as caught:
+                transport.handle_request(request)
+        finally:
+            released.set()
+    expected = httpx.ReadTimeout if start.startswith(b"HTTP/1.0") else httpx.RemoteProtocolError
+    assert type(caught.value) is expected
+
+
+def test_a_protocol_switch_is_an_error_not_a_loop() -> None:
+    """A CONNECT (left to h11) answered 200 is a tunnel: h11 pauses, and the client says so
+    instead of waiting for a body that never ends; the connection is not kept."""
+
+    def handler(conn: socket.socket, number: int) -> None:
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\nContent-Length: 5\r\n\r\nhello")
+
+    with raw_server(handler) as (base, _), Transport(ssl_context(None)) as transport:
+        request = httpx.Request("CONNECT", base, extensions={"timeout": {"read": 10.0}})
+        with pytest.raises(httpx.RemoteProtocolError, match="switched protocols"):
+            transport.handle_request(request)
+        assert transport.idle(("http", "127.0.0.1", int(base.rsplit(":", 1)[1]))) == 0
+
+
+def test_a_large_body_in_small_pieces_is_read_whole() -> None:
+    body = bytes(range(256)) * 1200
+
+    def handler(conn: socket.socket, number: int) -> None:
+        read_request(conn)
+        answer = OK + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        for index in range(0, len(answer), 1000):
+            conn.sendall(answer[index : index + 1000])
+
+    with raw_server(handler) as (base, _), Transport(ssl_context(None)) as transport:
+        request = httpx.Request("GET", base, extensions={"timeout": {"read": 10.0}})
+        response = transport.handle_request(request)
+        assert response.read() == body

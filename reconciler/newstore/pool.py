@@ -49,6 +49,8 @@ MAX_INCOMPLETE_EVENT_SIZE = 100 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 """The end of an answer's head, as h11 finds it."""
+_PLAIN_START = b"HTTP/1.1 "
+"""How every answer `wire.parse_head` reads begins."""
 
 Origin = tuple[str, str, int]
 
@@ -165,33 +167,42 @@ class Connection:
     def _plain_answer(
         self, sock: socket.socket, method: bytes
     ) -> tuple[tuple[int, list[tuple[bytes, bytes]], bytes, bytes] | None, bytes]:
-        """The answer read by `wire.parse_head` when it is plain, else (None, what was read)."""
-        buffer = b""
+        """The answer read by `wire.parse_head` when it is plain, else (None, what was read).
+        It steps aside as soon as the bytes cannot start a plain answer (h11 then fails at once
+        where it would, not at the read timeout), and reads in linear time whatever the size
+        a server announces."""
+        buffer = bytearray()
+        searched = 0
         while True:
-            blank = _BLANK_LINE.search(buffer)
-            if blank is not None:
-                break
-            if len(buffer) > MAX_INCOMPLETE_EVENT_SIZE:
-                return None, buffer
             data = self._recv(sock)
             if not data:
-                return None, buffer
+                return None, bytes(buffer)
             buffer += data
+            if buffer[: len(_PLAIN_START)] != _PLAIN_START[: len(buffer)]:
+                return None, bytes(buffer)
+            blank = _BLANK_LINE.search(buffer, max(0, searched - 2))
+            if blank is not None:
+                break
+            searched = len(buffer)
+            if searched > MAX_INCOMPLETE_EVENT_SIZE:
+                return None, bytes(buffer)
         end = blank.end()
-        head = wire.parse_head(buffer[:end], method) if end <= MAX_INCOMPLETE_EVENT_SIZE else None
+        if end > MAX_INCOMPLETE_EVENT_SIZE:
+            return None, bytes(buffer)
+        head = wire.parse_head(bytes(buffer[:end]), method)
         if head is None:
-            return None, buffer
+            return None, bytes(buffer)
         need = end + head.length
         while len(buffer) < need:
             data = self._recv(sock)
             if not data:
-                return None, buffer
+                return None, bytes(buffer)
             buffer += data
         # Bytes past the answer are no answer to anything we sent: the connection is spent.
         self._keep = head.keep_alive and len(buffer) == need
         if not self._keep:
             self.close()
-        return (head.status, head.headers, head.reason, buffer[end:need]), b""
+        return (head.status, head.headers, head.reason, bytes(buffer[end:need])), b""
 
     @staticmethod
     def _h11_request(
@@ -250,6 +261,9 @@ class Connection:
                 event = state.next_event()
             except h11.RemoteProtocolError as exc:
                 raise httpx.RemoteProtocolError(str(exc)) from exc
+            if event is h11.PAUSED:
+                # A protocol switch (101, a CONNECT tunnel): no request of ours asks for one.
+                raise httpx.RemoteProtocolError("The server switched protocols.")
             if event is not h11.NEED_DATA:
                 return event
             data = self._recv(sock)

@@ -8,7 +8,7 @@ patterns here check the same grammar in one regular expression per line.
 
 Both functions are the fast path only, never the judge: they return None for anything that is
 not plainly that shape (a character h11 would refuse, chunked or close-delimited framing, a
-1xx answer, HEAD, 204/304, repeated Content-Length, a request without Host), and the caller
+1xx answer, HEAD, CONNECT, 204/304, repeated Content-Length, a request without Host), and the caller
 hands the exchange to h11, which accepts it or raises its own error. Every pattern is at least
 as strict as h11's grammar (RFC 9110/9112): what passes here h11 accepts too, read the same way.
 """
@@ -47,8 +47,8 @@ def encode_request(
     method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
 ) -> bytes | None:
     """The request's bytes (Host first, as h11 writes it), or None when it is not plain."""
-    if not _METHOD.fullmatch(method) or not _TARGET.fullmatch(target):
-        return None
+    if not _METHOD.fullmatch(method) or method == b"CONNECT" or not _TARGET.fullmatch(target):
+        return None  # (a CONNECT's answer is a tunnel, not a body)
     host: list[bytes] = []
     lines: list[bytes] = []
     length: bytes | None = None
