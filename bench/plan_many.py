@@ -70,14 +70,37 @@ the fair comparison):
   the sandbox's CPU 5.3 s where it was 4.5): 1,000 plain 5.34 ms, 1.42×; 200 plain 1.67×;
   HTTPS 1,000 11.6 ms, 2.16×; --help 99 ms, validate 225 ms.
 
-Not met: ≤ 4.5 ms per environment at 1,000 (5.0-5.3 here, 4.96 at best) and ≤ 1.6× at 200
-(1.60-1.67× on an idle machine). What is left: h11's own work per answer (its state machine
-and header validation, about a third of a GET now), httpx's Request and Response models
-(kept: the auth flow, the errors and every test speak them), building each environment's five
-URLs, and the cost of a thread waking for each answer, which on this machine grows with the
-time it slept. Halving it again needs fewer connections and wake-ups per environment: HTTP/2
-(one connection per tenant host, the five GETs multiplexed; the sandbox's werkzeug speaks
-HTTP/1.1 only) or an event loop.
+Round 4 (2026-12-03, on a machine about half as fast: the sandbox's CPU for the same 6,000
+requests 8.5-11.6 s where it was 4.5-6.6 s, so the absolute targets, set on the faster one,
+are read here as "half of the issue's tree, interleaved"): before = ba28f04 (the tree the
+issue measured, 9.0 ms there), after = this tree (the plain exchange written and read by
+`newstore/wire.py`'s patterns, h11 for the rest; the bench compiling the package's bytecode
+first, as pip does). Both trees compiled, three interleaved pairs at 1,000 plain:
+
+    plan CPU per environment   20.02, 18.60, 19.57 ms  →  9.80, 9.85, 7.83 ms   (0.47×)
+      per second of the sandbox's CPU   1.79, 1.83, 1.76  →  0.87, 0.85, 0.92    (0.49×)
+    one environment's reads, in-process, one at a time, no latency: 5.95 → 4.96 ms of CPU
+      (c5cfd34 → this tree, three interleaved pairs)
+  `make bench` right after: 1,000 plain 9.78 ms per environment (start-up 0.32, load 1.42,
+  client 0.35, token 0.81, reads 4.70, plan 1.06, other 1.11; at the session's start, on
+  c5cfd34 without compiled bytecode: 11.15, of which start-up 0.43, token 1.09, reads 5.51),
+  2.80× the ideal; 200 plain 2.58×; HTTPS 1,000 18.5 ms, 3.69×. --help and validate of the
+  examples, median of 5, both trees on this machine: 0.10-0.11 / 0.34-0.41 s against
+  ba28f04's 0.11-0.14 / 0.41-0.48 s.
+
+The ratios are not met on this machine, and cannot be by the plan alone: the sandbox is one
+Python process (one GIL) spending 1.4-1.9 ms of CPU per request, so serving a run's 6,000
+requests takes it 8.5-11.6 s, more than the 6.25 s ideal, whatever the plan does. On the
+machine of rounds 1-3 (the sandbox's 6,000 requests in 4.5-6.6 s) the plan was the bound,
+at 1.39-1.42× for 1,000. A cheaper sandbox (http.server's email-based header parsing is a
+sixth of its CPU, werkzeug's routing and response objects another sixth) or one process per
+core would let the bench measure the plan again on a slow machine. What the plan's CPU is
+still spent on: threads waking (four reads handed to the pool per environment, ~0.35 ms),
+connecting (five connections per environment, one per concurrent GET), httpx's Request and
+Response models, parsing each environment's URLs, YAML composition and schema validation
+(~0.6 ms per file together); halving it again needs fewer connections and wake-ups per
+environment: HTTP/2 (the five GETs multiplexed on one connection; the sandbox's werkzeug
+speaks HTTP/1.1 only) or an event loop.
 """
 
 from __future__ import annotations
