@@ -84,9 +84,10 @@ first, as pip does). Both trees compiled, three interleaved pairs at 1,000 plain
   `make bench` right after: 1,000 plain 9.78 ms per environment (start-up 0.32, load 1.42,
   client 0.35, token 0.81, reads 4.70, plan 1.06, other 1.11; at the session's start, on
   c5cfd34 without compiled bytecode: 11.15, of which start-up 0.43, token 1.09, reads 5.51),
-  2.80× the ideal; 200 plain 2.58×; HTTPS 1,000 18.5 ms, 3.69×. --help and validate of the
-  examples, median of 5, both trees on this machine: 0.10-0.11 / 0.34-0.41 s against
-  ba28f04's 0.11-0.14 / 0.41-0.48 s.
+  2.80× the ideal; 200 plain 2.58×; HTTPS 1,000 18.5 ms, 3.69×. Plain alone later (load 0.02
+  at the start): 1,000 at 9.18 ms (reads 4.18, token 0.80), 2.34×; 200 at 3.29×. --help and
+  validate of the examples, median of 5, both trees on this machine: 0.10-0.11 / 0.34-0.41 s
+  against ba28f04's 0.11-0.14 / 0.41-0.48 s.
 
 The ratios are not met on this machine, and cannot be by the plan alone: the sandbox is one
 Python process (one GIL) spending 1.4-1.9 ms of CPU per request, so serving a run's 6,000
