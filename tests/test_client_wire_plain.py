@@ -156,10 +156,13 @@ def test_a_header_that_would_inject_a_line_is_refused_and_nothing_is_sent() -> N
         received.append(read_request(conn))
 
     with raw_server(handler) as (base, _), Transport(ssl_context(None)) as transport:
-        request = httpx.Request("GET", base, headers={"Authorization": "Bearer a\r\nX-Evil: 1"})
-        with pytest.raises(httpx.LocalProtocolError):
+        token = "Bearer secret-token-0123456789\r\nX-Evil: 1"
+        request = httpx.Request("GET", base, headers={"Authorization": token})
+        with pytest.raises(httpx.LocalProtocolError) as caught:
             transport.handle_request(request)
     assert received in ([], [b""]), "no byte of the request left"
+    assert "secret-token" not in str(caught.value), "h11's text quotes the refused value"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
 @pytest.mark.parametrize(

@@ -216,8 +216,11 @@ class Connection:
             if content:
                 data += state.send(h11.Data(data=content))
             data += state.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            raise httpx.LocalProtocolError(str(exc)) from exc
+        except h11.LocalProtocolError:
+            # h11's text quotes the refused value, which may be a token: say only what it is.
+            raise httpx.LocalProtocolError(
+                "the request is not valid HTTP/1.1 (a header, the target or its framing)"
+            ) from None
         return state, data or b""
 
     def _h11_answer(
