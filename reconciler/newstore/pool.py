@@ -53,6 +53,8 @@ _PLAIN_START = b"HTTP/1.1 "
 """How every answer `wire.parse_head` reads begins."""
 
 Origin = tuple[str, str, int]
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes, bytes]
+"""An answer read whole: (status, headers, reason, body)."""
 
 
 class Connection:
@@ -65,9 +67,7 @@ class Connection:
         self._keep = True  # whether the last answer left the connection fit for another
         self.idle_since = 0.0
 
-    def exchange(
-        self, request: httpx.Request, timeouts: dict[str, float | None]
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bytes]:
+    def exchange(self, request: httpx.Request, timeouts: dict[str, float | None]) -> Answer:
         """Send `request`, read its answer whole: (status, headers, reason, body). Returns with
         the connection ready for the next exchange, or closed (`reusable` says which); closes
         it on any exception."""
@@ -129,9 +129,7 @@ class Connection:
             raise
         self._sock = sock
 
-    def _exchange(
-        self, request: httpx.Request, timeouts: dict[str, float | None]
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bytes]:
+    def _exchange(self, request: httpx.Request, timeouts: dict[str, float | None]) -> Answer:
         sock = self._sock
         assert sock is not None
         method = request.method.encode("ascii")
@@ -164,9 +162,7 @@ class Connection:
             state.receive_data(received)
         return self._h11_answer(sock, state)
 
-    def _plain_answer(
-        self, sock: socket.socket, method: bytes
-    ) -> tuple[tuple[int, list[tuple[bytes, bytes]], bytes, bytes] | None, bytes]:
+    def _plain_answer(self, sock: socket.socket, method: bytes) -> tuple[Answer | None, bytes]:
         """The answer read by `wire.parse_head` when it is plain, else (None, what was read).
         It steps aside as soon as the bytes cannot start a plain answer (h11 then fails at once
         where it would, not at the read timeout), and reads in linear time whatever the size
@@ -223,9 +219,7 @@ class Connection:
             ) from None
         return state, data or b""
 
-    def _h11_answer(
-        self, sock: socket.socket, state: h11.Connection
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bytes]:
+    def _h11_answer(self, sock: socket.socket, state: h11.Connection) -> Answer:
         while True:
             event = self._next_event(sock, state)
             if isinstance(event, h11.Response):
