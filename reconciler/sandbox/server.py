@@ -36,6 +36,7 @@ from werkzeug.wsgi import LimitedStream
 
 from reconciler.errors import ConfigError
 from reconciler.net import is_loopback
+from reconciler.sandbox.head import LeanHeadHandler
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -92,8 +93,9 @@ class _Server(ThreadedWSGIServer):
                 connection.shutdown(socket.SHUT_RDWR)
 
 
-class _Handler(WSGIRequestHandler):
-    """Serves keep-alive connections; logs each request like werkzeug's handler."""
+class _Handler(LeanHeadHandler, WSGIRequestHandler):
+    """Serves keep-alive connections; logs each request like werkzeug's handler. Request heads
+    are read without the email package (`head.py`)."""
 
     protocol_version = "HTTP/1.1"
     timeout = _IDLE_SECONDS
@@ -305,10 +307,12 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     allowed_hosts: Iterable[str] = (),
     tls: ssl.SSLContext | None = None,
+    quiet: bool = False,
 ) -> None:
     """Serve until Ctrl-C (or SIGTERM), then return normally. `on_ready(url)` runs once the port
-    is bound. Call it from the main thread: it installs its own signal handlers meanwhile."""
-    server = bind(app, host, port, quiet=False, allowed_hosts=allowed_hosts, tls=tls)
+    is bound; each request is logged on stderr unless `quiet`. Call it from the main thread: it
+    installs its own signal handlers meanwhile."""
+    server = bind(app, host, port, quiet=quiet, allowed_hosts=allowed_hosts, tls=tls)
     with _stop_on_signals():
         try:
             if on_ready is not None:
