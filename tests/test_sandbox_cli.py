@@ -129,6 +129,24 @@ def test_starts_prints_how_to_connect_answers_and_stops_on_ctrl_c() -> None:
     assert "Error on request" not in stderr
 
 
+@pytest.mark.parametrize("quiet", [False, True])
+def test_each_request_is_logged_unless_quiet(quiet: bool) -> None:
+    with sandbox_process(*(["--quiet"] if quiet else [])) as process:
+        with httpx.Client(base_url=process.url, timeout=10) as client:
+            assert client.get(f"/_sandbox/tenants/{TENANT}/state").status_code == 200
+            assert client.get("/no/such/path").status_code == 404
+        code, stderr = process.interrupt()
+    assert code == 0
+    logged = [line for line in stderr.splitlines() if "GET /" in line]
+    if quiet:
+        assert logged == []
+    else:
+        assert len(logged) == 2
+        assert f'/_sandbox/tenants/{TENANT}/state HTTP/1.1" 200' in logged[0]
+        assert "/no/such/path HTTP/1.1" in logged[1]  # (coloured: a 404)
+        assert logged[1].endswith(" 404 -")
+
+
 def test_ctrl_c_stops_with_an_idle_keep_alive_connection_open() -> None:
     with sandbox_process() as process, httpx.Client(base_url=process.url, timeout=10) as client:
         first = client.post(TOKEN, data=CREDENTIALS)

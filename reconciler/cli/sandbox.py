@@ -77,6 +77,11 @@ import click
 @click.option(
     "--tls-key", type=click.Path(exists=True, dir_okay=False), help="The --tls-cert's PEM key."
 )
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="No access log (one line per request on stderr); for load runs such as `make bench`.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -91,6 +96,7 @@ def sandbox(
     allowed_hosts: tuple[str, ...],
     tls_cert: str | None,
     tls_key: str | None,
+    quiet: bool,
 ) -> None:
     """Run a local NewStore for demos and tests, until Ctrl-C."""
     # lazy: start-up time
@@ -119,6 +125,7 @@ def sandbox(
         on_ready=lambda url: click.echo(banner(url, config, state_file)),
         allowed_hosts=allowed_hosts,
         tls=tls,
+        quiet=quiet,
     )
     click.echo("Sandbox stopped.")
 
