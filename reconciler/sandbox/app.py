@@ -34,6 +34,7 @@ import copy
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -139,7 +140,7 @@ class SandboxApp:
         self._requests: dict[str, list[dict[str, Any]]] = {}
         self._request_seq: dict[str, int] = {}
         self._webhook_requests: list[dict[str, Any]] = []
-        self._tokens: Tokens = {}  # token -> (tenant, monotonic expiry)
+        self._tokens: Tokens = OrderedDict()  # token -> (tenant, monotonic expiry), oldest first
         self._faults = FaultBook(self.config.fault_rate, self.config.seed)
         self._urls = _URL_MAP
         self._settings = SettingsAPI(mask_webhook_api_key=self.config.mask_webhook_api_key)

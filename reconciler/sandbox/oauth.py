@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections import OrderedDict
 from typing import TypeAlias
 
 from werkzeug.wrappers import Request, Response
@@ -16,7 +17,7 @@ from werkzeug.wrappers import Request, Response
 from reconciler.sandbox.config import SandboxConfig
 from reconciler.sandbox.responses import json_response, problem
 
-Tokens: TypeAlias = dict[str, tuple[str, float]]  # token -> (tenant, monotonic expiry)
+Tokens: TypeAlias = OrderedDict[str, tuple[str, float]]  # token -> (tenant, monotonic expiry)
 
 
 def token_response(
@@ -44,8 +45,10 @@ def token_response(
         }
         return json_response({**body, "request_id": rid}, 400)
     now = time.monotonic()
-    for expired in [t for t, v in tokens.items() if v[1] <= now]:
-        del tokens[expired]
+    # Issued in order of expiry (one TTL per sandbox): the expired ones are the oldest, and
+    # dropping them costs what expired, not every token still live.
+    while tokens and next(iter(tokens.values()))[1] <= now:
+        tokens.popitem(last=False)
     token = secrets.token_urlsafe(32)
     tokens[token] = (tenant, now + config.token_ttl)
     response = json_response(

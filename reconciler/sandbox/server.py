@@ -103,6 +103,7 @@ class _Handler(LeanHeadHandler, WSGIRequestHandler):
     # waits for the client's delayed ACK of the head, up to 40 ms on a reused connection.
     disable_nagle_algorithm = True
     server: _Server
+    _headers_buffer: list[bytes]  # http.server's: what send_header has queued
 
     def setup(self) -> None:
         super().setup()
@@ -161,8 +162,10 @@ class _Handler(LeanHeadHandler, WSGIRequestHandler):
             self.send_header("Content-Length", str(len(payload)))
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(payload)
+        # The blank line and the body go out with the head, in one write: one send and one
+        # wake-up of the client per answer, where end_headers would send the head alone.
+        self._headers_buffer.append(b"\r\n" + payload)
+        self.flush_headers()
         self.wfile.flush()
 
 
