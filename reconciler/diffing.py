@@ -13,7 +13,10 @@ when an allocation inside it starts a garbage collection, whose finalizers and g
 Python code, where the GIL can pass to another thread. Environments applied in parallel threads,
 verifying their Associate App documents at once, hit it: the step stopped on an "unexpected
 SystemError". On 3.11 the calls here run one at a time with collection held off, so no other
-parse starts in the middle of theirs.
+parse starts in the middle of theirs. That guards these calls only: a parse elsewhere that lets
+others run in its middle can still be broken by one of these (3.11's traceback formatting
+parses too, and the sandbox formats tracebacks in its request threads when an app fails).
+Nothing else in the package parses Python.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from http.client import parse_headers
 import pytest
 
 from reconciler.sandbox import SandboxApp
-from reconciler.sandbox.head import HeadError, read_fields
+from reconciler.sandbox.head import HeadError, framing_problem, read_fields
 
 HEADS = [
     b"Host: 127.0.0.1:8765\r\nUser-Agent: x/1\r\nAccept: */*\r\n\r\n",
@@ -68,6 +68,28 @@ def test_a_hundred_fields_are_read() -> None:
     assert len(read_fields(io.BytesIO(head))) == 100
 
 
+@pytest.mark.parametrize(
+    ("head", "problem"),
+    [
+        (b"Content-Length: 12\r\n\r\n", None),
+        (b"Transfer-Encoding: chunked\r\n\r\n", None),
+        (b"Transfer-Encoding: gzip\r\nTransfer-Encoding: Chunked \r\n\r\n", None),
+        (b"Content-Length: 0\r\nContent-Length: 50\r\n\r\n", "Repeated Content-Length"),
+        (b"Content-Length: 5\r\nContent-Length: 5\r\n\r\n", "Repeated Content-Length"),
+        (b"Content-Length: \xb2\r\n\r\n", "Bad Content-Length"),  # isdigit() says yes
+        (b"Content-Length: +5\r\n\r\n", "Bad Content-Length"),
+        (b"Content-Length: 1_0\r\n\r\n", "Bad Content-Length"),
+        (b"Transfer-Encoding: gzip\r\n\r\n", "Transfer-Encoding does not end in chunked"),
+        (
+            b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "Transfer-Encoding does not end in chunked",
+        ),
+    ],
+)
+def test_a_body_of_ambiguous_length_is_named(head: bytes, problem: str | None) -> None:
+    assert framing_problem(read_fields(io.BytesIO(head))) == problem
+
+
 # -- over a socket, against the real server ---------------------------------------------------
 
 
@@ -82,8 +104,11 @@ def _exchange(base_url: str, data: bytes) -> bytes:
     return received
 
 
+_SMUGGLED = b"GET /_sandbox/tenants/x/history HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
 def _answers(received: bytes) -> int:
-    return len(re.findall(rb"(?m)^HTTP/1\.[01] [0-9]{3} ", received))
+    return len(re.findall(rb"HTTP/1\.[01] [0-9]{3} ", received))
 
 
 def _request(
@@ -104,6 +129,14 @@ def _request(
         (_request("/_sandbox/faults", version=b"HTTP/1.x"), b"400"),
         (b"GET /_sandbox/faults\r\n\r\n", b"400"),  # HTTP/0.9
         (b"GET / HTTP/1.1 extra\r\nHost: 127.0.0.1\r\n\r\n", b"400"),
+        # A second request in the body of the first, framed by one of two lengths: smuggled.
+        (
+            b"POST /_sandbox/faults HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(_SMUGGLED), _SMUGGLED),
+            b"400",
+        ),
+        (_request("/_sandbox/faults", b"Transfer-Encoding: gzip"), b"400"),
+        (_request("/_sandbox/faults", b"Content-Length: \xb2"), b"400"),
     ],
 )
 def test_the_server_refuses_a_bad_head_and_closes(
@@ -147,3 +180,14 @@ def test_an_http_1_0_request_is_answered_and_closed(live_sandbox: tuple[SandboxA
     answer = _exchange(base_url, _request(version=b"HTTP/1.0") + _request())
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert _answers(answer) == 1  # the second request was never read
+
+
+def test_a_bodiless_answer_carries_no_body(live_sandbox: tuple[SandboxApp, str]) -> None:
+    _, base_url = live_sandbox
+    # A HEAD the app answers with a body (the 421 for a host it does not serve): the bytes
+    # after the head must be the next answer, not that body.
+    head = b"HEAD /_sandbox/faults HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    answer = _exchange(base_url, head + _request("/_sandbox/faults", b"Connection: close"))
+    first, rest = answer.split(b"\r\n\r\n", 1)
+    assert first.startswith(b"HTTP/1.1 421 ")
+    assert rest.startswith(b"HTTP/1.1 200 ")

@@ -40,10 +40,11 @@ import click
 @click.option("--seed", type=int, help="Seed for --fault-rate, for reproducible runs.")
 @click.option(
     "--token-ttl",
-    type=click.FloatRange(min=0, min_open=True),
+    # At most a year: `expires_in` is a whole number of seconds (an infinite one is not).
+    type=click.FloatRange(min=0, min_open=True, max=365 * 86400),
     default=3600.0,
     show_default=True,
-    help="Seconds an access token stays valid.",
+    help="Seconds an access token stays valid (at most a year).",
 )
 @click.option(
     "--webhook-api-key",

@@ -14,6 +14,12 @@ lines up to 65,536 bytes and 100 fields, 431 past either. A value loses the whit
 around it (the field's optional white space), which the email parser kept at its end.
 HTTP/0.9's one-line requests, which http.server served, are a 400, and every error has a status
 line (http.server answered a bad request line as HTTP/0.9, with a bare HTML page).
+
+A head whose body length is ambiguous is refused too (`framing_problem`), since the server
+keeps connections alive and the bytes after a misread body would be read as the next request:
+a repeated Content-Length (the handler framed the body by the first, werkzeug kept the last:
+a second request rode in the first one's body), one that is not digits, and a
+Transfer-Encoding whose last coding is not chunked (RFC 9112, 6.3).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ MAX_LINE = 65536
 MAX_FIELDS = 100
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(r"HTTP/([0-9]{1,10})\.([0-9]{1,10})")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class HeadError(Exception):
@@ -57,6 +64,19 @@ def read_fields(rfile: BinaryIO) -> HTTPMessage:
         if not colon or not _NAME.fullmatch(name) or b"\r" in value or b"\0" in value:
             raise HeadError(HTTPStatus.BAD_REQUEST, "Bad header line")
         fields[name.decode("ascii")] = value.strip(b" \t").decode("iso-8859-1")
+
+
+def framing_problem(fields: HTTPMessage) -> str | None:
+    """Why the body's length cannot be told from these fields, or None when it can."""
+    lengths = fields.get_all("Content-Length") or []
+    if len(lengths) > 1:
+        return "Repeated Content-Length"
+    if lengths and not _DIGITS.fullmatch(lengths[0]):
+        return "Bad Content-Length"
+    codings = ",".join(fields.get_all("Transfer-Encoding") or [])
+    if codings and codings.rsplit(",", 1)[-1].strip(" \t").lower() != "chunked":
+        return "Transfer-Encoding does not end in chunked"
+    return None
 
 
 class LeanHeadHandler(BaseHTTPRequestHandler):
@@ -100,6 +120,10 @@ class LeanHeadHandler(BaseHTTPRequestHandler):
             self.headers = read_fields(self.rfile)  # type: ignore[arg-type]
         except HeadError as exc:
             self.send_error(exc.status, exc.reason)
+            return False
+        problem = framing_problem(self.headers)
+        if problem is not None:
+            self.send_error(HTTPStatus.BAD_REQUEST, problem)
             return False
         connection = self.headers.get("Connection", "").lower()
         if connection == "close":

@@ -122,8 +122,10 @@ class _Handler(LeanHeadHandler, WSGIRequestHandler):
         super().handle()
 
     def run_wsgi(self) -> None:
+        # The head was refused unless its framing is unambiguous (head.framing_problem): one
+        # Content-Length of digits at most, and a Transfer-Encoding only when it ends in chunked.
         length = _content_length(self.headers.get("Content-Length"))
-        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        chunked = "Transfer-Encoding" in self.headers
         if chunked or length is None or length > _KEEP_ALIVE_MAX_BODY:
             self.close_connection = True
             super().run_wsgi()
@@ -160,6 +162,10 @@ class _Handler(LeanHeadHandler, WSGIRequestHandler):
         bodiless = code in (204, 304) or 100 <= code < 200 or environ["REQUEST_METHOD"] == "HEAD"
         if "content-length" not in names and not bodiless:
             self.send_header("Content-Length", str(len(payload)))
+        if bodiless:
+            # Whatever the app produced: bytes after a bodiless answer's head would be read as
+            # the start of the next answer on the connection.
+            payload = b""
         if self.close_connection:
             self.send_header("Connection", "close")
         # The blank line and the body go out with the head, in one write: one send and one
@@ -181,7 +187,7 @@ def _content_length(value: str | None) -> int | None:
     if value is None:
         return 0
     value = value.strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _call(
