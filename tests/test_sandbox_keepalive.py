@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 import httpx
 import pytest
 
 from reconciler.sandbox import SandboxApp, SandboxConfig, running
+from reconciler.sandbox.server import bind
 
 TENANT = "acme-staging"
 OMS = f"/{TENANT}/v0/config/sales_order/external_oms"
@@ -89,3 +94,57 @@ def test_stopping_the_server_closes_its_idle_connections() -> None:
         with pytest.raises(httpx.ConnectError):
             client.post(base_url + TOKEN, data=CREDENTIALS)
     assert len(first.requests(TENANT)) == 1
+
+
+def _serving_threads(sandbox: SandboxApp) -> list[str]:
+    """Records the name of the thread serving each request (threads are named uniquely)."""
+    names: list[str] = []
+    sandbox.before_request = lambda request: names.append(threading.current_thread().name)
+    return names
+
+
+def test_a_handler_thread_serves_one_connection_after_another() -> None:
+    sandbox = SandboxApp(SandboxConfig())
+    names = _serving_threads(sandbox)
+    server = bind(sandbox)
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    serving.start()
+    try:
+        base_url = f"http://127.0.0.1:{server.port}"
+        for _ in range(10):
+            with httpx.Client(base_url=base_url, timeout=10) as client:
+                assert client.get(f"/_sandbox/tenants/{TENANT}/state").status_code == 200
+            # The next connection comes once this one's thread is idle again.
+            _wait_until(lambda: server._idle == 1)  # type: ignore[attr-defined]
+        (idle,) = [t for t in threading.enumerate() if t.name in names]
+    finally:
+        server.shutdown()
+        serving.join()
+        server.server_close()
+    assert len(names) == 10
+    assert len(set(names)) == 1
+    idle.join(timeout=30)  # closing the server ended it, without its 60 s wait
+    assert not idle.is_alive()
+
+
+def test_connections_at_once_each_get_a_thread(live_sandbox: tuple[SandboxApp, str]) -> None:
+    sandbox, base_url = live_sandbox
+    names = _serving_threads(sandbox)
+    clients = [httpx.Client(base_url=base_url, timeout=10) for _ in range(4)]
+    try:
+        for _ in range(3):  # four connections open at once, each kept alive
+            for client in clients:
+                assert client.get(f"/_sandbox/tenants/{TENANT}/state").status_code == 200
+    finally:
+        for client in clients:
+            client.close()
+    assert len(set(names)) == 4
+    # Each connection kept its own thread: request k of every client on a different one.
+    assert [len(set(names[i : i + 4])) for i in range(0, 12, 4)] == [4, 4, 4]
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.005)

@@ -37,6 +37,7 @@ from werkzeug.wsgi import LimitedStream
 from reconciler.errors import ConfigError
 from reconciler.net import is_loopback
 from reconciler.sandbox.head import LeanHeadHandler
+from reconciler.sandbox.workers import ReusedThreads
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -54,9 +55,10 @@ _KEEP_ALIVE_MAX_BODY = 1024 * 1024
 _IDLE_SECONDS = 60.0
 
 
-class _Server(ThreadedWSGIServer):
+class _Server(ReusedThreads, ThreadedWSGIServer):
     """werkzeug's threaded server that knows its open connections, to close them when it
-    closes (its handler threads are daemons: nothing else would end an idle one)."""
+    closes (its handler threads are daemons: nothing else would end an idle one), and keeps
+    its handler threads for the next connection (`workers.py`)."""
 
     def __init__(self, *args: Any, tls: ssl.SSLContext | None = None, **kwargs: Any) -> None:
         # Before werkzeug's constructor, which already calls server_close.
