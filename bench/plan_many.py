@@ -93,36 +93,48 @@ Round 4's ratios were bound by the sandbox: one Python process (one GIL) spendin
 of CPU per request there, so the 6,000 requests took it longer than the 6.25 s ideal.
 
 Round 5 (2026-12-03, a later session, the machine between the two: ee2dcef's sandbox served
-the 6,000 requests in 5.8-8.0 s of CPU): the stand-in made cheaper, the plan untouched. The
-sandbox reads request heads without the email package (`sandbox/head.py`), writes each
-answer's head and body in one send, drops expired tokens from the oldest instead of scanning
+the 6,000 requests in 5.8-8.5 s of CPU): the stand-in made cheaper, the plan untouched but for
+one start-up cost. The sandbox reads request heads without the email package
+(`sandbox/head.py`), writes each answer's head and body in one send, keeps its handler threads
+for the next connection (`sandbox/workers.py`: starting a thread for each of a run's 5,000
+connections was a tenth of its CPU), drops expired tokens from the oldest instead of scanning
 them all per token request, and runs without its access log (`--quiet`, which the bench now
-passes). Interleaved pairs, the plan side the same tree in both, before = ee2dcef's sandbox
-(with its access log, as round 4 ran it):
+passes). The plan no longer checks the environment schema against the meta-schema at start-up
+(30 ms of every command; the checked-in schema is checked by the tests). Interleaved pairs,
+the plan side the same tree in both, before = ee2dcef's sandbox (with its access log, as
+round 4 ran it), the machine busy with neighbours (load 2.6-5.1):
 
-    1,000 plain   sandbox CPU   7.64, 6.40, 8.04 s  →  5.83, 5.90, 5.89 s
-                  ratio         1.79, 1.57, 1.95×   →  1.66, 1.59, 1.63×
-      200 plain   sandbox CPU   1.19, 1.28, 1.19 s  →  0.91, 0.98, 0.98 s
-                  ratio         1.89, 1.88, 1.90×   →  1.73, 1.78, 1.72×
-  `make bench` right after (load 0.54 at the start): 1,000 plain 6.25 ms per environment
-  (start-up 0.22, load 0.97, client 0.22, token 0.51, reads 2.93, plan 0.64, other 0.74),
-  1.56×; 200 plain 7.30 ms, 1.81×; HTTPS 1,000 12.8 ms, 2.36×; HTTPS 200 3.10×. --help 106 ms,
-  validate of the examples 281 ms.
+    1,000 plain   sandbox CPU   6.81, 6.96, 8.50 s  →  4.43, 4.94, 4.84 s
+                  ratio         1.67, 1.68, 2.03×   →  1.54, 1.58, 1.64×
+      200 plain   sandbox CPU   1.32, 1.21, 1.31 s  →  0.85, 0.81, 0.74 s
+                  ratio         1.92, 1.91, 1.88×   →  1.75, 1.71, 1.61×
+  `make bench --variant plain` on the idle machine, three runs (load 0.3-1.6 at the start):
+  1,000 plain 5.30-6.21 ms per environment (start-up 0.22, load 0.74, client 0.18, token
+  0.44, reads 2.73, plan 0.55, other 0.70 in the first), 1.37×, 1.45×, 1.33× (target 1.5×:
+  met); 200 plain 6.47-8.30 ms, 1.68×, 1.90×, 1.61× (target 1.6×: not met). --help 96 ms,
+  validate of the examples 232 ms (281 before the schema change). An earlier `make bench`
+  (before the thread reuse and the schema change): HTTPS 1,000 12.8 ms, 2.36×; HTTPS 200
+  3.10×. Against the issue's tree on this machine (each tree's `reconciler plan` against the
+  same quiet sandbox, three interleaved pairs at 1,000): ba28f04 11.52, 11.92, 14.06 ms of
+  CPU per environment, this tree 6.44, 6.33, 6.19 (0.51×); ratio 1.96-2.43× against
+  1.47-1.51×.
 
-Where the ratios stand. At 1,000 (target 1.5×) the run is within a tenth of the target, and
-on either side of it from run to run. At 200 (target 1.6×) a fixed cost weighs: the start-up
-(0.22 s, the imports) and loading the 200 files (0.24 s) are 0.46 s, a third of the 1.25 s
-ideal, before the first request; a timeline of one run (start-up 0.22 s, load done at 0.46 s,
-the first environment done at 0.61 s, then 16 environments per 0.11 s where 0.10 s is ideal)
-leaves the start-up and the first round as the gap. Loading the files in the workers, so the
-first requests leave while later files are still read, was tried and gained nothing: the plan
-process is one GIL, and loading then competes with the reads for it. What the plan's CPU is
-still spent on: threads waking (four reads handed to the pool per environment, ~0.35 ms),
-connecting (five connections per environment, one per concurrent GET), httpx's Request and
-Response models, parsing each environment's URLs, YAML composition and schema validation
-(~0.6 ms per file together). HTTPS costs five handshakes per environment. Halving the CPU
-again needs fewer connections and wake-ups per environment: HTTP/2 (the five GETs
-multiplexed on one connection; the sandbox's werkzeug speaks HTTP/1.1 only) or an event loop.
+Where the ratios stand. At 1,000 (target 1.5×) the idle runs meet it. At 200 (target 1.6×) a
+fixed cost weighs: the start-up (0.22 s, the imports) and loading the 200 files (0.24 s) are
+0.46 s, a third of the 1.25 s ideal, before the first request; a timeline of one run (start-up
+0.22 s, load done at 0.46 s, the first environment done at 0.61 s, then 16 environments per
+0.11 s where 0.10 s is ideal) leaves the start-up and the first round as the gap. At 16
+environments in flight and ~5.5 ms of plan CPU each, the plan process's one GIL is busy ~88 ms
+of every 100 ms round, so every answer waits its turn for it: the plan's CPU per environment,
+not the network, sets the pace. Loading the files in the workers, so the first requests leave
+while later files are still read, was tried and gained nothing: the plan process is one GIL,
+and loading then competes with the reads for it. What the plan's CPU is still spent on: threads
+waking (four reads handed to the pool per environment, ~0.35 ms), connecting (five connections
+per environment, one per concurrent GET), httpx's Request and Response models, parsing each
+environment's URLs, YAML composition and schema validation (~0.6 ms per file together). HTTPS
+costs five handshakes per environment. Halving the CPU again needs fewer connections and
+wake-ups per environment: HTTP/2 (the five GETs multiplexed on one connection; the sandbox's
+werkzeug speaks HTTP/1.1 only) or an event loop.
 """
 
 from __future__ import annotations
